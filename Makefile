@@ -1,0 +1,34 @@
+# Entry points named in README.md. Every target bootstraps first, so each
+# works on a fresh Debian machine.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: deps demo test test-fast lint typecheck bench soak fixtures clean
+
+deps:
+	scripts/bootstrap.sh
+
+demo: deps
+	$(VENV)/bin/cardguard demo
+
+test: deps
+	$(PY) -m pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check exporter tests benchmarks
+	$(VENV)/bin/ruff format --check exporter tests benchmarks
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m benchmarks
+
+soak: deps
+	$(PY) -m pytest -q -m slow tests/test_soak.py
+
+fixtures: deps
+	tests/testdata/record.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

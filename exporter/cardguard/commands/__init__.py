@@ -1,0 +1,1 @@
+"""Command-line commands; each module defines one click command (see cardguard.cli.COMMANDS)."""
