@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps demo test test-fast lint typecheck bench soak fixtures clean
+.PHONY: deps demo test test-fast lint typecheck bench soak fixtures proto clean
 
 deps:
 	scripts/bootstrap.sh
@@ -29,6 +29,10 @@ soak: deps
 
 fixtures: deps
 	tests/testdata/record.sh
+
+# Regenerate the pprof protobuf module from its schema (needs: pip install grpcio-tools).
+proto:
+	cd exporter && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. cardguard/pprof/profile.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

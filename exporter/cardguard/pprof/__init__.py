@@ -1,0 +1,27 @@
+"""Pure analysis of Go pprof data: profile decoding, heap owners, goroutine groups.
+
+Modules:
+
+- ``profile``: decode a gzip-compressed (or raw) ``profile.proto`` into a
+  :class:`~cardguard.pprof.profile.Profile`, with typed errors and a limit on
+  the decompressed size.
+- ``heap``: flat and cumulative cost per function for any sample index, and
+  growth between two snapshots (what ``go tool pprof -top [-base]`` shows).
+- ``goroutines``: read goroutine profiles in all three formats (``debug=0``
+  proto, ``debug=1`` counted stacks, ``debug=2`` full dump) and the
+  ``goroutineleak`` profile; group goroutines by stack and by creator; track
+  group growth.
+
+Nothing here does I/O: every function takes bytes or parsed objects.
+
+The protobuf schema is ``profile.proto`` in this directory, written for
+cardguard from the published pprof field numbers. ``profile_pb2.py`` and
+``profile_pb2.pyi`` are generated from it; after editing the schema run
+``make proto``, which does::
+
+    python -m grpc_tools.protoc -I exporter --python_out=exporter \\
+        --pyi_out=exporter exporter/cardguard/pprof/profile.proto
+
+(``grpc_tools`` comes from ``pip install grpcio-tools``; it is only needed to
+regenerate, never at run time.)
+"""
