@@ -36,6 +36,7 @@ does the same for a standalone rules file.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -314,11 +315,13 @@ class _Reader:
                 self.fail(key_node, path, "keys must be strings")
                 continue
             if key not in known:
-                self.fail(
-                    key_node,
-                    f"{path}.{key}",
-                    f"unknown key (expected one of: {', '.join(known)})",
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"expected one of: {', '.join(known)}"
                 )
+                self.fail(key_node, f"{path}.{key}", f"unknown key; {hint}")
                 continue
             if key in out:
                 self.fail(key_node, f"{path}.{key}", "key given twice")
@@ -458,7 +461,7 @@ def _describe(node: yaml.Node) -> str:
         return "a list"
     if node.tag == _NULL:
         return "nothing"
-    return repr(node.value)
+    return repr(node.value) if node.tag == _STR else str(node.value)
 
 
 # Field readers per section: field name -> reader(reader, node, path) -> value | None.
