@@ -37,7 +37,9 @@ from typing import Any
 
 import bcrypt
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode
 
+from cardguard.config import Ctx, Section, join
 from cardguard.errors import ConfigError
 
 # Go's tls.ClientAuthType names. Python's ssl module always verifies a client
@@ -132,243 +134,160 @@ class WebConfig:
         return bool(self.basic_auth_users)
 
 
-class _Problems:
-    """Collect every problem with its file:line so all are reported at once."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, node: yaml.Node | None, path: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
-        self.items.append(f"{self.source}:{line}: {path}: {message}")
-
-
-def _mapping(node: yaml.Node, path: str, problems: _Problems) -> dict[str, yaml.Node]:
-    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
-        return {}
-    if not isinstance(node, yaml.MappingNode):
-        problems.add(node, path, "expected a mapping")
-        return {}
-    out: dict[str, yaml.Node] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            problems.add(key, path, "keys must be strings")
-            continue
-        if key.value in out:
-            problems.add(key, f"{path}.{key.value}", "duplicate key")
-        out[str(key.value)] = value
-    return out
+_TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
+_TLS_KEYS = (
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+)
 
 
-def _check_keys(
-    nodes: dict[str, yaml.Node], allowed: set[str], path: str, problems: _Problems
-) -> None:
-    for key, node in nodes.items():
-        if key not in allowed:
-            where = f"{path}.{key}" if path else key
-            problems.add(node, where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
-def _string(node: yaml.Node, path: str, problems: _Problems) -> str | None:
-    if not isinstance(node, yaml.ScalarNode) or node.tag.endswith(":null"):
-        problems.add(node, path, "expected a string")
-        return None
-    return str(node.value)
-
-
-def _bool(node: yaml.Node, path: str, problems: _Problems) -> bool | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool"):
-        return str(node.value).lower() in ("true", "yes", "on")
-    problems.add(node, path, f"expected true or false, got {getattr(node, 'value', node)!r}")
-    return None
-
-
-def _strings(node: yaml.Node, path: str, problems: _Problems) -> tuple[str, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        problems.add(node, path, "expected a list of strings")
-        return ()
+def _strings(ctx: Ctx, node: Node | None, path: str) -> tuple[str, ...]:
     out = []
-    for i, item in enumerate(node.value):
-        s = _string(item, f"{path}[{i}]", problems)
+    for i, item in enumerate(ctx.sequence(node, path)):
+        s = ctx.string(item, join(path, i))
         if s is not None:
             out.append(s)
     return tuple(out)
 
 
-def _choice(
-    node: yaml.Node, path: str, choices: Mapping[str, Any], problems: _Problems
-) -> str | None:
-    value = _string(node, path, problems)
-    if value is None:
-        return None
-    if value not in choices:
-        problems.add(node, path, f"expected one of {', '.join(choices)}, got {value!r}")
-        return None
-    return value
+def _names(ctx: Ctx, sec: Section, key: str, table: Mapping[str, str]) -> tuple[str, ...]:
+    node = sec.value_node(key)
+    if node is None:
+        return ()
+    path = sec.key_path(key)
+    out = []
+    for i, item in enumerate(ctx.sequence(node, path)):
+        name = ctx.choice(item, join(path, i), table)
+        if name is not None:
+            out.append(name)
+    return tuple(out)
 
 
-def _tls(node: yaml.Node, base: Path, problems: _Problems) -> TLSServerConfig | None:
+def _tls(ctx: Ctx, node: Node | None) -> TLSServerConfig | None:
     path = "tls_server_config"
-    nodes = _mapping(node, path, problems)
-    if not nodes:
+    sec = ctx.section(node, path, _TLS_KEYS)
+    if sec is None or not sec.items:
         return None
-    _check_keys(
-        nodes,
-        {
-            "cert_file",
-            "key_file",
-            "client_auth_type",
-            "client_ca_file",
-            "client_allowed_sans",
-            "min_version",
-            "max_version",
-            "cipher_suites",
-            "curve_preferences",
-            "prefer_server_cipher_suites",
-        },
-        path,
-        problems,
-    )
-    files: dict[str, Path | None] = {}
-    for key in ("cert_file", "key_file", "client_ca_file"):
-        files[key] = None
-        if key in nodes:
-            s = _string(nodes[key], f"{path}.{key}", problems)
-            if s:
-                p = Path(s)
-                files[key] = p if p.is_absolute() else base / p
-    for key in ("cert_file", "key_file"):
-        if files[key] is None and key not in nodes:
-            problems.add(node, path, f"{key} is required when tls_server_config is set")
-    kwargs: dict[str, Any] = {}
-    if "client_auth_type" in nodes:
-        cat = _choice(
-            nodes["client_auth_type"], f"{path}.client_auth_type", CLIENT_AUTH_TYPES, problems
+    cert = sec.required("cert_file", ctx.file)
+    key = sec.required("key_file", ctx.file)
+    ca = sec.optional("client_ca_file", ctx.file)
+    d = TLSServerConfig(cert_file=Path(), key_file=Path())
+    cat = sec.get("client_auth_type", lambda n, p: ctx.choice(n, p, CLIENT_AUTH_TYPES), None)
+    if cat is not None and CLIENT_AUTH_TYPES[cat] is None:
+        ctx.error(
+            sec.value_node("client_auth_type"),
+            sec.key_path("client_auth_type"),
+            f"{cat} (accept a client certificate without verifying it) is not supported; "
+            "use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
         )
-        if cat is not None and CLIENT_AUTH_TYPES[cat] is None:
-            problems.add(
-                nodes["client_auth_type"],
-                f"{path}.client_auth_type",
-                f"{cat} (accept a client certificate without verifying it) is not supported; "
-                "use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
-            )
-        elif cat is not None:
-            kwargs["client_auth_type"] = cat
-    verifying = kwargs.get("client_auth_type", "NoClientCert") != "NoClientCert"
-    if verifying and files["client_ca_file"] is None:
-        problems.add(
-            nodes.get("client_auth_type", node),
-            f"{path}.client_ca_file",
-            "required when client_auth_type verifies client certificates",
+        cat = None
+    client_auth = cat or d.client_auth_type
+    verifying = client_auth != "NoClientCert"
+    if verifying and not sec.has("client_ca_file"):
+        ctx.error(
+            sec.value_node("client_auth_type"),
+            sec.key_path("client_ca_file"),
+            f"required when client_auth_type is {client_auth}",
         )
-    if files["client_ca_file"] is not None and not verifying:
-        problems.add(
-            nodes["client_ca_file"],
-            f"{path}.client_ca_file",
-            "set, but client_auth_type is NoClientCert so it would be ignored",
+    if sec.has("client_ca_file") and not verifying:
+        ctx.error(
+            sec.value_node("client_ca_file"),
+            sec.key_path("client_ca_file"),
+            "set, but client_auth_type is NoClientCert, so it would be ignored",
         )
-    for key in ("min_version", "max_version"):
-        if key in nodes:
-            v = _choice(nodes[key], f"{path}.{key}", TLS_VERSIONS, problems)
-            if v is not None:
-                kwargs[key] = v
-    lo = TLS_VERSIONS[kwargs.get("min_version", "TLS12")]
-    hi = TLS_VERSIONS[kwargs.get("max_version", "TLS13")]
-    if lo > hi:
-        problems.add(nodes.get("min_version", node), f"{path}.min_version", "is above max_version")
-    if "client_allowed_sans" in nodes:
-        kwargs["client_allowed_sans"] = _strings(
-            nodes["client_allowed_sans"], f"{path}.client_allowed_sans", problems
+    version = lambda n, p: ctx.choice(n, p, TLS_VERSIONS)  # noqa: E731
+    lo = sec.get("min_version", version, d.min_version)
+    hi = sec.get("max_version", version, d.max_version)
+    if TLS_VERSIONS[lo] > TLS_VERSIONS[hi]:
+        ctx.error(
+            sec.value_node("min_version"), sec.key_path("min_version"), "is above max_version"
         )
-        if kwargs["client_allowed_sans"] and not verifying:
-            problems.add(
-                nodes["client_allowed_sans"],
-                f"{path}.client_allowed_sans",
-                "needs a client_auth_type that verifies client certificates",
-            )
-    for key, table in (("cipher_suites", CIPHER_SUITES), ("curve_preferences", CURVES)):
-        if key in nodes:
-            names = _strings(nodes[key], f"{path}.{key}", problems)
-            for i, name in enumerate(names):
-                if name not in table:
-                    problems.add(
-                        nodes[key].value[i],
-                        f"{path}.{key}[{i}]",
-                        f"unknown name {name!r} (known: {', '.join(table)})",
-                    )
-            kwargs[key] = tuple(n for n in names if n in table)
-    if "prefer_server_cipher_suites" in nodes:
-        b = _bool(
-            nodes["prefer_server_cipher_suites"], f"{path}.prefer_server_cipher_suites", problems
+    sans = _strings(ctx, sec.value_node("client_allowed_sans"), sec.key_path("client_allowed_sans"))
+    if sans and not verifying:
+        ctx.error(
+            sec.value_node("client_allowed_sans"),
+            sec.key_path("client_allowed_sans"),
+            "needs a client_auth_type that verifies client certificates",
         )
-        if b is not None:
-            kwargs["prefer_server_cipher_suites"] = b
-    for key in ("cert_file", "key_file", "client_ca_file"):
-        p = files[key]
-        if p is not None and not p.is_file():
-            problems.add(nodes[key], f"{path}.{key}", f"no such file: {p}")
-    cert, key = files["cert_file"], files["key_file"]
+    ciphers = _names(ctx, sec, "cipher_suites", CIPHER_SUITES)
+    curves = _names(ctx, sec, "curve_preferences", CURVES)
+    prefer = sec.get("prefer_server_cipher_suites", ctx.boolean, d.prefer_server_cipher_suites)
     if cert is None or key is None:
         return None
     return TLSServerConfig(
         cert_file=cert,
         key_file=key,
-        client_ca_file=files["client_ca_file"],
-        **kwargs,
+        client_auth_type=client_auth,
+        client_ca_file=ca,
+        client_allowed_sans=sans,
+        min_version=lo,
+        max_version=hi,
+        cipher_suites=ciphers,
+        curve_preferences=curves,
+        prefer_server_cipher_suites=prefer,
     )
 
 
-def _http(node: yaml.Node, problems: _Problems) -> HTTPServerConfig:
+def _http(ctx: Ctx, node: Node | None) -> HTTPServerConfig:
     path = "http_server_config"
-    nodes = _mapping(node, path, problems)
-    _check_keys(nodes, {"headers", "http2"}, path, problems)
+    sec = ctx.section(node, path, ("headers", "http2"))
+    if sec is None:
+        return HTTPServerConfig()
     headers: list[tuple[str, str]] = []
-    for name, value_node in (
-        _mapping(nodes["headers"], f"{path}.headers", problems).items()
-        if ("headers" in nodes)
-        else ()
-    ):
-        where = f"{path}.headers.{name}"
+    hnode = sec.value_node("headers")
+    if hnode is not None and isinstance(hnode, MappingNode):
+        names = [str(k.value) for k, _ in hnode.value if isinstance(k, ScalarNode)]
+        hsec = ctx.section(hnode, sec.key_path("headers"), names)
+    else:
+        hsec = ctx.section(hnode, sec.key_path("headers"), ())
+    for name, (knode, vnode) in (hsec.items if hsec is not None else {}).items():
+        where = join(sec.key_path("headers"), name)
         canonical = next((h for h in ALLOWED_HEADERS if h.lower() == name.lower()), None)
         if canonical is None:
-            problems.add(
-                value_node, where, f"header not allowed (allowed: {', '.join(ALLOWED_HEADERS)})"
-            )
+            ctx.error(knode, where, f"header not allowed (allowed: {', '.join(ALLOWED_HEADERS)})")
             continue
-        value = _string(value_node, where, problems)
+        value = ctx.string(vnode, where)
         if value is None:
             continue
         pinned = ALLOWED_HEADERS[canonical]
         if pinned is not None and value.lower() not in pinned:
-            problems.add(value_node, where, f"expected one of {', '.join(pinned)}, got {value!r}")
+            ctx.error(vnode, where, f"expected one of {', '.join(pinned)}, got {value!r}")
             continue
         if "\r" in value or "\n" in value:
-            problems.add(value_node, where, "header values may not contain line breaks")
+            ctx.error(vnode, where, "header values must be a single line")
             continue
         headers.append((canonical, value))
-    http2 = True
-    if "http2" in nodes:
-        b = _bool(nodes["http2"], f"{path}.http2", problems)
-        http2 = True if b is None else b
-    return HTTPServerConfig(headers=tuple(headers), http2=http2)
+    return HTTPServerConfig(headers=tuple(headers), http2=sec.get("http2", ctx.boolean, True))
 
 
-def _users(node: yaml.Node, problems: _Problems) -> tuple[tuple[str, bytes], ...]:
+def _users(ctx: Ctx, node: Node | None) -> tuple[tuple[str, bytes], ...]:
     path = "basic_auth_users"
+    if node is not None and isinstance(node, MappingNode):
+        names = [str(k.value) for k, _ in node.value if isinstance(k, ScalarNode)]
+    else:
+        names = []
+    sec = ctx.section(node, path, names)
     out: list[tuple[str, bytes]] = []
-    for user, hash_node in _mapping(node, path, problems).items():
-        where = f"{path}.{user}"
-        if ":" in user or not user:
-            problems.add(hash_node, where, "user names may not be empty or contain ':'")
+    for user, (knode, vnode) in (sec.items if sec is not None else {}).items():
+        where = join(path, user)
+        if ":" in user:
+            ctx.error(knode, where, "user names may not contain ':'")
             continue
-        value = _string(hash_node, where, problems)
-        if value is None:
+        if not (isinstance(vnode, ScalarNode) and vnode.tag.endswith(":str")):
+            ctx.error(vnode, where, "expected a bcrypt hash ($2a$, $2b$ or $2y$ ...)")
             continue
-        hashed = value.encode()
+        hashed = str(vnode.value).encode()
         if not _looks_like_bcrypt(hashed):
             # Never echo the value: it may be a plain-text password put there by mistake.
-            problems.add(hash_node, where, "expected a bcrypt hash ($2a$, $2b$ or $2y$ ...)")
+            ctx.error(vnode, where, "expected a bcrypt hash ($2a$, $2b$ or $2y$ ...)")
             continue
         out.append((user, hashed))
     return tuple(out)
@@ -391,26 +310,26 @@ def parse(text: str, source: str = "-", base: Path | None = None) -> WebConfig:
         source: the file name used in messages.
         base: directory that relative file paths are resolved against.
     """
-    problems = _Problems(source)
+    ctx = Ctx(source, base)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(source, [f"{source}{line}: invalid YAML: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(source, [f"{source}:{line}: invalid YAML: {exc}"]) from None
+        raise ConfigError(source, [f"{source}: invalid YAML: {exc}"]) from None
     if root is None:
         return WebConfig(source=source)
-    top = _mapping(root, "web config", problems)
-    _check_keys(top, {"tls_server_config", "http_server_config", "basic_auth_users"}, "", problems)
-    base = base if base is not None else Path(".")
-    tls = _tls(top["tls_server_config"], base, problems) if "tls_server_config" in top else None
-    http = _http(top["http_server_config"], problems) if "http_server_config" in top else None
-    users = _users(top["basic_auth_users"], problems) if "basic_auth_users" in top else ()
-    if problems.items:
-        raise ConfigError(source, problems.items)
-    return WebConfig(
-        source=source, tls=tls, http=http or HTTPServerConfig(), basic_auth_users=users
-    )
+    top = ctx.section(root, "", _TOP_KEYS)
+    if top is None:
+        raise ConfigError(source, ctx.problems)
+    tls = _tls(ctx, top.value_node("tls_server_config")) if top.has("tls_server_config") else None
+    http = _http(ctx, top.value_node("http_server_config"))
+    users = _users(ctx, top.value_node("basic_auth_users"))
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return WebConfig(source=source, tls=tls, http=http, basic_auth_users=users)
 
 
 def load(path: str | Path) -> WebConfig:
@@ -420,7 +339,7 @@ def load(path: str | Path) -> WebConfig:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(p), [f"{p}: cannot read web config: {exc}"]) from None
-    return parse(text, source=str(p), base=p.parent)
+    return parse(text, source=str(p), base=p.resolve().parent)
 
 
 def ssl_context(tls: TLSServerConfig, source: str = "-") -> ssl.SSLContext:

@@ -1,0 +1,158 @@
+"""The --web.config.file format: parsing with file:line errors, TLS context, bcrypt basic auth."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from cardguard import webconfig
+from cardguard.errors import ConfigError
+from tlscerts import Certs, make_certs
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write(d: Path, text: str) -> Path:
+    p = d / "web.yml"
+    p.write_text(text)
+    return p
+
+
+def test_empty_file_is_plain_http_without_auth(tmp_path: Path) -> None:
+    cfg = webconfig.load(write(tmp_path, ""))
+    assert cfg.tls is None and not cfg.auth_required
+
+
+def test_full_file_loads_with_relative_paths(certs: Certs) -> None:
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    p = write(
+        certs.dir,
+        f"""\
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: VerifyClientCertIfGiven
+  client_ca_file: ca.crt
+  min_version: TLS13
+  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+  curve_preferences: [X25519]
+http_server_config:
+  headers:
+    X-Frame-Options: deny
+    Strict-Transport-Security: max-age=31536000
+basic_auth_users:
+  alice: {hashed}
+""",
+    )
+    cfg = webconfig.load(p)
+    assert cfg.tls is not None
+    assert cfg.tls.cert_file == certs.server_cert
+    assert cfg.tls.client_ca_file == certs.ca
+    assert cfg.tls.min_version == "TLS13"
+    assert cfg.http.headers == (
+        ("X-Frame-Options", "deny"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+    )
+    ctx = webconfig.ssl_context(cfg.tls, cfg.source)
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert ctx.verify_mode == ssl.CERT_OPTIONAL
+    auth = webconfig.BasicAuth(cfg.basic_auth_users)
+    assert auth.check(basic("alice", "s3cret"))
+    assert not auth.check(basic("alice", "wrong"))
+    assert not auth.check(basic("bob", "s3cret"))
+
+
+def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        """\
+tls_server_config:
+  cert_file: missing.crt
+  client_auth_type: RequireAnyClientCert
+  min_version: TLS14
+  cipher_suites: [TLS_FANCY]
+http_server_config:
+  headers:
+    X-Powered-By: cardguard
+    X-Frame-Options: allow
+basic_auth_users:
+  alice: hunter2
+listen: ":9100"
+""",
+    )
+    with pytest.raises(ConfigError) as err:
+        webconfig.load(p)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    expected = [
+        ":2: tls_server_config.cert_file: file not found: missing.crt",
+        ":2: tls_server_config.key_file: required",
+        ":3: tls_server_config.client_auth_type: RequireAnyClientCert",
+        ":4: tls_server_config.min_version: expected one of TLS10",
+        ":5: tls_server_config.cipher_suites[0]: expected one of",
+        ":8: http_server_config.headers.X-Powered-By: header not allowed",
+        ":9: http_server_config.headers.X-Frame-Options: expected one of deny, sameorigin",
+        ":11: basic_auth_users.alice: expected a bcrypt hash",
+        ":12: listen: unknown key",
+    ]
+    for e in expected:
+        assert any(e in p for p in problems), f"missing {e!r} in:\n{text}"
+    assert all(p.startswith(str(tmp_path / "web.yml") + ":") for p in problems)
+    # A plain-text password put in the hash field must never be echoed back.
+    assert "hunter2" not in text
+
+
+def test_client_auth_needs_a_ca(certs: Certs) -> None:
+    p = write(
+        certs.dir,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n",
+    )
+    with pytest.raises(
+        ConfigError, match=r"web\.yml:4: tls_server_config\.client_ca_file: required"
+    ):
+        webconfig.load(p)
+
+
+def test_mismatched_key_is_a_config_error(certs: Certs) -> None:
+    p = write(certs.dir, "tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n")
+    cfg = webconfig.load(p)
+    assert cfg.tls is not None
+    with pytest.raises(ConfigError, match="cannot load cert_file"):
+        webconfig.ssl_context(cfg.tls, cfg.source)
+
+
+def test_basic_auth_rejects_malformed_headers() -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
+    auth = webconfig.BasicAuth((("alice", hashed),))
+    for header in (
+        None,
+        "",
+        "Bearer abc",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"alice").decode(),
+    ):
+        assert not auth.check(header)
+    assert auth.check(basic("alice", "pw"))
+    assert auth.check(basic("alice", "pw"))  # the cached path gives the same answer
+    assert webconfig.BasicAuth(()).check(None)  # no users: no auth
+
+
+def test_allowed_sans() -> None:
+    tls = webconfig.TLSServerConfig(
+        cert_file=Path("x"), key_file=Path("y"), client_allowed_sans=("prometheus.test",)
+    )
+    assert webconfig.peer_allowed(tls, {"subjectAltName": (("DNS", "prometheus.test"),)})
+    assert not webconfig.peer_allowed(tls, {"subjectAltName": (("DNS", "other.test"),)})
+    assert not webconfig.peer_allowed(tls, None)
