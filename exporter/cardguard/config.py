@@ -1,0 +1,774 @@
+"""YAML configuration loaded into typed, frozen dataclasses, every error with file:line.
+
+The loader works on PyYAML's node graph (``yaml.compose``) rather than on plain
+Python objects, so each value still knows the line it came from.  Validation
+never stops at the first problem: a :class:`Ctx` collects every problem as
+``file:line: path: message`` and :func:`parse_config` raises one
+:class:`~cardguard.errors.ConfigError` carrying all of them.
+
+Defaults live in one place: the dataclass field defaults below (target-level
+values that default to a ``global`` value are filled in by :func:`parse_config`).
+
+The ``rules`` section belongs to :mod:`cardguard.rules`: ``load_rules(node, ctx)``
+is called with the section's node (``None`` when absent: the defaults) and the
+same :class:`Ctx`, so its problems are reported together with ours.  The
+result is passed through untouched as :attr:`Config.rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from cardguard.errors import ConfigError
+from cardguard.rules import DEFAULT_RULES, Rules, load_rules
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------
+# Value types
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it is sent to a target."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def parse_duration(text: str) -> float | None:
+    """Return seconds for a Prometheus-style duration (``15s``, ``1m30s``, ``2h``), else None."""
+    m = _DURATION_RE.match(text)
+    if not text or m is None or not any(m.groups()):
+        return None
+    return sum(int(g) * u for g, u in zip(m.groups(), _DURATION_UNITS, strict=True) if g)
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way a user would write them in the config (``90s`` -> ``1m30s``)."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+_SIZE_RE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+def parse_size(text: str) -> int | None:
+    """Return bytes for a size such as ``64MiB``, ``500KB`` or ``1048576``, else None."""
+    m = _SIZE_RE.match(text.strip())
+    if m is None:
+        return None
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+
+
+# ---------------------------------------------------------------------------
+# Config objects (defaults live here and only here)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Per-target caps on cardguard's own output; entries past a cap fold into ``__other__``."""
+
+    families: int = 200
+    labels: int = 500
+    heap_owners: int = 30
+    goroutine_groups: int = 30
+    offenders: int = 50
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a family or label becomes visible in cardguard's output (sticky afterwards)."""
+
+    min_family_series: int = 100
+    min_label_values: int = 50
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """The ``global`` section: defaults for every target and the output bounds."""
+
+    scrape_interval: float = 30.0
+    scrape_timeout: float = 10.0
+    body_size_limit: int = 64 * 1024 * 1024
+    exact_count_cap: int = 10_000
+    caps: Caps = field(default_factory=Caps)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: Secret | None = None
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+    insecure_skip_verify: bool = False
+
+
+GOROUTINELEAK_MODES = ("auto", "true", "false")
+
+
+@dataclass(frozen=True)
+class ProfilesConfig:
+    """Which ``net/http/pprof`` endpoints to read, and how often (separately from /metrics)."""
+
+    enabled: bool = True
+    interval: float = 60.0
+    timeout: float | None = None  # None: the target's timeout
+    heap: bool = True
+    goroutine: bool = True
+    goroutine_full_max: int = 2000
+    goroutineleak: str = "auto"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One Go service to watch."""
+
+    name: str
+    url: str
+    metrics_path: str = "/metrics"
+    pprof_path: str = "/debug/pprof"
+    interval: float = 30.0
+    timeout: float = 10.0
+    body_size_limit: int = 64 * 1024 * 1024
+    headers: tuple[tuple[str, Secret], ...] = ()
+    basic_auth: BasicAuth | None = None
+    bearer_token: Secret | None = None
+    bearer_token_file: Path | None = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url.rstrip("/") + self.metrics_path
+
+    def pprof_url(self, name: str) -> str:
+        """Return the URL of one pprof endpoint (``heap``, ``goroutine``, ...)."""
+        return self.url.rstrip("/") + self.pprof_path.rstrip("/") + "/" + name
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated configuration file."""
+
+    source: str
+    global_: GlobalConfig
+    targets: tuple[TargetConfig, ...]
+    rules: Rules = DEFAULT_RULES
+
+    def target(self, name: str) -> TargetConfig | None:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Line-tracking validation helpers (reused by cardguard.rules)
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, ScalarNode):
+        if node.tag.endswith(":null"):
+            return "null"
+        if node.tag.endswith(":str"):
+            return repr(node.value)
+        return str(node.value)
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return "an unknown node"
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: ScalarNode) -> Any:
+    return _constructor.construct_object(node, deep=True)
+
+
+class Ctx:
+    """Collects problems as ``file:line: path: message`` while a config is validated."""
+
+    def __init__(self, source: str, base_dir: Path | None = None) -> None:
+        self.source = source
+        self.base_dir = base_dir if base_dir is not None else Path.cwd()
+        self.problems: list[str] = []
+
+    def error(self, node: Node | None, path: str, message: str) -> None:
+        """Record one problem at ``node``'s line (or without a line when node is None)."""
+        where = f"{self.source}:{node.start_mark.line + 1}" if node is not None else self.source
+        self.problems.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+    def section(self, node: Node | None, path: str, keys: Iterable[str]) -> Section | None:
+        """Check that ``node`` is a mapping with only ``keys``; None after recording a problem.
+
+        A null node (the key present with no value) reads as an empty section.
+        """
+        if node is None or _is_null(node):
+            return Section(self, path, {}, node)
+        if not isinstance(node, MappingNode):
+            self.error(node, path, f"expected a mapping, got {_describe(node)}")
+            return None
+        allowed = set(keys)
+        items: dict[str, tuple[Node, Node]] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, ScalarNode):
+                self.error(knode, path, "keys must be strings")
+                continue
+            key = str(knode.value)
+            kpath = join(path, key)
+            if key in items:
+                first = items[key][0].start_mark.line + 1
+                self.error(knode, kpath, f"duplicate key (first given on line {first})")
+                continue
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                extra = f"; did you mean {hint!r}?" if hint else ""
+                self.error(knode, kpath, f"unknown key{extra}")
+                continue
+            items[key] = (knode, vnode)
+        return Section(self, path, items, node)
+
+    def sequence(self, node: Node | None, path: str) -> list[Node]:
+        """Return the items of a list node; [] after recording a problem when it is not a list."""
+        if node is None or _is_null(node):
+            return []
+        if not isinstance(node, SequenceNode):
+            self.error(node, path, f"expected a list, got {_describe(node)}")
+            return []
+        return list(node.value)
+
+    # Scalar converters: each returns None after recording a problem.
+
+    def string(self, node: Node, path: str) -> str | None:
+        if isinstance(node, ScalarNode) and node.tag.endswith(":str") and node.value != "":
+            return str(node.value)
+        if isinstance(node, ScalarNode) and node.tag.endswith((":int", ":float", ":bool")):
+            return str(node.value)  # a number where a string is expected is still text
+        self.error(node, path, f"expected a non-empty string, got {_describe(node)}")
+        return None
+
+    def boolean(self, node: Node, path: str) -> bool | None:
+        if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
+            return bool(_scalar(node))
+        self.error(node, path, f"expected true or false, got {_describe(node)}")
+        return None
+
+    def integer(self, node: Node, path: str, minimum: int = 0) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag.endswith(":int"):
+            value = int(_scalar(node))
+            if value < minimum:
+                self.error(node, path, f"must be at least {minimum}, got {value}")
+                return None
+            return value
+        self.error(node, path, f"expected an integer, got {_describe(node)}")
+        return None
+
+    def number(self, node: Node, path: str, minimum: float = 0.0) -> float | None:
+        if isinstance(node, ScalarNode) and node.tag.endswith((":int", ":float")):
+            value = float(_scalar(node))
+            if value < minimum:
+                self.error(node, path, f"must be at least {minimum:g}, got {node.value}")
+                return None
+            return value
+        self.error(node, path, f"expected a number, got {_describe(node)}")
+        return None
+
+    def duration(self, node: Node, path: str) -> float | None:
+        value = parse_duration(str(node.value)) if isinstance(node, ScalarNode) else None
+        if value is None:
+            self.error(node, path, f"expected a duration like 30s, got {_describe(node)}")
+            return None
+        if value <= 0:
+            self.error(node, path, f"must be longer than 0s, got {node.value!r}")
+            return None
+        return value
+
+    def size(self, node: Node, path: str) -> int | None:
+        value = parse_size(str(node.value)) if isinstance(node, ScalarNode) else None
+        if value is None or value <= 0:
+            self.error(
+                node,
+                path,
+                f"expected a size like 64MiB or a number of bytes, got {_describe(node)}",
+            )
+            return None
+        return value
+
+    def choice(self, node: Node, path: str, choices: Iterable[str]) -> str | None:
+        options = tuple(choices)
+        if isinstance(node, ScalarNode) and str(node.value) in options:
+            return str(node.value)
+        self.error(node, path, f"expected one of {', '.join(options)}, got {_describe(node)}")
+        return None
+
+    def file(self, node: Node, path: str) -> Path | None:
+        """Return a path resolved against the config file's directory; it must exist."""
+        text = self.string(node, path)
+        if text is None:
+            return None
+        p = Path(text)
+        if not p.is_absolute():
+            p = self.base_dir / p
+        if not p.is_file():
+            self.error(node, path, f"file not found: {text}")
+            return None
+        return p
+
+
+def join(path: str, key: str | int) -> str:
+    """Extend a config path: ``join("targets", 2)`` -> ``targets[2]``."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag.endswith(":null")
+
+
+def _closest(key: str, allowed: set[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+class Section:
+    """A validated mapping: typed getters that fall back to a default after a problem."""
+
+    def __init__(
+        self, ctx: Ctx, path: str, items: dict[str, tuple[Node, Node]], node: Node | None
+    ) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.items = items
+        self.node = node
+
+    def has(self, key: str) -> bool:
+        return key in self.items
+
+    def value_node(self, key: str) -> Node | None:
+        entry = self.items.get(key)
+        return entry[1] if entry else None
+
+    def key_path(self, key: str) -> str:
+        return join(self.path, key)
+
+    def get(self, key: str, convert: Callable[[Node, str], T | None], default: T) -> T:
+        """Convert ``key`` with a Ctx converter; ``default`` when absent, null or invalid."""
+        node = self.value_node(key)
+        if node is None or _is_null(node):
+            return default
+        value = convert(node, self.key_path(key))
+        return default if value is None else value
+
+    def optional(self, key: str, convert: Callable[[Node, str], T | None]) -> T | None:
+        node = self.value_node(key)
+        if node is None or _is_null(node):
+            return None
+        return convert(node, self.key_path(key))
+
+    def required(self, key: str, convert: Callable[[Node, str], T | None]) -> T | None:
+        node = self.value_node(key)
+        if node is None or _is_null(node):
+            self.ctx.error(self.node, self.key_path(key), "required")
+            return None
+        return convert(node, self.key_path(key))
+
+
+# ---------------------------------------------------------------------------
+# Sections
+
+_TOP_KEYS = ("global", "targets", "rules")
+_GLOBAL_KEYS = (
+    "scrape_interval",
+    "scrape_timeout",
+    "body_size_limit",
+    "exact_count_cap",
+    "caps",
+    "thresholds",
+)
+_CAPS_KEYS = ("families", "labels", "heap_owners", "goroutine_groups", "offenders")
+_THRESHOLD_KEYS = ("min_family_series", "min_label_values")
+_TARGET_KEYS = (
+    "name",
+    "url",
+    "metrics_path",
+    "pprof_path",
+    "interval",
+    "timeout",
+    "body_size_limit",
+    "headers",
+    "basic_auth",
+    "bearer_token",
+    "bearer_token_file",
+    "tls",
+    "profiles",
+)
+_BASIC_AUTH_KEYS = ("username", "password", "password_file")
+_TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify")
+_PROFILE_KEYS = (
+    "enabled",
+    "interval",
+    "timeout",
+    "heap",
+    "goroutine",
+    "goroutine_full_max",
+    "goroutineleak",
+)
+# Headers that cardguard sets itself; overriding them would break size limits or negotiation.
+_RESERVED_HEADERS = {"accept-encoding", "content-length", "host", "transfer-encoding"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _positive(ctx: Ctx) -> Callable[[Node, str], int | None]:
+    return lambda n, p: ctx.integer(n, p, minimum=1)
+
+
+def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
+    d = GlobalConfig()
+    sec = ctx.section(node, "global", _GLOBAL_KEYS)
+    if sec is None:
+        return d
+    caps_sec = ctx.section(sec.value_node("caps"), "global.caps", _CAPS_KEYS)
+    caps = Caps()
+    if caps_sec is not None:
+        pos = _positive(ctx)
+        caps = Caps(
+            families=caps_sec.get("families", pos, caps.families),
+            labels=caps_sec.get("labels", pos, caps.labels),
+            heap_owners=caps_sec.get("heap_owners", pos, caps.heap_owners),
+            goroutine_groups=caps_sec.get("goroutine_groups", pos, caps.goroutine_groups),
+            offenders=caps_sec.get("offenders", pos, caps.offenders),
+        )
+    th_sec = ctx.section(sec.value_node("thresholds"), "global.thresholds", _THRESHOLD_KEYS)
+    th = Thresholds()
+    if th_sec is not None:
+        th = Thresholds(
+            min_family_series=th_sec.get("min_family_series", ctx.integer, th.min_family_series),
+            min_label_values=th_sec.get("min_label_values", ctx.integer, th.min_label_values),
+        )
+    g = GlobalConfig(
+        scrape_interval=sec.get("scrape_interval", ctx.duration, d.scrape_interval),
+        scrape_timeout=sec.get("scrape_timeout", ctx.duration, d.scrape_timeout),
+        body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
+        exact_count_cap=sec.get("exact_count_cap", _positive(ctx), d.exact_count_cap),
+        caps=caps,
+        thresholds=th,
+    )
+    if g.scrape_timeout > g.scrape_interval and sec.has("scrape_timeout"):
+        ctx.error(
+            sec.value_node("scrape_timeout"),
+            "global.scrape_timeout",
+            f"must not exceed global.scrape_interval ({format_duration(g.scrape_interval)})",
+        )
+    return g
+
+
+def _check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        ctx.error(node, path, f"expected an http:// or https:// URL, got {url!r}")
+        return False
+    if not parts.hostname:
+        ctx.error(node, path, "URL has no host")
+        return False
+    if parts.username is not None or parts.password is not None:
+        # Never echo the URL here: it holds the credentials.
+        ctx.error(node, path, "credentials in the URL are not allowed; use basic_auth")
+        return False
+    if parts.query or parts.fragment:
+        ctx.error(node, path, "the base URL must not have a query or fragment")
+        return False
+    try:
+        _ = parts.port
+    except ValueError:
+        ctx.error(node, path, f"invalid port in {url!r}")
+        return False
+    return True
+
+
+def _url_path(ctx: Ctx) -> Callable[[Node, str], str | None]:
+    def convert(node: Node, path: str) -> str | None:
+        text = ctx.string(node, path)
+        if text is not None and not text.startswith("/"):
+            ctx.error(node, path, f"must start with '/', got {text!r}")
+            return None
+        return text
+
+    return convert
+
+
+def _load_headers(ctx: Ctx, node: Node | None, path: str) -> tuple[tuple[str, Secret], ...]:
+    sec = None
+    if node is not None and not _is_null(node):
+        if not isinstance(node, MappingNode):
+            ctx.error(
+                node, path, f"expected a mapping of header names to values, got {_describe(node)}"
+            )
+            return ()
+        names = [str(k.value) for k, _ in node.value if isinstance(k, ScalarNode)]
+        sec = ctx.section(node, path, names)
+    if sec is None:
+        return ()
+    out = []
+    for name, (knode, vnode) in sec.items.items():
+        hpath = join(path, name)
+        if not re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", name):
+            ctx.error(knode, hpath, "not a valid HTTP header name")
+            continue
+        if name.lower() in _RESERVED_HEADERS:
+            ctx.error(knode, hpath, "cardguard sets this header itself")
+            continue
+        value = ctx.string(vnode, hpath)
+        if value is not None:
+            if "\n" in value or "\r" in value:
+                ctx.error(vnode, hpath, "header values must be a single line")
+                continue
+            out.append((name, Secret(value)))
+    return tuple(out)
+
+
+def _load_basic_auth(ctx: Ctx, node: Node, path: str) -> BasicAuth | None:
+    sec = ctx.section(node, path, _BASIC_AUTH_KEYS)
+    if sec is None:
+        return None
+    username = sec.required("username", ctx.string)
+    password = sec.optional("password", ctx.string)
+    password_file = sec.optional("password_file", ctx.file)
+    if sec.has("password") and sec.has("password_file"):
+        ctx.error(sec.node, path, "set only one of password and password_file")
+    if not sec.has("password") and not sec.has("password_file"):
+        ctx.error(sec.node, path, "one of password or password_file is required")
+    if username is None:
+        return None
+    return BasicAuth(
+        username=username,
+        password=Secret(password) if password is not None else None,
+        password_file=password_file,
+    )
+
+
+def _load_tls(ctx: Ctx, node: Node | None, path: str) -> TLSConfig:
+    sec = ctx.section(node, path, _TLS_KEYS)
+    if sec is None:
+        return TLSConfig()
+    tls = TLSConfig(
+        ca_file=sec.optional("ca_file", ctx.file),
+        cert_file=sec.optional("cert_file", ctx.file),
+        key_file=sec.optional("key_file", ctx.file),
+        server_name=sec.optional("server_name", ctx.string),
+        insecure_skip_verify=sec.get("insecure_skip_verify", ctx.boolean, False),
+    )
+    if sec.has("cert_file") != sec.has("key_file"):
+        ctx.error(sec.node, path, "cert_file and key_file must be given together")
+    return tls
+
+
+def _load_profiles(ctx: Ctx, node: Node | None, path: str, timeout: float) -> ProfilesConfig:
+    d = ProfilesConfig()
+    sec = ctx.section(node, path, _PROFILE_KEYS)
+    if sec is None:
+        return d
+
+    def leak_mode(node: Node, kpath: str) -> str | None:
+        # YAML reads bare true/false as booleans; they name the matching mode.
+        if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
+            return "true" if _scalar(node) else "false"
+        return ctx.choice(node, kpath, GOROUTINELEAK_MODES)
+
+    p = ProfilesConfig(
+        enabled=sec.get("enabled", ctx.boolean, d.enabled),
+        interval=sec.get("interval", ctx.duration, d.interval),
+        timeout=sec.get("timeout", ctx.duration, timeout),
+        heap=sec.get("heap", ctx.boolean, d.heap),
+        goroutine=sec.get("goroutine", ctx.boolean, d.goroutine),
+        goroutine_full_max=sec.get("goroutine_full_max", ctx.integer, d.goroutine_full_max),
+        goroutineleak=sec.get("goroutineleak", leak_mode, d.goroutineleak),
+    )
+    if p.timeout is not None and p.timeout > p.interval and sec.has("timeout"):
+        ctx.error(
+            sec.value_node("timeout"),
+            join(path, "timeout"),
+            f"must not exceed {join(path, 'interval')} ({format_duration(p.interval)})",
+        )
+    return p
+
+
+def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConfig | None:
+    sec = ctx.section(node, path, _TARGET_KEYS)
+    if sec is None:
+        return None
+    name = sec.required("name", ctx.string)
+    if name is not None and not _NAME_RE.match(name):
+        ctx.error(
+            sec.value_node("name"),
+            join(path, "name"),
+            f"use 1-64 characters from A-Z a-z 0-9 _ . : -, got {name!r}",
+        )
+    url = sec.required("url", ctx.string)
+    if url is not None and not _check_url(ctx, sec.value_node("url"), join(path, "url"), url):
+        url = None
+    interval = sec.get("interval", ctx.duration, g.scrape_interval)
+    timeout = sec.get("timeout", ctx.duration, min(g.scrape_timeout, interval))
+    if timeout > interval and (sec.has("timeout") or sec.has("interval")):
+        where = sec.value_node("timeout") or sec.value_node("interval")
+        ctx.error(
+            where,
+            join(path, "timeout"),
+            f"timeout {format_duration(timeout)} must not exceed interval "
+            f"{format_duration(interval)}",
+        )
+    basic_auth_node = sec.value_node("basic_auth")
+    basic_auth = (
+        _load_basic_auth(ctx, basic_auth_node, join(path, "basic_auth"))
+        if basic_auth_node is not None and not _is_null(basic_auth_node)
+        else None
+    )
+    bearer = sec.optional("bearer_token", ctx.string)
+    bearer_file = sec.optional("bearer_token_file", ctx.file)
+    n_auth = sum(1 for k in ("basic_auth", "bearer_token", "bearer_token_file") if sec.has(k))
+    if n_auth > 1:
+        ctx.error(sec.node, path, "set only one of basic_auth, bearer_token and bearer_token_file")
+    tls = _load_tls(ctx, sec.value_node("tls"), join(path, "tls"))
+    if url is not None and urlsplit(url).scheme == "http" and sec.has("tls"):
+        ctx.error(sec.value_node("tls"), join(path, "tls"), "tls is set but the url is http://")
+    profiles = _load_profiles(ctx, sec.value_node("profiles"), join(path, "profiles"), timeout)
+    metrics_path = sec.get("metrics_path", _url_path(ctx), "/metrics")
+    pprof_path = sec.get("pprof_path", _url_path(ctx), "/debug/pprof")
+    headers = _load_headers(ctx, sec.value_node("headers"), join(path, "headers"))
+    body_size_limit = sec.get("body_size_limit", ctx.size, g.body_size_limit)
+    if name is None or url is None:
+        return None
+    return TargetConfig(
+        name=name,
+        url=url.rstrip("/"),
+        metrics_path=metrics_path,
+        pprof_path=pprof_path,
+        interval=interval,
+        timeout=timeout,
+        body_size_limit=body_size_limit,
+        headers=headers,
+        basic_auth=basic_auth,
+        bearer_token=Secret(bearer) if bearer is not None else None,
+        bearer_token_file=bearer_file,
+        tls=tls,
+        profiles=profiles,
+    )
+
+
+def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config:
+    """Parse and validate config ``text``; ``source`` names it in every message.
+
+    Raises:
+        ConfigError: with every problem found, each as ``source:line: path: message``.
+    """
+    ctx = Ctx(source, base_dir)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(source, [f"{source}{line}: invalid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"{source}: invalid YAML: {exc}"]) from None
+    if root is None:
+        raise ConfigError(source, [f"{source}: the file is empty; at least targets is required"])
+    top = ctx.section(root, "", _TOP_KEYS)
+    if top is None:
+        raise ConfigError(source, ctx.problems)
+    g = _load_global(ctx, top.value_node("global"))
+    targets: list[TargetConfig] = []
+    seen: dict[str, int] = {}
+    tnode = top.value_node("targets")
+    if tnode is None:
+        ctx.error(root, "targets", "required")
+    for i, item in enumerate(ctx.sequence(tnode, "targets")):
+        t = _load_target(ctx, item, join("targets", i), g)
+        if t is None:
+            continue
+        if t.name in seen:
+            ctx.error(
+                item,
+                join(join("targets", i), "name"),
+                f"duplicate target name {t.name!r} (also targets[{seen[t.name]}])",
+            )
+            continue
+        seen[t.name] = i
+        targets.append(t)
+    rules = load_rules(top.value_node("rules"), ctx)
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return Config(source=source, global_=g, targets=tuple(targets), rules=rules)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the config file at ``path``.
+
+    Relative file paths inside the config (CA files, password files) are
+    resolved against the config file's directory.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"{path}: cannot read: {exc}"]) from None
+    return parse_config(text, str(path), base_dir=p.resolve().parent)

@@ -1,0 +1,258 @@
+"""Config loading: one bad file per validation rule with its message pinned, plus defaults."""
+# ruff: noqa: E501  (pinned messages stay on one line so they can be grepped)
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cardguard.config import (
+    Caps,
+    Secret,
+    format_duration,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_size,
+)
+from cardguard.errors import ConfigError
+from support import TESTDATA, cardguard_argv
+
+CONFIGS = TESTDATA / "config"
+
+# Every bad file and the exact messages it must produce (file name relative to CONFIGS).
+EXPECTED: dict[str, list[str]] = {
+    "bad-basic-auth-both.yml": [
+        "bad-basic-auth-both.yml:5: targets[0].basic_auth: set only one of password and password_file",
+    ],
+    "bad-basic-auth-none.yml": [
+        "bad-basic-auth-none.yml:5: targets[0].basic_auth: one of password or password_file is required",
+    ],
+    "bad-cap-zero.yml": [
+        "bad-cap-zero.yml:3: global.caps.families: must be at least 1, got 0",
+    ],
+    "bad-duplicate-key.yml": [
+        "bad-duplicate-key.yml:4: targets[0].url: duplicate key (first given on line 3)",
+    ],
+    "bad-duplicate-name.yml": [
+        "bad-duplicate-name.yml:4: targets[1].name: duplicate target name 'api' (also targets[0])",
+    ],
+    "bad-duration.yml": [
+        "bad-duration.yml:4: targets[0].interval: expected a duration like 30s, got 'fast'",
+    ],
+    "bad-empty.yml": [
+        "bad-empty.yml: the file is empty; at least targets is required",
+    ],
+    "bad-global-timeout.yml": [
+        "bad-global-timeout.yml:3: global.scrape_timeout: must not exceed global.scrape_interval (10s)",
+    ],
+    "bad-goroutineleak.yml": [
+        "bad-goroutineleak.yml:5: targets[0].profiles.goroutineleak: expected one of auto, true, false, got 'sometimes'",
+    ],
+    "bad-header.yml": [
+        "bad-header.yml:5: targets[0].headers.Accept-Encoding: cardguard sets this header itself",
+        "bad-header.yml:6: targets[0].headers.Bad Header: not a valid HTTP header name",
+    ],
+    "bad-insecure-not-bool.yml": [
+        "bad-insecure-not-bool.yml:5: targets[0].tls.insecure_skip_verify: expected true or false, got 'yes please'",
+    ],
+    "bad-many.yml": [
+        "bad-many.yml:2: global.scrape_interval: expected a duration like 30s, got 15",
+        "bad-many.yml:6: targets[0].interval: expected a duration like 30s, got 'soon'",
+        "bad-many.yml:8: targets[1].url: expected an http:// or https:// URL, got 'localhost:9100'",
+        "bad-many.yml:10: targets[1].profiles.goroutine_full_max: must be at least 0, got -1",
+    ],
+    "bad-metrics-path.yml": [
+        "bad-metrics-path.yml:4: targets[0].metrics_path: must start with '/', got 'metrics'",
+    ],
+    "bad-missing-file.yml": [
+        "bad-missing-file.yml:4: targets[0].bearer_token_file: file not found: no-such-token.txt",
+    ],
+    "bad-missing-name.yml": [
+        "bad-missing-name.yml:2: targets[0].name: required",
+    ],
+    "bad-missing-targets.yml": [
+        "bad-missing-targets.yml:1: targets: required",
+    ],
+    "bad-name-chars.yml": [
+        "bad-name-chars.yml:2: targets[0].name: use 1-64 characters from A-Z a-z 0-9 _ . : -, got 'my api'",
+    ],
+    "bad-profiles-key.yml": [
+        "bad-profiles-key.yml:6: targets[0].profiles.goroutines: unknown key; did you mean 'goroutine'?",
+    ],
+    "bad-rules.yml": [
+        "bad-rules.yml:6: rules.label_explosion.severity: expected one of info, warning, critical, got 'loud'",
+    ],
+    "bad-size.yml": [
+        "bad-size.yml:2: global.body_size_limit: expected a size like 64MiB or a number of bytes, got 'lots'",
+    ],
+    "bad-targets-not-list.yml": [
+        "bad-targets-not-list.yml:2: targets: expected a list, got a mapping",
+    ],
+    "bad-threshold-type.yml": [
+        "bad-threshold-type.yml:3: global.thresholds.min_label_values: expected an integer, got 'many'",
+    ],
+    "bad-timeout-over-interval.yml": [
+        "bad-timeout-over-interval.yml:5: targets[0].timeout: timeout 20s must not exceed interval 10s",
+    ],
+    "bad-tls-cert-without-key.yml": [
+        "bad-tls-cert-without-key.yml:5: targets[0].tls: cert_file and key_file must be given together",
+    ],
+    "bad-tls-on-http.yml": [
+        "bad-tls-on-http.yml:5: targets[0].tls: tls is set but the url is http://",
+    ],
+    "bad-two-auths.yml": [
+        "bad-two-auths.yml:2: targets[0]: set only one of basic_auth, bearer_token and bearer_token_file",
+    ],
+    "bad-unknown-key.yml": [
+        "bad-unknown-key.yml:2: global.scrape_intervall: unknown key; did you mean 'scrape_interval'?",
+    ],
+    "bad-unknown-top.yml": [
+        "bad-unknown-top.yml:1: targetz: unknown key; did you mean 'targets'?",
+    ],
+    "bad-url-credentials.yml": [
+        "bad-url-credentials.yml:3: targets[0].url: credentials in the URL are not allowed; use basic_auth",
+    ],
+    "bad-url-query.yml": [
+        "bad-url-query.yml:3: targets[0].url: the base URL must not have a query or fragment",
+    ],
+    "bad-url-scheme.yml": [
+        "bad-url-scheme.yml:3: targets[0].url: expected an http:// or https:// URL, got 'ftp://127.0.0.1:8080'",
+    ],
+    "bad-yaml-syntax.yml": [
+        "bad-yaml-syntax.yml:4: invalid YAML: expected ',' or ']', but got '<stream end>'",
+    ],
+}
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [p.replace(str(path), path.name) for p in info.value.problems]
+
+
+def test_every_bad_file_is_pinned() -> None:
+    on_disk = {p.name for p in CONFIGS.glob("bad-*.yml")}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_config_message(name: str) -> None:
+    assert problems_of(CONFIGS / name) == EXPECTED[name]
+
+
+def test_all_errors_reported_at_once() -> None:
+    assert len(problems_of(CONFIGS / "bad-many.yml")) == 4
+
+
+def test_good_full_config_values() -> None:
+    cfg = load_config(CONFIGS / "good-full.yml")
+    g = cfg.global_
+    assert (g.scrape_interval, g.scrape_timeout) == (15.0, 5.0)
+    assert g.body_size_limit == 16 * 1024 * 1024
+    assert g.exact_count_cap == 5000
+    assert g.caps == Caps(
+        families=100, labels=200, heap_owners=20, goroutine_groups=20, offenders=30
+    )
+    assert (g.thresholds.min_family_series, g.thresholds.min_label_values) == (10, 5)
+    api, minimal = cfg.targets
+    assert api.url == "https://127.0.0.1:8443"
+    assert api.metrics_url == "https://127.0.0.1:8443/internal/metrics"
+    assert api.pprof_url("heap") == "https://127.0.0.1:8443/debug/pprof/heap"
+    assert (api.interval, api.timeout) == (60.0, 30.0)
+    assert api.basic_auth is not None and api.basic_auth.password_file == CONFIGS / "password.txt"
+    assert api.tls.ca_file == CONFIGS / "ca.pem"
+    assert api.tls.server_name == "api.internal"
+    assert api.tls.insecure_skip_verify is False
+    assert api.profiles.interval == 120.0
+    assert api.profiles.goroutine_full_max == 500
+    assert api.profiles.goroutineleak == "false"
+    # Target defaults come from global.
+    assert (minimal.interval, minimal.timeout, minimal.body_size_limit) == (15.0, 5.0, 16 << 20)
+    assert minimal.profiles.enabled and minimal.profiles.goroutineleak == "auto"
+    assert minimal.profiles.timeout == 5.0
+    assert cfg.target("minimal") is minimal and cfg.target("nope") is None
+
+
+def test_minimal_config_defaults() -> None:
+    cfg = parse_config("targets:\n  - {name: a, url: 'http://127.0.0.1:1'}\n", "inline.yml")
+    t = cfg.targets[0]
+    assert (t.interval, t.timeout) == (30.0, 10.0)
+    assert t.body_size_limit == 64 << 20
+    assert t.metrics_url == "http://127.0.0.1:1/metrics"
+    assert t.profiles.interval == 60.0 and t.profiles.goroutine_full_max == 2000
+    assert cfg.global_.caps == Caps()
+    # No rules section: the rules module's defaults.
+    from cardguard.rules import DEFAULT_RULES
+
+    assert cfg.rules is DEFAULT_RULES
+
+
+def test_secrets_never_in_repr() -> None:
+    text = """
+targets:
+  - name: a
+    url: http://127.0.0.1:1
+    headers: {X-Api-Key: key-material-1}
+    basic_auth: {username: u, password: hunter2-secret}
+"""
+    cfg = parse_config(text, "inline.yml")
+    shown = repr(cfg) + str(cfg)
+    assert "hunter2-secret" not in shown and "key-material-1" not in shown
+    assert "<secret>" in shown
+    ba = cfg.targets[0].basic_auth
+    assert ba is not None and ba.password is not None
+    assert ba.password.reveal() == "hunter2-secret"
+    assert repr(Secret("x")) == "<secret>" and f"{Secret('x')}" == "<secret>"
+
+
+def test_credentials_in_url_are_not_echoed() -> None:
+    problems = problems_of(CONFIGS / "bad-url-credentials.yml")
+    assert not any("hunter2" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15s", 15), ("1m", 60), ("2h", 7200), ("1m30s", 90), ("500ms", 0.5), ("1d", 86400)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "fast", "15", "1.5s", "s", "1s1m", "-1s"])
+def test_bad_durations(text: str) -> None:
+    assert parse_duration(text) is None
+
+
+def test_sizes() -> None:
+    assert parse_size("64MiB") == 64 << 20
+    assert parse_size("500KB") == 500_000
+    assert parse_size("1024") == 1024
+    assert parse_size("big") is None
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        cardguard_argv("check-config", str(CONFIGS / "bad-many.yml")),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    for line in EXPECTED["bad-many.yml"]:
+        assert line.replace("bad-many.yml", str(CONFIGS / "bad-many.yml")) in bad.stderr
+    assert "4 errors" in bad.stderr
+    good = subprocess.run(
+        cardguard_argv("check-config", str(CONFIGS / "good-full.yml")),
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "OK, 2 target(s)" in good.stdout
+    assert "api: https://127.0.0.1:8443/internal/metrics every 1m" in good.stdout
+    missing = subprocess.run(
+        cardguard_argv("check-config", str(tmp_path / "nope.yml")), capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
