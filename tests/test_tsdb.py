@@ -1,0 +1,119 @@
+"""Fleet mode: /api/v1/status/tsdb from a real Prometheus that scraped a label explosion."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from cardguard import tsdb
+from cardguard.errors import ParseError
+from promstack import prometheus, pushgateway
+from support import wait_for
+
+EXPLODED = 400
+
+
+def explosion_page(n: int) -> str:
+    lines = ["# TYPE leaky_requests_total counter"]
+    lines += [f'leaky_requests_total{{path="/user/{i}/profile"}} {i}' for i in range(n)]
+    lines += ["# TYPE steady_up gauge", 'steady_up{zone="a"} 1']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real Prometheus scraping a real Pushgateway holding a pushed label explosion."""
+    work = tmp_path_factory.mktemp("tsdb")
+    with pushgateway(work) as pgw:
+        r = requests.put(
+            f"{pgw.base_url}/metrics/job/leaky/instance/a",
+            data=explosion_page(EXPLODED),
+            timeout=10,
+        )
+        r.raise_for_status()
+        config = {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "pushgateway",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [f"127.0.0.1:{pgw.port}"]}],
+                }
+            ],
+        }
+        with prometheus(work, config) as prom:
+
+            def scraped() -> bool:
+                body = requests.get(f"{prom.base_url}/api/v1/status/tsdb", timeout=5).json()
+                names = {e["name"] for e in body["data"]["seriesCountByMetricName"]}
+                return "leaky_requests_total" in names
+
+            wait_for(scraped, 60, "Prometheus to ingest the pushed explosion")
+            yield prom
+
+
+def test_parse_real_status_finds_the_explosion(central) -> None:  # type: ignore[no-untyped-def]
+    body = requests.get(f"{central.base_url}/api/v1/status/tsdb", params={"limit": 5}, timeout=5)
+    status = tsdb.parse(body.content, central.base_url, limit=5)
+    assert status.head.num_series >= EXPLODED
+    assert status.series_by_metric[0] == ("leaky_requests_total", EXPLODED)
+    assert dict(status.values_by_label)["path"] == EXPLODED
+    assert "path" in dict(status.memory_by_label)
+    assert ("job=leaky", EXPLODED + 1) in status.series_by_pair or dict(status.series_by_pair)[
+        "job=leaky"
+    ] >= EXPLODED
+    assert len(status.series_by_metric) <= 5
+
+
+def test_view_is_bounded_and_sticky(central) -> None:  # type: ignore[no-untyped-def]
+    body = requests.get(f"{central.base_url}/api/v1/status/tsdb", params={"limit": 50}, timeout=5)
+    status = tsdb.parse(body.content, central.base_url, limit=50)
+    view = tsdb.TSDBView.new(cap=3, family_threshold=10, label_threshold=10)
+    rows = view.rows(status)
+    fam, _ = rows["seriesCountByMetricName"]
+    assert fam[0] == ("leaky_requests_total", EXPLODED)
+    assert len(fam) <= 4 and fam[-1][0] == tsdb.OTHER
+    # Nothing is lost: shown rows plus __other__ add up to what Prometheus reported.
+    assert sum(v for _, v in fam) == sum(v for _, v in status.series_by_metric)
+    labels, _ = rows["labelValueCountByLabelName"]
+    assert ("path", EXPLODED) in labels
+    mem, _ = rows["memoryInBytesByLabelName"]
+    assert {n for n, _ in mem} <= {n for n, _ in labels}
+    # A shown entry stays shown when it falls below the threshold (no churn).
+    shrunk = tsdb.TSDBStatus(head=status.head, series_by_metric=(("leaky_requests_total", 1),))
+    again, _ = view.rows(shrunk)["seriesCountByMetricName"]
+    assert again == [("leaky_requests_total", 1)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>502 Bad Gateway</html>", "not JSON"),
+        (b'{"status":"error","error":"bad limit"}', "status is 'error': bad limit"),
+        (b'{"status":"success","data":[]}', "data: expected an object"),
+        (
+            b'{"status":"success","data":{"seriesCountByMetricName":[{"name":"x","value":"7"}]}}',
+            "seriesCountByMetricName[0].value: expected a number",
+        ),
+        (b'{"status":"success","data":{"headStats":{"numSeries":-1}}}', "non-negative"),
+    ],
+)
+def test_bad_bodies_are_typed_errors(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError) as err:
+        tsdb.parse(body, "http://central:9090/api/v1/status/tsdb")
+    assert message in str(err.value)
+    assert str(err.value).startswith("http://central:9090/api/v1/status/tsdb")
+
+
+def test_limit_is_enforced_even_if_the_server_ignores_it() -> None:
+    doc = {
+        "status": "success",
+        "data": {
+            "headStats": {"numSeries": 5000, "minTime": 1, "maxTime": 2},
+            "seriesCountByMetricName": [{"name": f"m{i}", "value": i} for i in range(5000)],
+        },
+    }
+    status = tsdb.parse(json.dumps(doc).encode(), "x", limit=10)
+    assert len(status.series_by_metric) == 10
