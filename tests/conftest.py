@@ -20,3 +20,10 @@ def toolchains() -> dict[str, Path]:
     if not found:
         pytest.fail("no Go toolchain: run scripts/bootstrap.sh")
     return found
+
+
+# --- demo service (deploy/demo-service; issue 3, see tests/demo_support.py) ---
+# demo_binaries (session), demo_service (factory), leaky_demo (session).
+from demo_support import demo_binaries, demo_service, leaky_demo  # noqa: E402, F401
+
+# --- end of demo service section ---

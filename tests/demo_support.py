@@ -1,0 +1,115 @@
+"""Build and run the leaky demo service (deploy/demo-service) for tests.
+
+Fixtures (re-exported by conftest.py):
+
+- ``demo_binaries`` (session): ``{"go1.19": Path, "current": Path}``, built once
+  and cached under ``support.CACHE`` keyed by Go version and source hash;
+- ``demo_service``: a factory, ``with demo_service("current", "-healthy") as p:``
+  runs the binary on a free port (``p.base_url``, ``p.port``);
+- ``leaky_demo`` (session): one demo on the current Go with every leak on at
+  rates that show within seconds; shared by the session, do not stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from support import (
+    CACHE,
+    REPO,
+    Process,
+    build_go_program,
+    go_version,
+    http_ok,
+    running,
+    wait_for,
+)
+
+DEMO_SRC = REPO / "deploy" / "demo-service"
+_LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
+
+# Leak rates that make every leak plain within a few seconds of start.
+DEMO_FAST_FLAGS = (
+    "-label-rate=200",
+    "-goroutine-rate=100",
+    "-tick-interval=5ms",
+    "-cache-rate=200",
+)
+
+
+def _demo_source_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted(DEMO_SRC.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(DEMO_SRC).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_demo(go: Path) -> Path:
+    """Build the demo service with ``go`` unless this exact source was built before."""
+    out = CACHE / "bin" / f"demo-service-{go_version(go)}-{_demo_source_hash()}"
+    if not out.exists():
+        tmp = out.with_name(out.name + ".tmp")
+        build_go_program(DEMO_SRC, go, tmp)
+        tmp.replace(out)
+    return out
+
+
+@contextlib.contextmanager
+def start_demo(binary: Path, log: Path, *flags: str) -> Iterator[Process]:
+    """Run the demo binary on a free port; wait until /metrics answers."""
+    argv = [str(binary), "-listen=127.0.0.1:0", *flags]
+    with running(argv, log) as proc:
+
+        def bound() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"demo service exited early:\n{proc.logs()[-4000:]}")
+            m = _LISTENING.search(proc.logs())
+            if m:
+                proc.port = int(m.group(2))
+            return m is not None
+
+        wait_for(bound, 30, "demo service to print its address")
+        wait_for(lambda: http_ok(f"{proc.base_url}/metrics"), 30, "demo service /metrics")
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def demo_binaries(toolchains: dict[str, Path]) -> dict[str, Path]:
+    return {label: build_demo(go) for label, go in toolchains.items()}
+
+
+@pytest.fixture
+def demo_service(
+    demo_binaries: dict[str, Path], tmp_path: Path
+) -> Callable[..., AbstractContextManager[Process]]:
+    """Return ``start(toolchain="current", *flags)``, a context manager running the demo."""
+    counter = iter(range(1000))
+
+    def start(toolchain: str = "current", *flags: str) -> AbstractContextManager[Process]:
+        if toolchain not in demo_binaries:
+            pytest.skip(f"Go toolchain {toolchain!r} not installed")
+        log = tmp_path / f"demo-{toolchain}-{next(counter)}.log"
+        return start_demo(demo_binaries[toolchain], log, *flags)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def leaky_demo(
+    demo_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """A demo on the current Go (else go1.19) with every leak on, fast; shared by the session."""
+    label = "current" if "current" in demo_binaries else "go1.19"
+    log = tmp_path_factory.mktemp("leaky-demo") / "demo.log"
+    with start_demo(demo_binaries[label], log, *DEMO_FAST_FLAGS) as proc:
+        proc.extra["toolchain"] = label
+        yield proc
