@@ -1,0 +1,429 @@
+"""Measure one /metrics page: series per family, distinct values per label, bounded.
+
+Pure: ``analyse(data, content_type=..., source=...)`` takes the page bytes and
+returns a ``PageAnalysis``; nothing here does I/O.
+
+Per family: name, type and number of series (one per sample line, the figure
+``promtool check metrics --extended`` prints). Per label of a family: distinct
+values, up to ``Limits.max_examples`` example values and a pattern class
+(``cardguard.patterns``).
+
+Memory stays bounded by ``Limits`` whatever the page holds (the page itself is
+the caller's): distinct values are counted exactly in a set of at most
+``exact_value_cap`` values per label (and ``max_exact_values_total`` over the
+whole page); past that a label switches to a HyperLogLog sketch
+(``HyperLogLog``, 2**``hll_precision`` one-byte registers, about
+1.04/sqrt(2**p) relative error) and its ``LabelStats.estimated`` is true.
+Families past ``max_families`` are counted together in one ``__other__``
+family without label detail; labels past ``max_labels_per_family`` are
+dropped from the detail and the family says ``labels_truncated``.
+
+For churn across scrapes (``cardguard.churn``) each family keeps a
+``HashSample`` of series fingerprints and each label one of its values: an
+exact set of 64-bit hashes up to a cap, beyond which only hashes whose low
+``level`` bits are zero are kept (distinct sampling), so counts derived from
+it are estimates scaled by ``2**level`` and flagged as such.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cardguard import patterns
+from cardguard.exposition import (
+    Family,
+    Format,
+    Sample,
+    SampleBlock,
+    block_label_pairs,
+    block_series_keys,
+    detect_format,
+    scan,
+    unescape,
+)
+
+OTHER = "__other__"
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that bound the memory of one page's analysis."""
+
+    exact_value_cap: int = 2000
+    """Distinct values per label counted exactly before switching to HyperLogLog."""
+    max_exact_values_total: int = 200_000
+    """Exact values held over all labels of a page; past it labels estimate early."""
+    max_examples: int = 3
+    max_families: int = 10_000
+    """Families analysed in detail; the rest are counted as one ``__other__`` family."""
+    max_labels_per_family: int = 64
+    hll_precision: int = 12
+    series_fingerprints: int = 0
+    """Series fingerprints kept per family for churn; 0 skips fingerprinting."""
+    value_fingerprints: int = 2048
+    """Value hashes kept per label for churn."""
+    classify_sample: int = 200
+    """Values per label handed to the pattern classifier."""
+
+
+class HyperLogLog:
+    """A HyperLogLog distinct counter over 64-bit hashes (Flajolet et al., 2007).
+
+    Register index from the low ``p`` bits, rank from the leading zeros of the
+    remaining ``64 - p`` bits; small cardinalities use linear counting.
+    """
+
+    __slots__ = ("m", "p", "registers")
+
+    def __init__(self, p: int = 12) -> None:
+        if not 4 <= p <= 18:
+            raise ValueError("HyperLogLog precision must be between 4 and 18")
+        self.p = p
+        self.m = 1 << p
+        self.registers = bytearray(self.m)
+
+    def add_hashes(self, hashes: Iterable[int]) -> None:
+        """Add 64-bit hash values (any int; only the low 64 bits are used)."""
+        regs = self.registers
+        p = self.p
+        mask = self.m - 1
+        width = 64 - p
+        for h in hashes:
+            h &= _MASK64
+            idx = h & mask
+            rank = width - (h >> p).bit_length() + 1
+            if rank > regs[idx]:
+                regs[idx] = rank
+
+    def add(self, values: Iterable[bytes]) -> None:
+        self.add_hashes(map(hash, values))
+
+    def estimate(self) -> int:
+        m = self.m
+        alpha = 0.7213 / (1 + 1.079 / m)
+        total = math.fsum(2.0**-r for r in self.registers)
+        raw = alpha * m * m / total
+        zeros = self.registers.count(0)
+        if raw <= 2.5 * m and zeros:
+            return round(m * math.log(m / zeros))
+        return round(raw)
+
+
+@dataclass
+class HashSample:
+    """A bounded set of 64-bit hashes: exact up to ``cap``, then a 1/2**level sample.
+
+    ``level`` 0 means the set is exact. Two samples compare at the larger of
+    their levels (``aligned``); counts scale by ``2**level``.
+    """
+
+    cap: int
+    level: int = 0
+    hashes: set[int] = field(default_factory=set)
+
+    @property
+    def exact(self) -> bool:
+        return self.level == 0
+
+    def add_hashes(self, hashes: Iterable[int]) -> None:
+        sel = (1 << self.level) - 1
+        if sel:
+            self.hashes.update(h & _MASK64 for h in hashes if not h & sel)
+        else:
+            self.hashes.update(h & _MASK64 for h in hashes)
+        while len(self.hashes) > self.cap:
+            self.level += 1
+            sel = (1 << self.level) - 1
+            self.hashes = {h for h in self.hashes if not h & sel}
+
+    def aligned(self, level: int) -> set[int]:
+        """The hashes this sample would hold at ``level`` (>= its own)."""
+        if level <= self.level:
+            return self.hashes
+        sel = (1 << level) - 1
+        return {h for h in self.hashes if not h & sel}
+
+    def estimate(self) -> int:
+        return len(self.hashes) << self.level
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """One label of one family. ``distinct_values`` is an estimate when ``estimated``."""
+
+    name: str
+    distinct_values: int
+    estimated: bool
+    pattern: str
+    examples: tuple[str, ...]
+    values: HashSample | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distinct_values": self.distinct_values,
+            "estimated": self.estimated,
+            "pattern": self.pattern,
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class FamilyStats:
+    """One metric family: its type, series (sample lines) and per-label detail."""
+
+    name: str
+    type: str
+    series: int
+    labels: tuple[LabelStats, ...]
+    labels_truncated: bool = False
+    fingerprints: HashSample | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "series": self.series,
+            "labels": [lab.to_json() for lab in self.labels],
+            "labels_truncated": self.labels_truncated,
+        }
+
+
+@dataclass(frozen=True)
+class PageAnalysis:
+    """The analysis of one page. ``other_families`` were folded into ``__other__``."""
+
+    source: str
+    format: Format
+    total_series: int
+    families: tuple[FamilyStats, ...]
+    other_families: int = 0
+
+    def family(self, name: str) -> FamilyStats | None:
+        for fam in self.families:
+            if fam.name == name:
+                return fam
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "format": self.format,
+            "total_series": self.total_series,
+            "other_families": self.other_families,
+            "families": [fam.to_json() for fam in self.families],
+        }
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+class _LabelAcc:
+    """Distinct values of one label: exact set to the cap, then HyperLogLog."""
+
+    __slots__ = ("budget", "exact", "hll", "limits", "name", "values")
+
+    def __init__(self, name: str, limits: Limits, budget: _Budget) -> None:
+        self.name = name
+        self.exact: set[bytes] = set()
+        self.hll: HyperLogLog | None = None
+        self.limits = limits
+        self.budget = budget
+        self.values = HashSample(limits.value_fingerprints)
+
+    def add(self, values: set[bytes]) -> None:
+        """Add a set of (unescaped, UTF-8) values."""
+        self.values.add_hashes(map(hash, values))
+        if self.hll is not None:
+            self.hll.add(values)
+            return
+        exact = self.exact
+        new = values - exact
+        if not new:
+            return
+        room = min(self.limits.exact_value_cap - len(exact), self.budget.left)
+        if len(new) <= room:
+            exact |= new
+            self.budget.left -= len(new)
+            return
+        self.hll = HyperLogLog(self.limits.hll_precision)
+        self.hll.add(exact)
+        self.hll.add(new)
+        # Keep what fits of the exact set: it feeds examples and the classifier.
+        if room > 0:
+            for v in new:
+                if room <= 0:
+                    break
+                exact.add(v)
+                room -= 1
+                self.budget.left -= 1
+
+    def stats(self) -> LabelStats:
+        if self.hll is None:
+            distinct, estimated = len(self.exact), False
+        else:
+            distinct, estimated = max(self.hll.estimate(), len(self.exact)), True
+        decoded = sorted(v.decode("utf-8", "replace") for v in self.exact)
+        sample = decoded[: self.limits.classify_sample]
+        pattern = patterns.classify(sample, distinct)
+        return LabelStats(
+            name=self.name,
+            distinct_values=distinct,
+            estimated=estimated,
+            pattern=pattern,
+            examples=tuple(_spread(decoded, self.limits.max_examples)),
+            values=self.values,
+        )
+
+
+def _spread(values: list[str], n: int) -> list[str]:
+    """Pick ``n`` examples spread over the sorted values (first, middle, last...)."""
+    if len(values) <= n:
+        return values
+    if n <= 1:
+        return values[:n]
+    step = (len(values) - 1) / (n - 1)
+    return [values[round(i * step)] for i in range(n)]
+
+
+class _FamilyAcc:
+    __slots__ = (
+        "budget",
+        "fingerprints",
+        "labels",
+        "limits",
+        "name",
+        "series",
+        "truncated",
+        "type",
+    )
+
+    def __init__(self, name: str, ftype: str, limits: Limits, budget: _Budget) -> None:
+        self.name = name
+        self.type = ftype
+        self.series = 0
+        self.labels: dict[bytes, _LabelAcc] = {}
+        self.truncated = False
+        self.limits = limits
+        self.budget = budget
+        self.fingerprints = (
+            HashSample(limits.series_fingerprints) if limits.series_fingerprints > 0 else None
+        )
+
+    def label(self, name: bytes) -> _LabelAcc | None:
+        acc = self.labels.get(name)
+        if acc is None:
+            if len(self.labels) >= self.limits.max_labels_per_family:
+                self.truncated = True
+                return None
+            acc = self.labels[name] = _LabelAcc(name.decode("ascii"), self.limits, self.budget)
+        return acc
+
+    def add_block(self, block: SampleBlock) -> None:
+        self.series += block.lines
+        grouped: dict[bytes, set[bytes]] = {}
+        for name, raw in set(block_label_pairs(block)):
+            if b"\\" in raw:
+                raw = unescape(raw).encode()
+            vals = grouped.get(name)
+            if vals is None:
+                grouped[name] = {raw}
+            else:
+                vals.add(raw)
+        for name, vals in grouped.items():
+            acc = self.label(name)
+            if acc is not None:
+                acc.add(vals)
+        if self.fingerprints is not None:
+            self.fingerprints.add_hashes(map(hash, block_series_keys(block)))
+
+    def add_sample(self, sample: Sample) -> None:
+        self.series += 1
+        for k, v in sample.labels:
+            acc = self.label(k.encode())
+            if acc is not None:
+                acc.add({v.encode()})
+        if self.fingerprints is not None:
+            self.fingerprints.add_hashes((hash(series_key(sample)),))
+
+    def stats(self) -> FamilyStats:
+        labels = sorted(
+            (acc.stats() for acc in self.labels.values()),
+            key=lambda s: (-s.distinct_values, s.name),
+        )
+        return FamilyStats(
+            self.name, self.type, self.series, tuple(labels), self.truncated, self.fingerprints
+        )
+
+
+def series_key(sample: Sample) -> bytes:
+    """The canonical text of a sample's identity, as the fast path sees a plain line."""
+    if not sample.labels:
+        return sample.name.encode()
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels)
+    return f"{sample.name}{{{inner}}}".encode()
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def analyse(
+    data: bytes,
+    *,
+    content_type: str | None,
+    source: str,
+    limits: Limits = Limits(),
+    fmt: Format | None = None,
+) -> PageAnalysis:
+    """Analyse one exposition page; raise ``ParseError`` if it is malformed."""
+    fmt = fmt or detect_format(content_type, data)
+    budget = _Budget(limits.max_exact_values_total)
+    families: dict[str, _FamilyAcc] = {}
+    other: _FamilyAcc | None = None
+    other_names = 0
+    total = 0
+    current: _FamilyAcc | None = None
+    for event in scan(data, fmt, source):
+        if isinstance(event, Family):
+            # Families are announced before their first sample, and once.
+            if event.name in families:
+                current = families[event.name]
+            elif len(families) < limits.max_families:
+                current = families[event.name] = _FamilyAcc(event.name, event.type, limits, budget)
+            else:
+                if other is None:
+                    other = _FamilyAcc(OTHER, "mixed", limits, budget)
+                other_names += 1
+                current = other
+            continue
+        if current is None or (current is not other and current.name != event.family):
+            # Text pages may return to a family seen earlier (Prometheus merges them).
+            found = families.get(event.family)
+            current = found if found is not None else other
+        assert current is not None
+        if isinstance(event, SampleBlock):
+            total += event.lines
+            if current is other:
+                current.series += event.lines
+            else:
+                current.add_block(event)
+        else:
+            total += 1
+            if current is other:
+                current.series += 1
+            else:
+                current.add_sample(event)
+    fams = [acc.stats() for acc in families.values()]
+    if other is not None:
+        fams.append(other.stats())
+    fams.sort(key=lambda f: (-f.series, f.name))
+    return PageAnalysis(source, fmt, total, tuple(fams), other_names)
