@@ -21,8 +21,10 @@ section is valid. The shape::
       deny:  {families: [...], labels: [...], severity: warning, min_distinct_values: 2}
       children_heap_cost: {severity: warning, min_children: 50, min_bytes: 1MiB,
                            min_heap_share: 0.05}
-      goroutine_leak: {severity: warning, leaked_severity: critical, min_growth: 50,
-                       growth_per_hour: 600, max_wait: 10m, min_blocked: 10}
+      goroutine_leak: {severity: warning,          # a group growing steadily
+                       leaked_severity: critical,  # confirmed by the goroutineleak profile
+                       blocked_severity: info,     # blocked past max_wait (may be a worker pool)
+                       min_growth: 50, growth_per_hour: 600, max_wait: 10m, min_blocked: 10}
       heap_growth: {severity: warning, min_growth_bytes: 4MiB, min_growth_ratio: 0.1,
                     traffic_metric: "", traffic_tolerance: 0.5}
       misleading_memory: {severity: info, rss_heap_ratio: 2.0, min_gap_bytes: 64MiB}
@@ -185,6 +187,7 @@ class GoroutineLeakRule:
 
     severity: Severity = "warning"
     leaked_severity: Severity = "critical"
+    blocked_severity: Severity = "info"
     min_growth: int = 50
     growth_per_hour: float = 600.0
     max_wait_minutes: float = 10.0
@@ -528,6 +531,7 @@ _CHILDREN_FIELDS: dict[str, _FieldReader] = {
 _GOROUTINE_FIELDS: dict[str, _FieldReader] = {
     "severity": _r_sev,
     "leaked_severity": _r_sev,
+    "blocked_severity": _r_sev,
     "min_growth": _r_pos_int,
     "growth_per_hour": _r_num,
     "max_wait": _r_minutes,

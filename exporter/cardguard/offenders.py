@@ -1,0 +1,1287 @@
+"""Offender detection: join /metrics analyses and pprof profiles into findings a person can act on.
+
+Pure: ``detect(view, rules)`` takes a :class:`TargetView` (what cardguard saw of
+one target over a watch window) and the rules in force, and returns offenders,
+worst first. Each offender has a stable id (a hash of kind, target and
+subject, so alert routing and deduplication survive restarts), a severity, a
+one-sentence summary, evidence (numbers, example values, stacks with
+file:line) and a fix.
+
+Kinds:
+
+``label_explosion``
+    A label whose distinct values are high or growing and look unbounded.
+    The fix is a ``metric_relabel_configs`` snippet, which protects
+    Prometheus but not the target's own heap, plus the instrumentation call
+    site the heap profile shows.
+``children_heap_cost``
+    Heap held by the client library for the children of summary/histogram
+    (and other) vectors, joined to the families with the most children; bytes
+    per child are estimated from the profile itself.
+``goroutine_leak``
+    A goroutine group that grows steadily, that is blocked past a limit, or
+    that the goroutineleak profile confirms.
+``heap_growth``
+    A function whose in-use bytes keep growing while the target's traffic
+    does not.
+``misleading_memory``
+    Resident memory far above the Go heap, explained (never a leak: info).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cardguard import exposition
+from cardguard.cardinality import OTHER, FamilyStats, PageAnalysis
+from cardguard.churn import ChurnReport
+from cardguard.exposition import Format
+from cardguard.pprof.goroutines import GoroutineGroup, GoroutineSnapshot, group
+from cardguard.pprof.heap import normalise_function
+from cardguard.pprof.profile import Frame, Profile
+from cardguard.rules import (
+    DEFAULT_RULES,
+    SEVERITY_RANK,
+    LabelExplosionRule,
+    Matcher,
+    Rules,
+    Severity,
+    TargetRules,
+)
+
+KINDS = (
+    "label_explosion",
+    "children_heap_cost",
+    "goroutine_leak",
+    "heap_growth",
+    "misleading_memory",
+)
+
+# Functions of the Prometheus Go client (and the quantile library its
+# summaries use): where metric children live in a Go heap.
+CLIENT_LIBRARY_PREFIXES = (
+    "github.com/prometheus/client_golang/",
+    "github.com/beorn7/perks/",
+    "github.com/prometheus/client_model/",
+)
+# Frames that belong to the runtime or standard plumbing, never an "owner".
+RUNTIME_PREFIXES = (
+    "runtime.",
+    "runtime/",
+    "internal/",
+    "sync.",
+    "sync/",
+    "reflect.",
+    "strings.",
+    "bytes.",
+    "fmt.",
+    "strconv.",
+    "encoding/",
+    "unicode/",
+    "slices.",
+    "maps.",
+    "iter.",
+)
+# Labels whose values are structural parts of a histogram or summary.
+STRUCTURAL_LABELS = frozenset({"le", "quantile"})
+
+MEMORY_METRICS = (
+    "process_resident_memory_bytes",
+    "go_memstats_heap_inuse_bytes",
+    "go_memstats_heap_idle_bytes",
+    "go_memstats_heap_released_bytes",
+    "go_memstats_heap_sys_bytes",
+    "go_memstats_sys_bytes",
+    "go_memstats_stack_inuse_bytes",
+    "go_memstats_alloc_bytes",
+)
+
+# Caps on what one target can produce, so output stays bounded.
+MAX_PER_KIND = 20
+MAX_EXAMPLES = 5
+MAX_STACK = 12
+
+
+# --- input ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelStat:
+    """One label of one family at one scrape, in the form detection needs.
+
+    ``values_added`` (since the previous scrape) and ``growth_per_hour`` come
+    from the churn tracker when there is one (``None`` when unknown).
+    """
+
+    family: str
+    label: str
+    metric_type: str
+    distinct_values: int
+    estimated: bool
+    pattern: str
+    examples: tuple[str, ...]
+    family_series: int
+    growth_per_hour: float | None = None
+    values_added: int | None = None
+
+
+@dataclass(frozen=True)
+class FamilyStat:
+    """One family at one scrape: its type, series and children (label sets of a vector)."""
+
+    name: str
+    metric_type: str
+    series: int
+    children: int
+
+
+@dataclass(frozen=True)
+class MetricValues:
+    """The few /metrics samples detection reads: runtime memory and traffic counters."""
+
+    memory: Mapping[str, float] = field(default_factory=dict)
+    traffic: float | None = None
+    traffic_families: tuple[str, ...] = ()
+    container_memory_bytes: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricsPoint:
+    """What one /metrics scrape showed, taken at ``at`` (unix seconds)."""
+
+    at: float
+    total_series: int = 0
+    families: tuple[FamilyStat, ...] = ()
+    labels: tuple[LabelStat, ...] = ()
+    values: MetricValues = MetricValues()
+
+
+@dataclass(frozen=True)
+class HeapPoint:
+    """A heap profile taken at ``at``."""
+
+    at: float
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class GoroutinePoint:
+    """The goroutine groups of one snapshot taken at ``at``."""
+
+    at: float
+    total: int
+    groups: tuple[GoroutineGroup, ...]
+
+    @classmethod
+    def of(cls, snapshot: GoroutineSnapshot, at: float) -> GoroutinePoint:
+        return cls(at=at, total=snapshot.total, groups=tuple(group(snapshot)))
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """Everything cardguard saw of one target over a window, oldest point first.
+
+    ``leaks`` holds the groups of the latest goroutineleak profile, or
+    ``None`` when the target does not serve one.
+    """
+
+    target: str
+    metrics: tuple[MetricsPoint, ...] = ()
+    heaps: tuple[HeapPoint, ...] = ()
+    goroutines: tuple[GoroutinePoint, ...] = ()
+    leaks: tuple[GoroutineGroup, ...] | None = None
+
+
+# --- output -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offender:
+    """One finding about one target.
+
+    ``evidence`` is plain JSON-able data and carries ``family``/``label`` or
+    ``function`` as they apply; ``evidence["trend"]`` (when present) is
+    ``{"title", "unit", "points": [[unix_seconds, value], ...]}`` for a chart.
+    ``fix_snippet`` is ready-to-paste configuration when the fix has one.
+    """
+
+    id: str
+    kind: str
+    severity: Severity
+    target: str
+    summary: str
+    evidence: Mapping[str, Any] = field(compare=False, hash=False)
+    fix: str = ""
+    fix_snippet: str | None = None
+    score: float = 0.0
+
+    @property
+    def family(self) -> str:
+        return str(self.evidence.get("family") or "")
+
+    @property
+    def label(self) -> str:
+        return str(self.evidence.get("label") or "")
+
+    @property
+    def function(self) -> str:
+        return str(self.evidence.get("function") or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "summary": self.summary,
+            "evidence": dict(self.evidence),
+            "fix": self.fix,
+        }
+        if self.fix_snippet is not None:
+            out["fix_snippet"] = self.fix_snippet
+        return out
+
+
+def offender_id(kind: str, target: str, subject: str) -> str:
+    """Return the stable id of an offender: 12 hex digits of a hash of what it is about."""
+    h = hashlib.blake2b(f"{kind}\x00{target}\x00{subject}".encode(), digest_size=6)
+    return h.hexdigest()
+
+
+def _offender(
+    kind: str,
+    target: str,
+    subject: str,
+    severity: Severity,
+    summary: str,
+    evidence: dict[str, Any],
+    fix: str,
+    *,
+    snippet: str | None = None,
+    score: float = 0.0,
+) -> Offender:
+    return Offender(
+        id=offender_id(kind, target, subject),
+        kind=kind,
+        severity=severity,
+        target=target,
+        summary=summary,
+        evidence=evidence,
+        fix=fix,
+        fix_snippet=snippet,
+        score=score,
+    )
+
+
+# --- building the view -------------------------------------------------------
+
+
+def children_of(family: FamilyStats) -> int:
+    """Estimate a family's children (label sets without ``le``/``quantile``) from its series.
+
+    A summary child writes one line per quantile plus ``_sum`` and ``_count``;
+    a histogram child one per bucket plus ``_sum`` and ``_count``.
+    """
+    per_child = 1
+    if family.type in ("summary", "histogram", "gaugehistogram"):
+        structural = "quantile" if family.type == "summary" else "le"
+        n = next((lab.distinct_values for lab in family.labels if lab.name == structural), 0)
+        per_child = n + 2
+    return max(1, round(family.series / per_child)) if family.series else 0
+
+
+def metrics_point(
+    analysis: PageAnalysis,
+    at: float,
+    values: MetricValues | None = None,
+    churn: ChurnReport | None = None,
+) -> MetricsPoint:
+    """Condense one page's analysis (and its churn report) into a ``MetricsPoint``."""
+    families = []
+    labels = []
+    for fam in analysis.families:
+        if fam.name == OTHER:
+            continue
+        families.append(FamilyStat(fam.name, fam.type, fam.series, children_of(fam)))
+        for lab in fam.labels:
+            ch = churn.label(fam.name, lab.name) if churn is not None else None
+            labels.append(
+                LabelStat(
+                    family=fam.name,
+                    label=lab.name,
+                    metric_type=fam.type,
+                    distinct_values=lab.distinct_values,
+                    estimated=lab.estimated,
+                    pattern=lab.pattern,
+                    examples=lab.examples,
+                    family_series=fam.series,
+                    growth_per_hour=ch.growth_per_hour if ch is not None else None,
+                    values_added=(
+                        ch.values_added if ch is not None and not churn.baseline else None
+                    )
+                    if churn is not None
+                    else None,
+                )
+            )
+    return MetricsPoint(
+        at=at,
+        total_series=analysis.total_series,
+        families=tuple(families),
+        labels=tuple(labels),
+        values=values if values is not None else MetricValues(),
+    )
+
+
+def values_from_page(
+    data: bytes,
+    fmt: Format,
+    source: str,
+    traffic: Matcher,
+    container_memory_bytes: float | None = None,
+) -> MetricValues:
+    """Read runtime memory gauges and traffic counters from a /metrics page.
+
+    Only the families needed are parsed sample by sample; other runs of
+    sample lines are skipped as blocks.
+
+    Raises:
+        ParseError: the page is malformed.
+    """
+
+    def wanted(family: str) -> bool:
+        return family in MEMORY_METRICS or traffic.matches(family) or _traffic_base(family, traffic)
+
+    def samples() -> Iterator[tuple[str, float]]:
+        for event in exposition.scan(data, fmt, source):
+            if isinstance(event, exposition.Sample):
+                if wanted(event.family) or wanted(event.name):
+                    yield event.name, event.value
+            elif isinstance(event, exposition.SampleBlock) and wanted(event.family):
+                chunk = event.data[event.start : event.end]
+                for smp in exposition.parse(chunk, "text", source):
+                    if isinstance(smp, exposition.Sample):
+                        yield smp.name, smp.value
+
+    return metric_values(samples(), traffic, container_memory_bytes)
+
+
+def _traffic_base(name: str, traffic: Matcher) -> bool:
+    return name.endswith("_count") and traffic.matches(name[: -len("_count")])
+
+
+# --- /metrics values ---------------------------------------------------------
+
+
+def metric_values(
+    samples: Iterable[tuple[str, float]],
+    traffic: Matcher,
+    container_memory_bytes: float | None = None,
+) -> MetricValues:
+    """Pick runtime memory gauges and sum traffic counters from ``(sample name, value)`` pairs.
+
+    Traffic is the sum of every sample whose name matches ``traffic`` (for
+    example ``*_requests_total``); histogram/summary ``_count`` samples of a
+    matching family count too, ``_sum``/``_bucket`` never.
+    """
+    memory: dict[str, float] = {}
+    total = 0.0
+    fams: set[str] = set()
+    for name, value in samples:
+        if name in MEMORY_METRICS:
+            memory[name] = value
+            continue
+        if name.endswith(("_bucket", "_sum", "_created")) or math.isnan(value):
+            continue
+        base = name[: -len("_count")] if name.endswith("_count") else name
+        if traffic.matches(name) or (base != name and traffic.matches(base)):
+            total += value
+            fams.add(base)
+    return MetricValues(
+        memory=memory,
+        traffic=total if fams else None,
+        traffic_families=tuple(sorted(fams)),
+        container_memory_bytes=container_memory_bytes,
+    )
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _is_library(function: str) -> bool:
+    return function.startswith(CLIENT_LIBRARY_PREFIXES)
+
+
+def _is_runtime(function: str) -> bool:
+    return function.startswith(RUNTIME_PREFIXES) or function == "unknown"
+
+
+def _short(function: str) -> str:
+    """Drop the import path: ``github.com/x/y/pkg.F`` -> ``pkg.F``."""
+    return function.rsplit("/", 1)[-1]
+
+
+def _site(frame: Frame) -> str:
+    return f"{frame.function} ({frame.filename}:{frame.line})"
+
+
+def _human_bytes(n: float) -> str:
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
+        n /= 1024
+    return f"{sign}{n:.1f} TiB"
+
+
+def _frames(profile: Profile, stack: Sequence[int]) -> list[Frame]:
+    out: list[Frame] = []
+    for lid in stack:
+        loc = profile.locations.get(lid)
+        if loc is None:
+            continue
+        out.extend(Frame(normalise_function(f.function), f.filename, f.line) for f in loc.frames)
+    return out
+
+
+def _inuse_index(profile: Profile) -> int | None:
+    names = [st.type for st in profile.sample_types]
+    if "inuse_space" in names:
+        return names.index("inuse_space")
+    return None
+
+
+def _hours(seconds: float) -> float:
+    return seconds / 3600.0
+
+
+def _trend(title: str, unit: str, points: Iterable[tuple[float, float]]) -> dict[str, Any]:
+    return {"title": title, "unit": unit, "points": [[round(t, 3), v] for t, v in points]}
+
+
+def _monotonic(values: Sequence[float], tolerance: float = 0.02) -> bool:
+    """Return whether the values never fall by more than ``tolerance`` of the previous one."""
+    return all(b >= a * (1 - tolerance) for a, b in itertools.pairwise(values))
+
+
+# --- heap joins -----------------------------------------------------------------
+
+_TYPE_HINTS = (
+    ("summary", ("Summary", "summary", "beorn7/perks/quantile")),
+    ("histogram", ("Histogram", "histogram")),
+    ("counter", ("Counter", "counter")),
+    ("gauge", ("Gauge", "gauge")),
+)
+
+
+def _metric_type_of(frames: Sequence[Frame]) -> str:
+    for f in frames:
+        if not _is_library(f.function):
+            continue
+        name = f.function.rsplit("/", 1)[-1]
+        for kind, hints in _TYPE_HINTS:
+            if any(h in name for h in hints):
+                return kind
+    return "other"
+
+
+@dataclass
+class _LibraryUse:
+    """Heap bytes the client library holds, split by metric type and call site."""
+
+    total: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, int] = field(default_factory=dict)
+    owners_by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    sites: dict[tuple[str, str], int] = field(default_factory=dict)
+    site_frames: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+
+
+def _library_use(profile: Profile) -> _LibraryUse:
+    """Sum in-use bytes held under the client library and find who calls into it."""
+    use = _LibraryUse()
+    index = _inuse_index(profile)
+    if index is None:
+        return use
+    for smp in profile.samples:
+        v = smp.values[index]
+        if not v:
+            continue
+        frames = _frames(profile, smp.stack)
+        if not any(_is_library(f.function) for f in frames):
+            continue
+        kind = _metric_type_of(frames)
+        use.total += v
+        use.by_type[kind] = use.by_type.get(kind, 0) + v
+        leaf = frames[0].function
+        use.owners[leaf] = use.owners.get(leaf, 0) + v
+        per = use.owners_by_type.setdefault(kind, {})
+        per[leaf] = per.get(leaf, 0) + v
+        # The instrumentation call site: the first frame outside the library
+        # (and the runtime) above the outermost library frame.
+        last_lib = max(i for i, f in enumerate(frames) if _is_library(f.function))
+        caller = next((f for f in frames[last_lib + 1 :] if not _is_runtime(f.function)), None)
+        if caller is None:
+            continue
+        key = (kind, _site(caller))
+        use.sites[key] = use.sites.get(key, 0) + v
+        if key not in use.site_frames:
+            stack = tuple(_site(f) for f in frames[: last_lib + 3])[-MAX_STACK:]
+            use.site_frames[key] = (caller.function, frames[last_lib].function, stack)
+    return use
+
+
+def _best_site(use: _LibraryUse, kind: str) -> tuple[str, str, str, tuple[str, ...]] | None:
+    """Return (site, caller function, library entry, stack) holding the most bytes for a type."""
+    best = max(
+        ((k, v) for k, v in use.sites.items() if k[0] == kind), key=lambda kv: kv[1], default=None
+    )
+    if best is None:
+        return None
+    key = best[0]
+    caller, entry, stack = use.site_frames[key]
+    return key[1], caller, entry, stack
+
+
+def _owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
+    """In-use bytes by owner: the innermost frame outside the runtime and the client library."""
+    index = _inuse_index(profile)
+    totals: dict[str, int] = {}
+    stacks: dict[str, tuple[int, list[Frame]]] = {}
+    if index is None:
+        return totals, {}
+    for smp in profile.samples:
+        v = smp.values[index]
+        if not v:
+            continue
+        frames = _frames(profile, smp.stack)
+        if any(_is_library(f.function) for f in frames):
+            continue
+        owner = next((f.function for f in frames if not _is_runtime(f.function)), None)
+        if owner is None:
+            continue
+        totals[owner] = totals.get(owner, 0) + v
+        if owner not in stacks or stacks[owner][0] < v:
+            stacks[owner] = (v, frames)
+    return totals, {k: s[1] for k, s in stacks.items()}
+
+
+def _allocations_of(profile: Profile, names: Sequence[str], callers: set[str]) -> Frame | None:
+    """Find where one of ``callers`` calls one of ``names`` (e.g. time.NewTicker) in the heap."""
+    for smp in profile.samples:
+        frames = _frames(profile, smp.stack)
+        for i, f in enumerate(frames):
+            if f.function in names:
+                caller = next((g for g in frames[i + 1 :] if not _is_runtime(g.function)), None)
+                if caller is not None and caller.function in callers:
+                    return caller
+    return None
+
+
+# --- label explosion ------------------------------------------------------------
+
+_BOUNDED_FORM = {
+    "url_path": (r"(/[^/?]*).*", "${1}/*", "the first path segment"),
+    "uuid": (r".+", ":uuid", "a placeholder"),
+    "hex_id": (r".+", ":id", "a placeholder"),
+    "numeric_id": (r".+", ":id", "a placeholder"),
+    "ip": (r".+", ":ip", "a placeholder"),
+    "email": (r".+", ":email", "a placeholder"),
+    "timestamp": (r".+", ":ts", "a placeholder"),
+}
+
+
+def _relabel_snippet(family: str, label: str, pattern: str) -> str:
+    name_re = re.escape(family).replace("\\_", "_")
+    regex, replacement, _ = _BOUNDED_FORM.get(pattern, (r".+", ":other", "a placeholder"))
+    return (
+        "metric_relabel_configs:\n"
+        f"  # rewrite {label} on {family} to a bounded form\n"
+        f"  - source_labels: [__name__, {label}]\n"
+        "    separator: ';'\n"
+        f"    regex: '{name_re}(?:_sum|_count|_bucket|_total|_created)?;{regex}'\n"
+        f"    target_label: {label}\n"
+        f"    replacement: '{replacement}'\n"
+        f"  # or drop the label from every series of this scrape\n"
+        f"  # - action: labeldrop\n"
+        f"  #   regex: {label}\n"
+    )
+
+
+@dataclass(frozen=True)
+class _LabelWindow:
+    """One label over the watch: its latest stat and how it changed."""
+
+    stat: LabelStat
+    points: tuple[tuple[float, float], ...]
+    growth_per_hour: float | None
+    new_values: int | None
+
+
+def _label_windows(view: TargetView) -> list[_LabelWindow]:
+    history: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    added: dict[tuple[str, str], int] = {}
+    for i, point in enumerate(view.metrics):
+        for st in point.labels:
+            key = (st.family, st.label)
+            history.setdefault(key, []).append((point.at, float(st.distinct_values)))
+            if i > 0 and st.values_added is not None:
+                added[key] = added.get(key, 0) + st.values_added
+    out = []
+    for st in view.metrics[-1].labels:
+        key = (st.family, st.label)
+        pts = history[key]
+        span = pts[-1][0] - pts[0][0]
+        growth = st.growth_per_hour
+        seen_growth = (pts[-1][1] - pts[0][1]) / _hours(span) if span > 0 else None
+        if seen_growth is not None and (growth is None or seen_growth > growth):
+            growth = seen_growth
+        new: int | None = added.get(key)
+        if new is None and len(pts) >= 2:
+            new = max(0, int(pts[-1][1] - pts[0][1]))
+        out.append(_LabelWindow(st, tuple(pts), growth, new))
+    return out
+
+
+def _label_reasons(w: _LabelWindow, rule: LabelExplosionRule, total_series: int) -> list[str]:
+    st = w.stat
+    suspect = st.pattern in rule.suspect_patterns
+    reasons = []
+    if suspect and st.distinct_values >= rule.distinct_values:
+        reasons.append(
+            f"{st.distinct_values} distinct {st.pattern} values (limit {rule.distinct_values})"
+        )
+    if st.distinct_values >= rule.distinct_values_any:
+        reasons.append(
+            f"{st.distinct_values} distinct values (limit {rule.distinct_values_any} for any label)"
+        )
+    if (
+        suspect
+        and w.growth_per_hour is not None
+        and w.growth_per_hour >= rule.growth_per_hour
+        and (w.new_values or 0) >= rule.min_new_values
+    ):
+        reasons.append(
+            f"growing by {w.growth_per_hour:.0f} values/hour "
+            f"(+{w.new_values} during the watch; limit {rule.growth_per_hour:.0f}/hour)"
+        )
+    if (
+        suspect
+        and total_series > 0
+        and st.family_series / total_series >= rule.series_share
+        and st.distinct_values >= rule.min_share_values
+    ):
+        reasons.append(
+            f"its family holds {st.family_series / total_series:.0%} of the target's series "
+            f"(limit {rule.series_share:.0%})"
+        )
+    return reasons
+
+
+def _label_explosions(
+    view: TargetView, rules: TargetRules, use: _LibraryUse | None
+) -> list[Offender]:
+    if not view.metrics:
+        return []
+    total_series = view.metrics[-1].total_series
+    out: list[Offender] = []
+    for w in _label_windows(view):
+        st = w.stat
+        if st.label in STRUCTURAL_LABELS or rules.allowed(st.family, st.label):
+            continue
+        rule = rules.label_rule(st.family, st.label)
+        reasons = _label_reasons(w, rule, total_series)
+        severity: Severity = rule.severity
+        if (
+            rules.denied(st.family, st.label)
+            and st.distinct_values >= rules.deny.min_distinct_values
+        ):
+            by_label = rules.denied("\x00", st.label)
+            reasons.insert(
+                0, "the rules deny this label" if by_label else "the rules deny this family"
+            )
+            if len(reasons) == 1 or SEVERITY_RANK[rules.deny.severity] > SEVERITY_RANK[severity]:
+                severity = rules.deny.severity
+        if not reasons:
+            continue
+        if st.distinct_values >= rule.critical_distinct_values:
+            severity = "critical"
+        out.append(_label_offender(view.target, w, reasons, severity, use))
+    out.sort(key=lambda o: -o.score)
+    return out[:MAX_PER_KIND]
+
+
+def _label_offender(
+    target: str,
+    w: _LabelWindow,
+    reasons: list[str],
+    severity: Severity,
+    use: _LibraryUse | None,
+) -> Offender:
+    st = w.stat
+    shape = {
+        "url_path": "URL path",
+        "uuid": "UUID",
+        "hex_id": "hex ID",
+        "numeric_id": "numeric ID",
+        "ip": "IP address",
+        "email": "email address",
+        "timestamp": "timestamp",
+    }.get(st.pattern, "distinct value")
+    holder = ""
+    site = None
+    if use is not None:
+        site = _best_site(
+            use,
+            st.metric_type
+            if st.metric_type in ("summary", "histogram", "counter", "gauge")
+            else "other",
+        )
+        owners = use.owners_by_type.get(st.metric_type, {})
+        if owners:
+            top = max(owners.items(), key=lambda kv: kv[1])[0]
+            holder = f"; {_short(top)} holds them"
+    summary = (
+        f"the {st.label} label on {st.family} creates a new series per {shape}{holder}; "
+        f"drop the label or bound its values"
+    )
+    evidence: dict[str, Any] = {
+        "family": st.family,
+        "label": st.label,
+        "metric_type": st.metric_type,
+        "distinct_values": st.distinct_values,
+        "estimated": st.estimated,
+        "pattern": st.pattern,
+        "examples": list(st.examples[:MAX_EXAMPLES]),
+        "family_series": st.family_series,
+        "growth_per_hour": None if w.growth_per_hour is None else round(w.growth_per_hour, 1),
+        "new_values": w.new_values,
+        "reasons": reasons,
+    }
+    if len(w.points) >= 2:
+        evidence["trend"] = _trend(f"distinct {st.label} values on {st.family}", "", w.points)
+    fix = (
+        f"Rewrite or drop {st.label} at the scrape with the metric_relabel_configs below. "
+        "This protects Prometheus but NOT the target's own heap: the process still creates "
+        f"and keeps one child per {st.label} value until the instrumentation changes. "
+    )
+    if site is not None:
+        where, _caller, entry, stack = site
+        evidence["call_site"] = where
+        evidence["stack"] = list(stack)
+        fix += (
+            f"Fix the instrumentation at {where}, which calls {_short(entry)}: pass a bounded "
+            f"value (a route template, not the raw {shape}) or remove the label."
+        )
+    else:
+        fix += (
+            f"Fix the instrumentation that sets {st.label}: pass a bounded value "
+            f"(a route template, not the raw {shape}) or remove the label."
+        )
+    if st.metric_type in ("summary", "histogram"):
+        fix += " Series that the rewrite makes identical collide; prefer the code fix."
+    return _offender(
+        "label_explosion",
+        target,
+        f"{st.family}\x00{st.label}",
+        severity,
+        summary,
+        evidence,
+        fix,
+        snippet=_relabel_snippet(st.family, st.label, st.pattern),
+        score=float(st.distinct_values),
+    )
+
+
+# --- children heap cost ----------------------------------------------------------
+
+
+def _children_heap_cost(view: TargetView, rules: TargetRules, use: _LibraryUse) -> list[Offender]:
+    if not view.heaps or not view.metrics or use.total == 0:
+        return []
+    rule = rules.children_heap_cost
+    profile = view.heaps[-1].profile
+    index = _inuse_index(profile)
+    heap_total = sum(s.values[index] for s in profile.samples) if index is not None else 0
+    families = [
+        f
+        for f in view.metrics[-1].families
+        if f.children >= rule.min_children and not rules.allowed(f.name)
+    ]
+    out: list[Offender] = []
+    for kind in ("summary", "histogram", "counter", "gauge"):
+        held = use.by_type.get(kind, 0)
+        fams = sorted(
+            (f for f in families if f.metric_type == kind), key=lambda f: (-f.children, f.name)
+        )
+        if not fams or held < rule.min_bytes:
+            continue
+        if heap_total and held / heap_total < rule.min_heap_share:
+            continue
+        children = sum(f.children for f in fams)
+        per_child = held / children
+        owners = sorted(use.owners_by_type.get(kind, {}).items(), key=lambda kv: -kv[1])[:5]
+        site = _best_site(use, kind)
+        top = fams[0]
+        evidence: dict[str, Any] = {
+            "family": top.name,
+            "metric_type": kind,
+            "children": top.children,
+            "families": [{"family": f.name, "children": f.children} for f in fams[:5]],
+            "library_bytes": held,
+            "heap_inuse_bytes": heap_total,
+            "heap_share": round(held / heap_total, 4) if heap_total else None,
+            "bytes_per_child": round(per_child),
+            "owners": [{"function": n, "inuse_bytes": b} for n, b in owners],
+            "function": owners[0][0] if owners else "",
+        }
+        if site is not None:
+            evidence["call_site"] = site[0]
+            evidence["stack"] = list(site[3])
+        bytes_trend = _library_trend(view, kind)
+        if bytes_trend:
+            evidence["trend"] = _trend(f"heap held by {kind} children", "bytes", bytes_trend)
+        share = f" ({held / heap_total:.0%} of the heap)" if heap_total else ""
+        owner = _short(owners[0][0]) if owners else "the client library"
+        summary = (
+            f"{top.children} {kind} children of {top.name} cost about "
+            f"{_human_bytes(per_child)} each; {owner} holds {_human_bytes(held)}{share}"
+        )
+        where = f" at {site[0]}" if site is not None else ""
+        fix = (
+            f"Cut the children of {top.name}: remove or bound the label that multiplies them "
+            f"in the instrumentation{where}. Each child of a {kind} keeps its own "
+            + (
+                "quantile streams"
+                if kind == "summary"
+                else "buckets"
+                if kind == "histogram"
+                else "value"
+            )
+            + " in the process until it is deleted"
+            + (
+                "; a histogram (or fewer objectives) costs far less per child than a summary."
+                if kind == "summary"
+                else "."
+            )
+        )
+        out.append(
+            _offender(
+                "children_heap_cost",
+                view.target,
+                f"{kind}\x00{top.name}",
+                rule.severity,
+                summary,
+                evidence,
+                fix,
+                score=float(held),
+            )
+        )
+    return out
+
+
+def _library_trend(view: TargetView, kind: str) -> list[tuple[float, float]]:
+    if len(view.heaps) < 2:
+        return []
+    return [(h.at, float(_library_use(h.profile).by_type.get(kind, 0))) for h in view.heaps]
+
+
+# --- goroutine leaks -----------------------------------------------------------------
+
+_BLOCKING = (
+    (("runtime.chanrecv", "runtime.chanrecv1", "runtime.chanrecv2"), "chan receive"),
+    (("runtime.chansend", "runtime.chansend1"), "chan send"),
+    (("runtime.selectgo", "runtime.block"), "select"),
+    (("sync.(*WaitGroup).Wait",), "WaitGroup.Wait"),
+    (("sync.(*Cond).Wait",), "Cond.Wait"),
+    (("sync.(*Mutex).Lock", "sync.(*RWMutex).Lock", "sync.(*RWMutex).RLock"), "mutex lock"),
+    (("internal/poll.runtime_pollWait", "internal/poll.(*FD).Read"), "network or file IO"),
+    (("time.Sleep",), "sleep"),
+)
+_TICKER_NAMES = ("time.NewTicker", "time.Tick")
+_TIMER_NAMES = ("time.NewTimer", "time.After", "time.AfterFunc")
+
+
+def _enclosing(function: str) -> str:
+    """``main.subscribe.func1.2`` -> ``main.subscribe``: the function a closure was written in."""
+    return re.sub(r"(\.func\d+|\.gowrap\d+|\.\d+)+$", "", function)
+
+
+def _blocking_operation(g: GoroutineGroup, heap: Profile | None) -> tuple[str, str | None]:
+    """Describe what the group waits on (``chan receive on a ticker``) and where that was made."""
+    op = None
+    for names, what in _BLOCKING:
+        if any(f in names for f in g.frames):
+            op = what
+            break
+    if op is None:
+        op = g.state or "unknown wait"
+    elif g.state and g.state not in ("chan receive", "chan send", "select", "semacquire"):
+        op = g.state
+    frames = set(g.frames)
+    made_at = None
+    if frames & set(_TICKER_NAMES) or any(f.startswith("time.(*Ticker)") for f in frames):
+        return f"{op} on a ticker", None
+    if heap is not None:
+        callers = {g.function, _enclosing(g.function)}
+        if g.created_by:
+            callers |= {g.created_by, _enclosing(g.created_by)}
+        site = _allocations_of(heap, _TICKER_NAMES, callers)
+        if site is not None:
+            return f"{op} on a ticker", _site(site)
+        site = _allocations_of(heap, _TIMER_NAMES, callers)
+        if site is not None:
+            return f"{op} on a timer", _site(site)
+    return op, made_at
+
+
+def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
+    if not view.goroutines and not view.leaks:
+        return []
+    rule = rules.goroutine_leak
+    heap = view.heaps[-1].profile if view.heaps else None
+    latest = view.goroutines[-1] if view.goroutines else None
+    first = view.goroutines[0] if view.goroutines else None
+    leaked = {g.id: g for g in (view.leaks or ())}
+    candidates: dict[str, GoroutineGroup] = {}
+    if latest is not None:
+        candidates.update((g.id, g) for g in latest.groups)
+    for gid, g in leaked.items():
+        candidates.setdefault(gid, g)
+    span = (latest.at - first.at) if latest is not None and first is not None else 0.0
+    out: list[Offender] = []
+    for gid, g in candidates.items():
+        counts = [
+            float(next((x.count for x in p.groups if x.id == gid), 0)) for p in view.goroutines
+        ]
+        delta = counts[-1] - counts[0] if counts else 0.0
+        rate = delta / _hours(span) if span > 0 else 0.0
+        reasons: list[str] = []
+        severity: Severity | None = None
+        n_leaked = leaked[gid].count if gid in leaked else (g.leaked or 0)
+        if n_leaked > 0:
+            reasons.append(f"{n_leaked} goroutines confirmed leaked by the goroutineleak profile")
+            severity = rule.leaked_severity
+        if (
+            len(counts) >= 2
+            and delta >= rule.min_growth
+            and rate >= rule.growth_per_hour
+            and _monotonic(counts, 0.0)
+        ):
+            reasons.append(
+                f"grew from {counts[0]:.0f} to {counts[-1]:.0f} in {span:.0f}s "
+                f"({rate:.0f}/hour, steadily across {len(counts)} snapshots)"
+            )
+            severity = _worse(severity, rule.severity)
+        if (
+            g.max_wait_minutes is not None
+            and g.max_wait_minutes >= rule.max_wait_minutes
+            and g.count >= rule.min_blocked
+        ):
+            reasons.append(
+                f"{g.count} goroutines blocked, the longest for {g.max_wait_minutes} minutes "
+                f"(limit {rule.max_wait_minutes:g})"
+            )
+            severity = _worse(severity, rule.blocked_severity)
+        if severity is None:
+            continue
+        op, made_at = _blocking_operation(g, heap)
+        creator = g.created_by or _creator_guess(g)
+        summary = (
+            f"{g.count if g.count else n_leaked} goroutines in {g.function}"
+            + (f" (started by {creator})" if creator else "")
+            + f" are stuck on {op}"
+            + (" and keep piling up" if delta >= rule.min_growth else "")
+            + f"; {_short(g.function)} never returns"
+        )
+        evidence: dict[str, Any] = {
+            "function": g.function,
+            "group": gid,
+            "created_by": creator,
+            "goroutines": g.count,
+            "leaked": n_leaked if view.leaks is not None or g.leaked is not None else None,
+            "blocking": op,
+            "state": g.state,
+            "max_wait_minutes": g.max_wait_minutes,
+            "growth": delta,
+            "growth_per_hour": round(rate, 1),
+            "stack": list(g.frames[:MAX_STACK]),
+            "reasons": reasons,
+        }
+        if made_at:
+            evidence["made_at"] = made_at
+        if len(counts) >= 2:
+            evidence["trend"] = _trend(
+                f"goroutines in {_short(g.function)}",
+                "",
+                [(p.at, c) for p, c in zip(view.goroutines, counts, strict=True)],
+            )
+        if "ticker" in op:
+            fix = (
+                f"Give {g.function} a way out: select on the ticker channel together with a done "
+                "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
+                "channel, so a loop ranging over ticker.C waits forever once the ticker stops"
+                + (f" (ticker made at {made_at})" if made_at else "")
+                + "."
+            )
+        else:
+            fix = (
+                f"Make sure {g.function} returns: close or cancel what it waits on ({op}) when "
+                f"its work ends"
+                + (f", and have {creator} wait for it or stop it" if creator else "")
+                + "."
+            )
+        out.append(
+            _offender(
+                "goroutine_leak",
+                view.target,
+                gid,
+                severity,
+                summary,
+                evidence,
+                fix,
+                score=float(max(n_leaked, g.count, delta)),
+            )
+        )
+    out.sort(key=lambda o: (-SEVERITY_RANK[o.severity], -o.score))
+    return out[:MAX_PER_KIND]
+
+
+def _creator_guess(g: GoroutineGroup) -> str | None:
+    """Without a creator in the dump, a closure's enclosing function is the likely creator."""
+    enclosing = _enclosing(g.function)
+    return enclosing if enclosing != g.function else None
+
+
+def _worse(a: Severity | None, b: Severity) -> Severity:
+    if a is None:
+        return b
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
+
+
+# --- heap growth ------------------------------------------------------------------------
+
+
+def _traffic_change(view: TargetView) -> tuple[float | None, list[float], tuple[str, ...]]:
+    """Return (relative change of the request rate, first to last interval; rates; families)."""
+    pts = [p for p in view.metrics if p.values.traffic is not None]
+    rates: list[float] = []
+    for a, b in itertools.pairwise(pts):
+        dt = b.at - a.at
+        if dt > 0 and a.values.traffic is not None and b.values.traffic is not None:
+            rates.append(max(0.0, b.values.traffic - a.values.traffic) / dt)
+    fams = pts[-1].values.traffic_families if pts else ()
+    if len(rates) < 2:
+        return None, rates, fams
+    if rates[0] == 0:
+        return (math.inf if rates[-1] > 0 else 0.0), rates, fams
+    return rates[-1] / rates[0] - 1.0, rates, fams
+
+
+def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
+    if len(view.heaps) < 2:
+        return []
+    rule = rules.heap_growth
+    series = [_owner_totals(h.profile) for h in view.heaps]
+    first, last = series[0][0], series[-1][0]
+    span = view.heaps[-1].at - view.heaps[0].at
+    change, rates, fams = _traffic_change(view)
+    out: list[Offender] = []
+    for owner, now in last.items():
+        before = first.get(owner, 0)
+        grown = now - before
+        if grown < rule.min_growth_bytes:
+            continue
+        if before > 0 and grown / before < rule.min_growth_ratio:
+            continue
+        values = [float(s[0].get(owner, 0)) for s in series]
+        if not _monotonic(values):
+            continue
+        severity: Severity = rule.severity
+        if change is None:
+            traffic = (
+                "traffic unknown (no request counter on /metrics)"
+                if not fams
+                else "traffic trend unknown (need three /metrics scrapes)"
+            )
+        elif change > rule.traffic_tolerance:
+            traffic = f"request rate rose {change:.0%}: the growth may follow load"
+            severity = "info"
+        else:
+            traffic = f"request rate steady ({', '.join(f'{r:.1f}/s' for r in rates)})"
+        rate_h = grown / _hours(span) if span > 0 else 0.0
+        frames = series[-1][1].get(owner, [])
+        evidence: dict[str, Any] = {
+            "function": owner,
+            "inuse_bytes": now,
+            "base_inuse_bytes": before,
+            "growth_bytes": grown,
+            "growth_per_hour_bytes": round(rate_h),
+            "window_seconds": round(span, 1),
+            "traffic": traffic,
+            "traffic_families": list(fams),
+            "traffic_rates_per_second": [round(r, 3) for r in rates],
+            "stack": [_site(f) for f in frames[:MAX_STACK]],
+            "trend": _trend(
+                f"in-use heap owned by {_short(owner)}",
+                "bytes",
+                [(h.at, v) for h, v in zip(view.heaps, values, strict=True)],
+            ),
+        }
+        site = next((f for f in frames if f.function == owner), None)
+        where = f" ({site.filename}:{site.line})" if site is not None else ""
+        summary = (
+            f"{owner}{where} holds {_human_bytes(now)} of heap, up {_human_bytes(grown)} "
+            f"in {span:.0f}s while {traffic.split(':')[0]}; it keeps everything it allocates"
+        )
+        fix = (
+            f"Bound what {owner} keeps: give the map or slice it fills an eviction policy "
+            "(size limit, LRU or TTL) or delete entries when their work ends. Compare two heap "
+            "profiles with `go tool pprof -base` to confirm the growth continues."
+        )
+        out.append(
+            _offender(
+                "heap_growth",
+                view.target,
+                owner,
+                severity,
+                summary,
+                evidence,
+                fix,
+                score=float(grown),
+            )
+        )
+    out.sort(key=lambda o: -o.score)
+    return out[:MAX_PER_KIND]
+
+
+# --- misleading memory ---------------------------------------------------------------------
+
+
+def _misleading_memory(view: TargetView, rules: TargetRules) -> list[Offender]:
+    if not view.metrics:
+        return []
+    rule = rules.misleading_memory
+    v = view.metrics[-1].values
+    m = v.memory
+    heap_inuse = m.get("go_memstats_heap_inuse_bytes")
+    rss = m.get("process_resident_memory_bytes")
+    looks = v.container_memory_bytes if v.container_memory_bytes is not None else rss
+    if heap_inuse is None or looks is None or heap_inuse <= 0:
+        return []
+    gap = looks - heap_inuse
+    if looks / heap_inuse < rule.rss_heap_ratio or gap < rule.min_gap_bytes:
+        return []
+    sys_b = m.get("go_memstats_sys_bytes", 0.0)
+    heap_sys = m.get("go_memstats_heap_sys_bytes", 0.0)
+    idle = m.get("go_memstats_heap_idle_bytes", 0.0)
+    released = m.get("go_memstats_heap_released_bytes", 0.0)
+    stacks = m.get("go_memstats_stack_inuse_bytes", 0.0)
+    parts: dict[str, float] = {
+        "heap_idle_retained_bytes": max(0.0, idle - released),
+        "heap_released_bytes": released,
+        "runtime_non_heap_bytes": max(0.0, sys_b - heap_sys),
+        "goroutine_stacks_bytes": stacks,
+        "outside_go_runtime_bytes": max(0.0, (rss or 0.0) - (sys_b - released)),
+    }
+    if v.container_memory_bytes is not None and rss is not None:
+        parts["container_beyond_rss_bytes"] = max(0.0, v.container_memory_bytes - rss)
+    explain = []
+    if parts["heap_idle_retained_bytes"] > 0.2 * gap:
+        explain.append(
+            f"{_human_bytes(parts['heap_idle_retained_bytes'])} is idle heap the Go runtime "
+            "keeps for reuse"
+        )
+    if released > 0.2 * gap and rss is not None and rss > sys_b - released:
+        explain.append(
+            f"{_human_bytes(released)} was released to the OS but may still be counted in RSS "
+            "until the kernel reclaims it"
+        )
+    if parts["runtime_non_heap_bytes"] > 0.2 * gap:
+        explain.append(
+            f"{_human_bytes(parts['runtime_non_heap_bytes'])} is runtime memory outside the heap "
+            "(stacks, GC metadata, spans)"
+        )
+    if parts["outside_go_runtime_bytes"] > 0.2 * gap:
+        explain.append(
+            f"{_human_bytes(parts['outside_go_runtime_bytes'])} of RSS is outside the Go runtime "
+            "(cgo, mapped files, binary)"
+        )
+    if parts.get("container_beyond_rss_bytes", 0.0) > 0.2 * gap:
+        explain.append(
+            f"{_human_bytes(parts['container_beyond_rss_bytes'])} of container usage is page cache "
+            "the kernel can reclaim"
+        )
+    if not explain:
+        explain.append("the difference is memory the runtime holds outside live heap objects")
+    what = "container usage" if v.container_memory_bytes is not None else "RSS"
+    summary = (
+        f"{what} {_human_bytes(looks)} is {looks / heap_inuse:.1f}x the Go heap in use "
+        f"({_human_bytes(heap_inuse)}); this is not a leak: {explain[0]}"
+    )
+    evidence: dict[str, Any] = {
+        "resident_bytes": rss,
+        "container_memory_bytes": v.container_memory_bytes,
+        "heap_inuse_bytes": heap_inuse,
+        "ratio": round(looks / heap_inuse, 2),
+        "breakdown": {k: round(x) for k, x in parts.items()},
+        "explanation": explain,
+    }
+    if len(view.metrics) >= 2:
+        evidence["trend"] = _trend(
+            "resident memory",
+            "bytes",
+            [
+                (p.at, p.values.memory.get("process_resident_memory_bytes", 0.0))
+                for p in view.metrics
+            ],
+        )
+    fix = (
+        "Nothing to fix in the code for this alone. Judge memory by go_memstats_heap_inuse_bytes "
+        "(and the heap profile), not RSS; set GOMEMLIMIT to make the runtime return idle memory "
+        "sooner under a container limit."
+    )
+    return [
+        _offender(
+            "misleading_memory",
+            view.target,
+            "memory",
+            rule.severity,
+            summary,
+            evidence,
+            fix,
+            score=gap,
+        )
+    ]
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def detect(view: TargetView, rules: Rules | TargetRules = DEFAULT_RULES) -> list[Offender]:
+    """Name the offenders of one target, worst first (severity, then magnitude, then id)."""
+    tr = rules.for_target(view.target) if isinstance(rules, Rules) else rules
+    use = _library_use(view.heaps[-1].profile) if view.heaps else None
+    found: list[Offender] = []
+    found += _label_explosions(view, tr, use)
+    if use is not None:
+        found += _children_heap_cost(view, tr, use)
+    found += _goroutine_leaks(view, tr)
+    found += _heap_growth(view, tr)
+    found += _misleading_memory(view, tr)
+    return sort_offenders(found)
+
+
+def sort_offenders(offenders: Iterable[Offender]) -> list[Offender]:
+    """Order offenders worst first: severity, then kind order, then magnitude, then id."""
+    return sorted(
+        offenders,
+        key=lambda o: (-SEVERITY_RANK[o.severity], KINDS.index(o.kind), -o.score, o.id),
+    )
