@@ -1,0 +1,148 @@
+"""Grafana dashboards in grafana/: structure, provisioning, and every query against live data.
+
+The live test runs the leaky demo service, ``cardguard serve`` watching it and a
+real Prometheus scraping both, then sends every panel query (template
+variables substituted) and every variable query to Prometheus' HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support import REPO
+
+GRAFANA = REPO / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+PROVISIONING = GRAFANA / "provisioning"
+COMPOSE = REPO / "deploy" / "docker-compose.yml"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) for every query of every panel."""
+    return [
+        (p["title"], t["expr"])
+        for p in panels(dashboard)
+        if p["type"] != "row"
+        for t in p["targets"]
+    ]
+
+
+def test_generated_dashboards_are_current() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in DASHBOARDS} == {"cardguard-fleet.json", "cardguard-target.json"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_structure(path: Path) -> None:
+    d = load(path)
+    assert "__inputs" not in d and "${DS_" not in path.read_text()
+    assert d["uid"] and d["title"].startswith("cardguard / ") and "cardguard" in d["tags"]
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    ds = variables["datasource"]
+    assert (ds["type"], ds["query"]) == ("datasource", "prometheus")
+    ids = [p["id"] for p in panels(d)]
+    assert len(ids) == len(set(ids))
+    for p in panels(d):
+        pos = p["gridPos"]
+        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24 and pos["h"] > 0, p["title"]
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}" and t["expr"].strip()
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"]["uid"] == "${datasource}"
+    # Every $variable a query uses is defined.
+    texts = [e for _, e in queries(d)] + [
+        v["definition"] for v in variables.values() if v["type"] == "query"
+    ]
+    used = {m for e in texts for m in re.findall(r"\$(\w+)", e)}
+    assert used <= set(variables), used - set(variables)
+
+
+def cells(p: dict[str, Any]) -> set[tuple[int, int]]:
+    g = p["gridPos"]
+    return {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_panels_do_not_overlap(path: Path) -> None:
+    taken: set[tuple[int, int]] = set()
+    for p in panels(load(path)):
+        mine = cells(p)
+        assert not (mine & taken), p["title"]
+        taken |= mine
+
+
+def titles(name: str) -> str:
+    return " | ".join(p["title"] for p in panels(load(GRAFANA / "dashboards" / name))).lower()
+
+
+def test_fleet_dashboard_shows_what_the_issue_asks() -> None:
+    t = titles("cardguard-fleet.json")
+    for needed in ("targets", "series per target", "offenders", "leaking goroutine groups"):
+        assert needed in t, needed
+
+
+def test_target_dashboard_shows_what_the_issue_asks() -> None:
+    t = titles("cardguard-target.json")
+    for needed in (
+        "series per family",
+        "distinct values per label",
+        "goroutines per group",
+        "in-use bytes per function",
+        "heap owner growth",
+        "rss against the go heap",
+    ):
+        assert needed in t, needed
+    exprs = " ".join(e for _, e in queries(load(GRAFANA / "dashboards" / "cardguard-target.json")))
+    for series in (
+        "process_resident_memory_bytes",
+        "go_memstats_heap_inuse_bytes",
+        "go_memstats_heap_released_bytes",
+        "go_memstats_heap_idle_bytes",
+    ):
+        assert series in exprs, series
+
+
+def test_provisioning_matches_compose() -> None:
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "cardguard.yml").read_text())
+    (provider,) = providers["providers"]
+    grafana = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]
+    binds = [v.split(":") for v in grafana["volumes"] if v.startswith(".")]
+    mounts = {target: (COMPOSE.parent / source).resolve() for source, target, *_ in binds}
+    assert mounts[provider["options"]["path"]] == GRAFANA / "dashboards"
+    assert mounts["/etc/grafana/provisioning"] == PROVISIONING
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"])
+    assert (GRAFANA / "dashboards" / Path(home).name).exists()
+    (ds,) = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    assert "prometheus" in yaml.safe_load(COMPOSE.read_text())["services"]
