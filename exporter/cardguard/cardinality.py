@@ -42,6 +42,7 @@ from cardguard.exposition import (
     block_series_keys,
     detect_format,
     scan,
+    split_pair,
     unescape,
 )
 
@@ -330,7 +331,8 @@ class _FamilyAcc:
     def add_block(self, block: SampleBlock) -> None:
         self.series += block.lines
         grouped: dict[bytes, set[bytes]] = {}
-        for name, raw in set(block_label_pairs(block)):
+        for pair in set(block_label_pairs(block)):
+            name, raw = split_pair(pair)
             if b"\\" in raw:
                 raw = unescape(raw).encode()
             vals = grouped.get(name)

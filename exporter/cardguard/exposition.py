@@ -191,15 +191,27 @@ _FAST_LINE = re.compile(
     rb"(?: -?[0-9]+)?$",
     re.MULTILINE,
 )
-# One label pair inside validated lines; group 1 the name, group 2 the raw value.
-_PAIR = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
+# One label pair inside validated lines, as the raw text ``name="escaped value"``.
+# Anchoring on the '{' or ',' before the name keeps the search from retrying
+# inside every word of a long value; validated lines keep it in step.
+_PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*=" + _QUOTED + rb")")
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
 
 
-def block_label_pairs(block: SampleBlock) -> list[tuple[bytes, bytes]]:
-    """Return every (label name, raw escaped value) pair in the block, in order."""
+def block_label_pairs(block: SampleBlock) -> list[bytes]:
+    """Return every label pair of the block as raw ``name="escaped value"`` bytes, in order.
+
+    ``split_pair`` splits one; deduplicating the raw pairs first is much
+    cheaper than splitting all of them.
+    """
     return _PAIR.findall(block.data, block.start, block.end)
+
+
+def split_pair(pair: bytes) -> tuple[bytes, bytes]:
+    """Split a raw pair from ``block_label_pairs`` into name and escaped value."""
+    name, _, value = pair.partition(b'="')
+    return name, value[:-1]
 
 
 def block_series_keys(block: SampleBlock) -> list[bytes]:
@@ -636,7 +648,7 @@ class _OMParser:
             except _LineError as exc:
                 raise self.error(lineno, str(exc)) from None
         if not eof:
-            raise self.error(lineno, "missing '# EOF' at end of OpenMetrics page")
+            raise self.error(max(lineno, 1), "missing '# EOF' at end of OpenMetrics page")
         try:
             yield from self.close_family(lineno)
         except _LineError as exc:
@@ -828,7 +840,10 @@ class _OMParser:
         g = self.group
         if suffix == "_created":
             return
-        if math.isnan(value) or (value < 0 and suffix not in ("_sum", "_gsum", "")):
+        nan_ok = ftype == "summary" and suffix == ""  # a quantile of no observations
+        if (math.isnan(value) and not nan_ok) or (
+            value < 0 and suffix not in ("_sum", "_gsum", "")
+        ):
             raise _LineError(f"{ftype} {suffix or 'quantile'} value must be a non-negative number")
         if ftype == "summary":
             if suffix == "":

@@ -1,0 +1,182 @@
+"""``cardguard cardinality SOURCE``: series per family and distinct values per label of one page.
+
+SOURCE is a file, an http(s) URL or ``-`` for stdin. The page is analysed by
+``cardguard.cardinality.analyse``; this module only reads the input and prints
+the result (a table, or JSON with ``--format json``). Every failure prints one
+line naming the source (and the line, for a malformed page) and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from typing import Any
+
+import click
+
+from cardguard.cardinality import Limits, PageAnalysis, analyse
+from cardguard.errors import CardguardError, FetchError
+from cardguard.exposition import ACCEPT_HEADER, Format
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def fetch_page(url: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str | None]:
+    """GET a /metrics page with Prometheus' Accept header; return body and Content-Type.
+
+    The one place this command touches the network, through ``cardguard.fetch``
+    (deadline, size limit and bounded gzip decoding live there).
+    """
+    from cardguard.config import TargetConfig
+    from cardguard.fetch import Fetcher
+
+    target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
+    result = Fetcher(target).get(url, accept=ACCEPT_HEADER, timeout=timeout, max_bytes=max_bytes)
+    return result.body, result.content_type or None
+
+
+def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
+    """Inflate a gzip file without letting a bomb exceed ``max_bytes``."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise FetchError(source, "decompress", f"corrupt gzip data: {exc}") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise FetchError(source, "too_large", f"decompressed page exceeds {max_bytes} bytes")
+    if not inflater.eof:
+        raise FetchError(source, "decompress", "truncated gzip data")
+    return out
+
+
+def read_source(source: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str | None]:
+    """Return the page bytes of SOURCE and its Content-Type (None for files and stdin)."""
+    if source.startswith(("http://", "https://")):
+        return fetch_page(source, timeout=timeout, max_bytes=max_bytes)
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(max_bytes + 1)
+        else:
+            with open(source, "rb") as fh:
+                data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise FetchError(source, "other", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise FetchError(source, "too_large", f"page exceeds {max_bytes} bytes")
+    if data.startswith(_GZIP_MAGIC):
+        data = _gunzip(data, source, max_bytes)
+    return data, None
+
+
+def _clip(text: str, width: int) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_text(analysis: PageAnalysis, top: int) -> str:
+    """A readable table: one row per family, its labels on the rows below it."""
+    fams = analysis.families[:top] if top else analysis.families
+    lines = [
+        f"source: {analysis.source}   format: {analysis.format}   "
+        f"total series: {analysis.total_series}   families: {len(analysis.families)}"
+        + (f" (+{analysis.other_families} in __other__)" if analysis.other_families else ""),
+        "distinct values marked ~ are HyperLogLog estimates",
+        "",
+    ]
+    rows: list[tuple[str, ...]] = [
+        ("FAMILY", "TYPE", "SERIES", "LABEL", "DISTINCT", "PATTERN", "EXAMPLES")
+    ]
+    for fam in fams:
+        head = (_clip(fam.name, 60), fam.type, str(fam.series))
+        if not fam.labels:
+            rows.append((*head, "", "", "", ""))
+        for i, lab in enumerate(fam.labels):
+            distinct = ("~" if lab.estimated else "") + str(lab.distinct_values)
+            examples = ", ".join(_clip(e, 48) for e in lab.examples)
+            rows.append(
+                (*(head if i == 0 else ("", "", "")), lab.name, distinct, lab.pattern, examples)
+            )
+        if fam.labels_truncated:
+            rows.append(("", "", "", "(more labels not shown)", "", "", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = [c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join([*cells, r[-1]]).rstrip())
+    if top and len(analysis.families) > top:
+        lines.append(f"... {len(analysis.families) - top} more families (use --top 0 for all)")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(analysis: PageAnalysis, top: int) -> str:
+    doc: dict[str, Any] = analysis.to_json()
+    if top:
+        doc["families"] = doc["families"][:top]
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+@click.command("cardinality")
+@click.argument("source")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output: a table or JSON.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Show the N families with most series (0: all). Default: 20 for text, all for JSON.",
+)
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "text", "openmetrics"]),
+    default="auto",
+    show_default=True,
+    help="Exposition format; auto uses the Content-Type, else looks for '# EOF'.",
+)
+@click.option(
+    "--exact-values",
+    type=click.IntRange(min=1),
+    default=Limits.exact_value_cap,
+    show_default=True,
+    help="Distinct values per label counted exactly before estimating.",
+)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="URL fetch seconds.")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    help="Largest page accepted (after decompression).",
+)
+def cardinality(
+    source: str,
+    output_format: str,
+    top: int | None,
+    input_format: str,
+    exact_values: int,
+    timeout: float,
+    max_bytes: int,
+) -> None:
+    """Measure series per family and distinct values per label of SOURCE (file, URL or -)."""
+    limits = Limits(exact_value_cap=exact_values)
+    fmt: Format | None = None if input_format == "auto" else input_format  # type: ignore[assignment]
+    name = "<stdin>" if source == "-" else source
+    try:
+        data, content_type = read_source(source, timeout=timeout, max_bytes=max_bytes)
+        analysis = analyse(data, content_type=content_type, source=name, limits=limits, fmt=fmt)
+    except CardguardError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output_format == "json":
+        out = render_json(analysis, top or 0)
+    else:
+        out = render_text(analysis, 20 if top is None else top)
+    sys.stdout.write(out)
+
+
+__all__ = ["cardinality", "fetch_page", "read_source", "render_json", "render_text"]
