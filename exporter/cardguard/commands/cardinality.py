@@ -102,7 +102,10 @@ def render_text(analysis: PageAnalysis, top: int) -> str:
             rows.append(("", "", "", "(more labels not shown)", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        cells = [c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [
+            c.rjust(w) if i == 2 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))
+        ]
         lines.append("  ".join([*cells, r[-1]]).rstrip())
     if top and len(analysis.families) > top:
         lines.append(f"... {len(analysis.families) - top} more families (use --top 0 for all)")
