@@ -420,6 +420,19 @@ def _is_runtime(function: str) -> bool:
     return function.startswith(RUNTIME_PREFIXES) or function == "unknown"
 
 
+def _package(function: str) -> str:
+    """``github.com/x/y.(*T).F`` -> ``github.com/x/y``; ``net/http.F`` -> ``net/http``."""
+    slash = function.rfind("/")
+    dot = function.find(".", slash + 1)
+    return function[:dot] if dot > 0 else function
+
+
+def _is_std(function: str) -> bool:
+    """Return whether a function is in Go's standard library (its import path has no dot)."""
+    pkg = _package(function)
+    return pkg != "main" and "." not in pkg.split("/", 1)[0]
+
+
 def _short(function: str) -> str:
     """Drop the import path: ``github.com/x/y/pkg.F`` -> ``pkg.F``."""
     return function.rsplit("/", 1)[-1]
@@ -502,6 +515,7 @@ class _LibraryUse:
     site_frames: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = field(
         default_factory=dict
     )
+    site_weight: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _library_use(profile: Profile) -> _LibraryUse:
@@ -532,9 +546,11 @@ def _library_use(profile: Profile) -> _LibraryUse:
             continue
         key = (kind, _site(caller))
         use.sites[key] = use.sites.get(key, 0) + v
-        if key not in use.site_frames:
+        # Keep the heaviest stack through each call site as its example.
+        if key not in use.site_frames or use.site_weight[key] < v:
             stack = tuple(_site(f) for f in frames[: last_lib + 3])[-MAX_STACK:]
             use.site_frames[key] = (caller.function, frames[last_lib].function, stack)
+            use.site_weight[key] = v
     return use
 
 
@@ -551,7 +567,8 @@ def _best_site(use: _LibraryUse, kind: str) -> tuple[str, str, str, tuple[str, .
 
 
 def _owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
-    """In-use bytes by owner: the innermost frame outside the runtime and the client library."""
+    """In-use bytes by owner: the innermost frame of the program itself (not the standard
+    library), else the innermost outside the runtime; client-library stacks are left out."""
     index = _inuse_index(profile)
     totals: dict[str, int] = {}
     stacks: dict[str, tuple[int, list[Frame]]] = {}
@@ -564,7 +581,9 @@ def _owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Fram
         frames = _frames(profile, smp.stack)
         if any(_is_library(f.function) for f in frames):
             continue
-        owner = next((f.function for f in frames if not _is_runtime(f.function)), None)
+        owner = next((f.function for f in frames if not _is_std(f.function)), None)
+        if owner is None:
+            owner = next((f.function for f in frames if not _is_runtime(f.function)), None)
         if owner is None:
             continue
         totals[owner] = totals.get(owner, 0) + v
@@ -1028,8 +1047,8 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
                 f"Give {g.function} a way out: select on the ticker channel together with a done "
                 "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
                 "channel, so a loop ranging over ticker.C waits forever once the ticker stops"
-                + (f" (ticker made at {made_at})" if made_at else "")
                 + "."
+                + (f" The ticker is made in {made_at}." if made_at else "")
             )
         else:
             fix = (
