@@ -389,28 +389,33 @@ def analyse(
     """Analyse one exposition page; raise ``ParseError`` if it is malformed."""
     fmt = fmt or detect_format(content_type, data)
     budget = _Budget(limits.max_exact_values_total)
-    families: dict[str, _FamilyAcc] = {}
+    families: dict[tuple[str, str], _FamilyAcc] = {}
+    by_name: dict[str, _FamilyAcc] = {}
     other: _FamilyAcc | None = None
     other_names = 0
     total = 0
     current: _FamilyAcc | None = None
     for event in scan(data, fmt, source):
         if isinstance(event, Family):
-            # Families are announced before their first sample, and once.
-            if event.name in families:
-                current = families[event.name]
+            # Announced once before its first sample. A name can come back with
+            # another type on OpenMetrics pages (see exposition), so key by both.
+            key = (event.name, event.type)
+            found = families.get(key)
+            if found is not None:
+                current = found
             elif len(families) < limits.max_families:
-                current = families[event.name] = _FamilyAcc(event.name, event.type, limits, budget)
+                current = families[key] = _FamilyAcc(event.name, event.type, limits, budget)
             else:
                 if other is None:
                     other = _FamilyAcc(OTHER, "mixed", limits, budget)
                 other_names += 1
                 current = other
+            if current is not other:
+                by_name[event.name] = current
             continue
         if current is None or (current is not other and current.name != event.family):
             # Text pages may return to a family seen earlier (Prometheus merges them).
-            found = families.get(event.family)
-            current = found if found is not None else other
+            current = by_name.get(event.family, other)
         assert current is not None
         if isinstance(event, SampleBlock):
             total += event.lines

@@ -33,7 +33,10 @@ and valid; buckets in increasing ``le`` order with non-decreasing counts and a
 stateset values 0/1 and info values 1; exemplars only on ``_total`` and
 ``_bucket`` samples and at most 128 characters of labels; metadata before
 samples and not repeated; families and label groups not interleaved; repeated
-series only with non-decreasing timestamps. Deliberately tolerated because a
+series only with non-decreasing timestamps. One leniency, for real pages: a
+complete new metadata block for the family just ended starts a second family of
+the same name (client_golang serves ``go_memstats_alloc_bytes`` as a gauge and,
+right after it, as a counter; Prometheus accepts that page). Deliberately tolerated because a
 cardinality analyser does not depend on them are listed in
 tests/test_conformance.py.
 """
@@ -139,9 +142,13 @@ def _last_line(data: bytes) -> bytes:
     return data.rsplit(b"\n", 1)[-1]
 
 
-def parse(data: bytes, fmt: Format, source: str) -> Iterator[Event]:
-    """Yield ``Family`` and ``Sample`` events for every line of ``data``."""
-    for event in scan(data, fmt, source):
+def parse(data: bytes, fmt: Format, source: str, *, fast: bool = True) -> Iterator[Event]:
+    """Yield ``Family`` and ``Sample`` events for every line of ``data``.
+
+    ``fast=False`` sends every line through the strict per-line parser (the
+    tests compare both paths).
+    """
+    for event in scan(data, fmt, source, fast=fast):
         if isinstance(event, SampleBlock):
             yield from _block_samples(event, source)
         else:
@@ -149,13 +156,17 @@ def parse(data: bytes, fmt: Format, source: str) -> Iterator[Event]:
 
 
 def scan(
-    data: bytes, fmt: Format, source: str, *, chunk_bytes: int = 1 << 20
+    data: bytes, fmt: Format, source: str, *, chunk_bytes: int = 1 << 20, fast: bool = True
 ) -> Iterator[ScanEvent]:
-    """Yield events, with common-shape sample runs of text pages as ``SampleBlock``."""
+    """Yield events, with common-shape sample runs of text pages as ``SampleBlock``.
+
+    Runs are cut into blocks of about ``chunk_bytes`` so that what a consumer
+    derives from one block stays small. ``fast=False`` yields no blocks.
+    """
     if fmt == "openmetrics":
         yield from _OMParser(data, source).run()
     elif fmt == "text":
-        yield from _TextParser(data, source, chunk_bytes).run()
+        yield from _TextParser(data, source, chunk_bytes if fast else 0).run()
     else:
         raise ValueError(f"unknown exposition format {fmt!r}")
 
@@ -430,6 +441,9 @@ class _TextParser:
 
     def sample_run(self, start: int, end: int, lineno: int) -> Iterator[ScanEvent]:
         """Yield blocks for [start, end), falling back to the strict parser per chunk."""
+        if self.chunk_bytes <= 0:
+            yield from self.strict_lines(start, end, lineno)
+            return
         data = self.data
         pos = start
         while pos < end:
@@ -694,11 +708,19 @@ class _OMParser:
         if not sep or _METRIC_NAME.fullmatch(name_b) is None:
             raise _LineError(f"{kind.decode()} line must be '# {kind.decode()} <name> <value>'")
         name = name_b.decode("ascii")
+        k = kind.decode()
         if name != self.fam:
             yield from self.open_family(name, lineno)
         elif self.announced:
-            raise _LineError(f"metadata for {name!r} after its samples")
-        k = kind.decode()
+            if k not in self.meta_seen:
+                raise _LineError(f"metadata for {name!r} after its samples")
+            # A fresh metadata block for the same name after samples starts a
+            # second family of that name. client_golang writes exactly this for a
+            # gauge and a counter sharing a base name (go_memstats_alloc_bytes and
+            # go_memstats_alloc_bytes_total), and Prometheus scrapes it.
+            yield from self.close_family(lineno)
+            self.fam = name
+            self.fam_line = lineno
         if k in self.meta_seen:
             raise _LineError(f"repeated {k} for {name!r}")
         self.meta_seen.add(k)
