@@ -1,0 +1,639 @@
+"""``cardguard report``: watch a Go service (or read saved snapshots) and print its offenders.
+
+Live, ``cardguard report http://HOST:PORT --duration 2m`` takes a snapshot of
+``/metrics``, ``/debug/pprof/heap`` and ``/debug/pprof/goroutine?debug=1`` at
+the start, every ``--interval`` and at the end; at the end it also reads a full
+goroutine dump (``debug=2``, only under ``--full-goroutines-limit`` goroutines)
+and ``/debug/pprof/goroutineleak`` where the target serves it. Progress goes to
+stderr; the report (worst offender first) to stdout or ``--output``.
+
+Offline, the same snapshots come from files: ``--from DIR`` reads what
+``--save DIR`` wrote; or name files directly with ``--metrics``, ``--heap``,
+``--heap-base``, ``--goroutines`` and ``--goroutineleak``.
+
+Exit status: 0 when the report was made, 1 when it could not be (target
+unreachable at the start, unreadable files), 3 when ``--fail-on`` found an
+offender at or above that severity.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from cardguard import offenders as off
+from cardguard.cardinality import analyse
+from cardguard.churn import ChurnTracker
+from cardguard.config import TargetConfig, load_config, parse_duration
+from cardguard.errors import CardguardError, ConfigError, FetchError, ParseError, ProfileError
+from cardguard.exposition import ACCEPT_HEADER, detect_format
+from cardguard.pprof import goroutines as gr
+from cardguard.pprof import profile as prof
+from cardguard.render import RENDERERS, TargetReport, render
+from cardguard.rules import DEFAULT_RULES, SEVERITIES, SEVERITY_RANK, Rules, load_rules_file
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+_GZIP = b"\x1f\x8b"
+
+# File names inside one saved snapshot directory (see --save).
+FILES = {
+    "metrics": "metrics.txt.gz",
+    "heap": "heap.pb.gz",
+    "goroutine": "goroutine.txt",
+    "goroutine_full": "goroutine-full.txt",
+    "goroutineleak": "goroutineleak.txt",
+}
+
+
+@dataclass
+class Snapshot:
+    """The raw bodies read from a target at one moment (any may be missing)."""
+
+    at: float
+    metrics: bytes | None = None
+    content_type: str | None = None
+    heap: bytes | None = None
+    goroutine: bytes | None = None
+    goroutine_full: bytes | None = None
+    goroutineleak: bytes | None = None
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"at": self.at, "content_type": self.content_type}
+        (directory / "meta.json").write_text(json.dumps(meta) + "\n")
+        if self.metrics is not None:
+            (directory / FILES["metrics"]).write_bytes(gzip.compress(self.metrics, mtime=0))
+        for key in ("heap", "goroutine", "goroutine_full", "goroutineleak"):
+            body = getattr(self, key)
+            if body is not None:
+                (directory / FILES[key]).write_bytes(body)
+
+
+@dataclass
+class Watch:
+    """Turns snapshots into a ``TargetView`` as they arrive, keeping only what detection needs."""
+
+    name: str
+    rules: Rules
+    metrics: list[off.MetricsPoint] = field(default_factory=list)
+    heaps: list[off.HeapPoint] = field(default_factory=list)
+    goroutines: list[off.GoroutinePoint] = field(default_factory=list)
+    leaks: tuple[gr.GoroutineGroup, ...] | None = None
+    notes: list[str] = field(default_factory=list)
+    churn: ChurnTracker = field(
+        default_factory=lambda: ChurnTracker(window=24 * 3600.0, points_per_window=1_000_000)
+    )
+    snapshots: int = 0
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def add(self, snap: Snapshot, where: str) -> dict[str, str]:
+        """Analyse one snapshot; problems become notes. Return a few figures for progress."""
+        self.snapshots += 1
+        shown: dict[str, str] = {}
+        traffic = self.rules.for_target(self.name).heap_growth.traffic_metric
+        if snap.metrics is not None:
+            try:
+                fmt = detect_format(snap.content_type, snap.metrics)
+                page = analyse(snap.metrics, content_type=snap.content_type, source=where, fmt=fmt)
+                values = off.values_from_page(snap.metrics, fmt, where, traffic)
+                report = self.churn.update(page, snap.at)
+                self.metrics.append(off.metrics_point(page, snap.at, values, report))
+                shown["series"] = f"{page.total_series:,} series"
+            except ParseError as exc:
+                self.note(f"/metrics at {where}: {exc}")
+        if snap.heap is not None:
+            try:
+                self.heaps.append(off.HeapPoint(snap.at, prof.decode(snap.heap, f"{where} heap")))
+                total = self.heaps[-1].profile.total("inuse_space")
+                shown["heap"] = f"heap {total / 1048576:.1f} MiB"
+            except ProfileError as exc:
+                self.note(str(exc))
+        body = snap.goroutine_full if snap.goroutine_full is not None else snap.goroutine
+        if body is not None:
+            try:
+                s = gr.parse(body, f"{where} goroutine")
+                self.goroutines.append(off.GoroutinePoint.of(s, snap.at))
+                shown["goroutines"] = f"{s.total:,} goroutines"
+            except ProfileError as exc:
+                self.note(str(exc))
+        if snap.goroutineleak is not None:
+            try:
+                s = gr.parse(snap.goroutineleak, f"{where} goroutineleak", kind="goroutineleak")
+                self.leaks = tuple(gr.group(s))
+            except ProfileError as exc:
+                self.note(str(exc))
+        return shown
+
+    def view(self) -> off.TargetView:
+        return off.TargetView(
+            target=self.name,
+            metrics=tuple(self.metrics),
+            heaps=tuple(self.heaps),
+            goroutines=tuple(self.goroutines),
+            leaks=self.leaks,
+        )
+
+    def report(self, url: str | None) -> TargetReport:
+        view = self.view()
+        found = off.detect(view, self.rules)
+        times = [p.at for p in view.metrics] + [h.at for h in view.heaps]
+        times += [g.at for g in view.goroutines]
+        notes = list(self.notes)
+        if not view.heaps:
+            notes.append("no heap profile: heap growth and children cost were not checked")
+        if not view.goroutines:
+            notes.append("no goroutine profile: goroutine leaks were not checked")
+        if len(view.metrics) < 2 and len(view.heaps) < 2:
+            notes.append("one snapshot only: nothing about growth can be said")
+        return TargetReport(
+            target=self.name,
+            url=url,
+            offenders=tuple(found),
+            window_seconds=(max(times) - min(times)) if times else 0.0,
+            snapshots=self.snapshots,
+            notes=tuple(notes),
+        )
+
+
+# --- live -----------------------------------------------------------------------------
+
+
+class Live:
+    """Reads snapshots from a running target through ``cardguard.fetch``."""
+
+    def __init__(self, target: TargetConfig, full_limit: int) -> None:
+        from cardguard.fetch import Fetcher
+
+        self.target = target
+        self.fetcher = Fetcher(target)
+        self.full_limit = full_limit
+        self.missing: dict[str, str] = {}
+
+    def _get(self, endpoint: str, url: str, accept: str | None = None) -> tuple[bytes, str] | None:
+        if endpoint in self.missing:
+            return None
+        try:
+            res = self.fetcher.get(url, accept=accept)
+        except FetchError as exc:
+            if endpoint == "metrics":
+                raise
+            # A pprof endpoint the target does not serve is a note, not a failure.
+            self.missing[endpoint] = f"{endpoint}: {exc.message}"
+            return None
+        return res.body, res.content_type
+
+    def snapshot(self, final: bool) -> Snapshot:
+        t = self.target
+        snap = Snapshot(at=time.time())
+        got = self._get("metrics", t.metrics_url, ACCEPT_HEADER)
+        if got is not None:
+            snap.metrics, snap.content_type = got
+        heap = self._get("heap", t.pprof_url("heap"))
+        snap.heap = heap[0] if heap else None
+        g = self._get("goroutine", t.pprof_url("goroutine") + "?debug=1")
+        snap.goroutine = g[0] if g else None
+        if final:
+            total = _goroutine_total(snap.goroutine)
+            if total is not None and total <= self.full_limit:
+                full = self._get("goroutine_full", t.pprof_url("goroutine") + "?debug=2")
+                snap.goroutine_full = full[0] if full else None
+            elif total is not None:
+                self.missing["goroutine_full"] = (
+                    f"goroutine_full: skipped, {total} goroutines exceed "
+                    f"--full-goroutines-limit {self.full_limit} (a full dump stops the world)"
+                )
+            leak = self._get("goroutineleak", t.pprof_url("goroutineleak") + "?debug=1")
+            snap.goroutineleak = leak[0] if leak else None
+        return snap
+
+
+def _goroutine_total(body: bytes | None) -> int | None:
+    if body is None:
+        return None
+    first = body[:200].split(b"\n", 1)[0]
+    parts = first.split(b"total ")
+    try:
+        return int(parts[1]) if len(parts) == 2 else None
+    except ValueError:
+        return None
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"cardguard report: {msg}", err=True)
+
+
+def _wait(seconds: float, what: str) -> None:
+    """Sleep until the next snapshot, counting down on a terminal."""
+    end = time.monotonic() + seconds
+    tty = sys.stderr.isatty()
+    if not tty:
+        _progress(f"waiting {seconds:.0f}s for {what}")
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        if tty:
+            sys.stderr.write(f"\rcardguard report: {what} in {left:4.0f}s ")
+            sys.stderr.flush()
+        time.sleep(min(1.0, left))
+    if tty:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+
+
+def watch_live(
+    url: str,
+    *,
+    name: str,
+    duration: float,
+    interval: float,
+    timeout: float,
+    full_limit: int,
+    rules: Rules,
+    save: Path | None,
+    metrics_path: str,
+    pprof_path: str,
+) -> TargetReport:
+    """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them."""
+    target = TargetConfig(
+        name=name,
+        url=url,
+        metrics_path=metrics_path,
+        pprof_path=pprof_path,
+        timeout=timeout,
+        body_size_limit=DEFAULT_MAX_BYTES,
+    )
+    live = Live(target, full_limit)
+    w = Watch(name, rules)
+    count = max(2, int(duration // interval) + 1) if duration > 0 else 1
+    start = time.monotonic()
+    for i in range(count):
+        final = i == count - 1
+        try:
+            snap = live.snapshot(final)
+        except FetchError as exc:
+            if i == 0:
+                raise
+            w.note(f"snapshot {i + 1}: {exc}")
+            _progress(f"snapshot {i + 1}/{count} failed: {exc}")
+            snap = None
+        if snap is not None:
+            if save is not None:
+                snap.save(save / f"snapshot-{i:03d}")
+            shown = w.add(snap, url)
+            for endpoint, why in live.missing.items():
+                w.note(why)
+                del endpoint
+            _progress(
+                f"snapshot {i + 1}/{count} at +{time.monotonic() - start:.0f}s: "
+                + (", ".join(shown.values()) or "nothing readable")
+            )
+        if not final:
+            due = start + duration * (i + 1) / (count - 1)
+            _wait(max(0.0, due - time.monotonic()), f"snapshot {i + 2}/{count}")
+    return w.report(url)
+
+
+# --- offline ---------------------------------------------------------------------------
+
+
+def _read(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ProfileError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise ProfileError(str(path), f"larger than the limit of {max_bytes} bytes")
+    return data
+
+
+def _read_page(path: Path) -> bytes:
+    data = _read(path)
+    if data.startswith(_GZIP):
+        try:
+            with gzip.GzipFile(fileobj=__import__("io").BytesIO(data)) as fh:
+                out = fh.read(DEFAULT_MAX_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise ParseError(str(path), 0, f"corrupt gzip data: {exc}") from exc
+        if len(out) > DEFAULT_MAX_BYTES:
+            raise ParseError(str(path), 0, f"decompressed page exceeds {DEFAULT_MAX_BYTES} bytes")
+        return out
+    return data
+
+
+def load_saved(directory: Path) -> list[tuple[Snapshot, str]]:
+    """Read the snapshots that ``--save`` wrote under ``directory``, oldest first."""
+    dirs = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith("snapshot-"))
+    if not dirs:
+        raise ProfileError(str(directory), "no snapshot-NNN directories (written by --save)")
+    out = []
+    for d in dirs:
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+            at = float(meta["at"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ProfileError(
+                str(d / "meta.json"), f"unreadable snapshot metadata: {exc}"
+            ) from exc
+        snap = Snapshot(at=at, content_type=meta.get("content_type"))
+        for key, fname in FILES.items():
+            p = d / fname
+            if p.exists():
+                setattr(snap, key, _read_page(p) if key == "metrics" else _read(p))
+        out.append((snap, str(d)))
+    return out
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def load_files(
+    metrics: Sequence[Path],
+    heaps: Sequence[Path],
+    goroutines: Sequence[Path],
+    leak: Path | None,
+) -> list[tuple[Snapshot, str]]:
+    """Pair loose files into snapshots by position: the i-th metrics, heap and goroutine file.
+
+    A snapshot's time is the heap profile's own timestamp when it has one, else
+    the newest file modification time of its files.
+    """
+    n = max(len(metrics), len(heaps), len(goroutines), 1 if leak else 0)
+    out = []
+    for i in range(n):
+        files = {
+            "metrics": metrics[i] if i < len(metrics) else None,
+            "heap": heaps[i] if i < len(heaps) else None,
+            "goroutine": goroutines[i] if i < len(goroutines) else None,
+            "goroutineleak": leak if leak is not None and i == n - 1 else None,
+        }
+        snap = Snapshot(at=0.0)
+        at = 0.0
+        for key, path in files.items():
+            if path is None:
+                continue
+            setattr(snap, key, _read_page(path) if key == "metrics" else _read(path))
+            at = max(at, _mtime(path))
+        if snap.heap is not None:
+            try:
+                t = prof.decode(snap.heap, str(files["heap"])).time_nanos
+                at = t / 1e9 if t else at
+            except ProfileError:
+                pass  # reported when the snapshot is analysed
+        snap.at = at
+        names = ", ".join(str(p) for p in files.values() if p is not None)
+        out.append((snap, names))
+    return out
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise click.BadParameter(f"expected a duration like 30s or 2m, got {value!r}")
+    return float(seconds)
+
+
+def _load_rules(path: Path | None) -> Rules:
+    if path is None:
+        return DEFAULT_RULES
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if any(line.startswith("targets:") for line in text.splitlines()):
+        rules = load_config(path).rules
+        return rules if isinstance(rules, Rules) else DEFAULT_RULES
+    return load_rules_file(path)
+
+
+def _default_name(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+@click.command(
+    "report",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("target_url", required=False)
+@click.option(
+    "--duration",
+    default="2m",
+    callback=_duration,
+    show_default=True,
+    help="How long to watch a live target.",
+)
+@click.option(
+    "--interval",
+    default=None,
+    callback=_duration,
+    help="Time between snapshots (default: a quarter of --duration, at least 5s).",
+)
+@click.option("--name", default=None, help="Target name in the report (default: HOST:PORT).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(RENDERERS)),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the report here instead of stdout.",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Offender rules: a rules file, or a cardguard config with a rules: section.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    default=None,
+    help="Exit 3 when an offender of this severity or worse is found.",
+)
+@click.option(
+    "--timeout",
+    default="10s",
+    callback=_duration,
+    show_default=True,
+    help="Deadline for each request to the target.",
+)
+@click.option(
+    "--full-goroutines-limit",
+    default=10000,
+    show_default=True,
+    type=int,
+    help="Take the final debug=2 goroutine dump only under this many goroutines.",
+)
+@click.option("--metrics-path", default="/metrics", show_default=True)
+@click.option("--pprof-path", default="/debug/pprof", show_default=True)
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also save each live snapshot under DIR/snapshot-NNN/ (read back with --from).",
+)
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Report on snapshots saved with --save.",
+)
+@click.option(
+    "--metrics",
+    "metrics_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A saved /metrics page (repeat, oldest first; .gz accepted).",
+)
+@click.option(
+    "--heap",
+    "heap_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A saved heap profile (repeat, oldest first).",
+)
+@click.option(
+    "--heap-base",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An earlier heap profile to compare against (go tool pprof -base).",
+)
+@click.option(
+    "--goroutines",
+    "goroutine_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A saved goroutine profile, any format (repeat, oldest first).",
+)
+@click.option(
+    "--goroutineleak",
+    "leak_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A saved /debug/pprof/goroutineleak profile.",
+)
+def report(
+    target_url: str | None,
+    duration: float,
+    interval: float | None,
+    name: str | None,
+    fmt: str,
+    output: Path | None,
+    rules_file: Path | None,
+    fail_on: str | None,
+    timeout: float,
+    full_goroutines_limit: int,
+    metrics_path: str,
+    pprof_path: str,
+    save: Path | None,
+    from_dir: Path | None,
+    metrics_files: tuple[Path, ...],
+    heap_files: tuple[Path, ...],
+    heap_base: Path | None,
+    goroutine_files: tuple[Path, ...],
+    leak_file: Path | None,
+) -> None:
+    """Watch a Go service (or read saved files) and name its offenders, worst first.
+
+    \b
+    Live:     cardguard report http://127.0.0.1:6060 --duration 2m
+    Saved:    cardguard report --from DIR              (DIR written by --save DIR)
+    Files:    cardguard report --metrics m1.txt --metrics m2.txt \\
+                  --heap-base heap1.pb.gz --heap heap2.pb.gz \\
+                  --goroutines g1.txt --goroutines g2.txt [--goroutineleak leak.txt]
+
+    Files given with the same option are taken oldest first; the i-th file of
+    each option forms snapshot i. A live watch reads /metrics, the heap profile
+    and goroutine?debug=1 at the start, every --interval and at the end, then a
+    debug=2 dump and goroutineleak (where served) once at the end.
+    """
+    offline = bool(
+        from_dir or metrics_files or heap_files or heap_base or goroutine_files or leak_file
+    )
+    if target_url and offline:
+        raise click.UsageError("give either TARGET_URL or saved files (--from, --metrics, ...)")
+    if not target_url and not offline:
+        raise click.UsageError("give TARGET_URL, --from DIR or saved files; see --help")
+    try:
+        rules = _load_rules(rules_file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    try:
+        if target_url:
+            url = target_url.rstrip("/")
+            if url.endswith(metrics_path):
+                url = url[: -len(metrics_path)]
+            every = interval if interval is not None else max(5.0, duration / 4)
+            every = min(every, duration) if duration > 0 else every
+            result = watch_live(
+                url,
+                name=name or _default_name(url),
+                duration=duration,
+                interval=max(every, 0.5),
+                timeout=timeout,
+                full_limit=full_goroutines_limit,
+                rules=rules,
+                save=save,
+                metrics_path=metrics_path,
+                pprof_path=pprof_path,
+            )
+        else:
+            if from_dir is not None:
+                snaps = load_saved(from_dir)
+                label = name or str(from_dir)
+            else:
+                heaps = ([heap_base] if heap_base else []) + list(heap_files)
+                snaps = load_files(metrics_files, heaps, goroutine_files, leak_file)
+                label = name or "files"
+            w = Watch(label, rules)
+            for snap, where in snaps:
+                w.add(snap, where)
+            result = w.report(None)
+    except CardguardError as exc:
+        click.echo(f"cardguard report: {exc}", err=True)
+        sys.exit(1)
+    text = render([result], fmt)
+    _emit(text, output)
+    if fail_on is not None and any(
+        SEVERITY_RANK[o.severity] >= SEVERITY_RANK[fail_on] for o in result.offenders
+    ):
+        sys.exit(3)
+
+
+def _emit(text: str, output: Path | None, write: Callable[[str], None] | None = None) -> None:
+    if output is None:
+        (write or click.echo)(text.rstrip("\n"))
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+    _progress(f"wrote {output}")
