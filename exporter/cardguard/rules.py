@@ -290,6 +290,7 @@ _SIZE_UNITS = {
     "MiB": 1024**2,
     "GiB": 1024**3,
 }
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -351,6 +352,8 @@ class _Reader:
         self, node: yaml.Node, path: str, minimum: float = 0.0, maximum: float | None = None
     ) -> float | None:
         value = self.scalar(node)
+        if isinstance(value, str) and _FLOAT_RE.match(value):
+            value = float(value)  # YAML 1.1 reads 1e6 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(node, path, f"expected a number, got {_describe(node)}")
             return None

@@ -1,0 +1,334 @@
+"""Offender detection on snapshot sets recorded from real Go processes (tests/testdata/report/).
+
+Regenerate the sets with ``tests/testdata/record.sh report``. The assertions
+name what the recorded processes really did (the demo's bugs are in
+deploy/demo-service/main.go), not figures copied from a previous run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cardguard import offenders as off
+from cardguard.commands.report import Watch, load_saved
+from cardguard.offenders import Offender, TargetView, detect
+from cardguard.rules import DEFAULT_RULES, SEVERITY_RANK, Rules, load_rules_file
+from support import TESTDATA
+
+SETS = TESTDATA / "report"
+FAMILY = "demo_http_request_duration_seconds"
+
+
+def view_of(name: str, rules: Rules = DEFAULT_RULES, target: str = "demo") -> TargetView:
+    w = Watch(target, rules)
+    for snap, where in load_saved(SETS / name):
+        w.add(snap, where)
+    assert not w.notes, w.notes
+    return w.view()
+
+
+@pytest.fixture(scope="module")
+def demo() -> TargetView:
+    return view_of("demo-current")
+
+
+@pytest.fixture(scope="module")
+def demo119() -> TargetView:
+    return view_of("demo-go1.19")
+
+
+def one(found: list[Offender], kind: str, **evidence: str) -> Offender:
+    hits = [
+        o
+        for o in found
+        if o.kind == kind and all(o.evidence.get(k) == v for k, v in evidence.items())
+    ]
+    assert len(hits) == 1, [(o.kind, o.summary) for o in found]
+    return hits[0]
+
+
+def test_label_explosion_names_label_family_call_site_and_fix(demo: TargetView) -> None:
+    found = detect(demo)
+    o = one(found, "label_explosion", family=FAMILY, label="start_point")
+    assert o.severity in ("warning", "critical")
+    assert o.evidence["pattern"] == "url_path"
+    assert all(x.startswith("/api/") for x in o.evidence["examples"])
+    # the distinct values grew over the watch (the demo adds new URLs every second)
+    trend = [p[1] for p in o.evidence["trend"]["points"]]
+    assert trend == sorted(trend) and trend[-1] > trend[0]
+    assert o.evidence["distinct_values"] == trend[-1]
+    # the summary is the one sentence a person can act on
+    assert o.summary.startswith(f"the start_point label on {FAMILY} creates a new series per URL")
+    assert "quantile.newStream holds them" in o.summary
+    # instrumentation call site from the heap profile: the demo's handler, not client_golang
+    assert o.evidence["call_site"].startswith("main.apiHandler.ServeHTTP (")
+    assert "main.go:" in o.evidence["call_site"]
+    assert any("(*SummaryVec).WithLabelValues" in f for f in o.evidence["stack"])
+    assert "protects Prometheus but NOT the target's own heap" in o.fix
+    assert "main.apiHandler.ServeHTTP" in o.fix
+    snippet = o.fix_snippet or ""
+    assert snippet.startswith("metric_relabel_configs:")
+    assert "source_labels: [__name__, start_point]" in snippet
+    assert "target_label: start_point" in snippet
+
+
+def test_relabel_snippet_is_valid_for_prometheus(demo: TargetView, tmp_path: Path) -> None:
+    """promtool accepts a scrape config carrying the suggested metric_relabel_configs."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed")
+    o = one(detect(demo), "label_explosion", family=FAMILY, label="start_point")
+    body = "\n".join("    " + line for line in (o.fix_snippet or "").splitlines())
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(
+        "scrape_configs:\n  - job_name: demo\n    static_configs: [{targets: ['x:1']}]\n"
+        + body
+        + "\n"
+    )
+    proc = subprocess.run([promtool, "check", "config", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_relabel_rewrite_bounds_the_values(demo: TargetView) -> None:
+    """The snippet's regex (anchored, as Prometheus applies it) maps every URL to its first segment."""
+    import re
+
+    o = one(detect(demo), "label_explosion", family=FAMILY, label="start_point")
+    line = next(x for x in (o.fix_snippet or "").splitlines() if "regex:" in x and "#" not in x)
+    regex = re.compile(line.split("regex: ", 1)[1].strip("'"))
+    rewritten = set()
+    for value in o.evidence["examples"]:
+        m = regex.fullmatch(f"{FAMILY}_count;{value}")
+        assert m is not None
+        rewritten.add(m.group(1) + "/*")
+    assert rewritten == {"/api/*"}
+
+
+def test_children_heap_cost_joins_family_to_client_library_owner(demo: TargetView) -> None:
+    found = detect(demo)
+    o = one(found, "children_heap_cost", family=FAMILY)
+    ev = o.evidence
+    assert ev["metric_type"] == "summary"
+    assert ev["function"].startswith(
+        ("github.com/beorn7/perks/", "github.com/prometheus/client_golang/")
+    )
+    assert ev["function"] == "github.com/beorn7/perks/quantile.newStream"
+    # bytes per child estimated from the profile itself
+    assert ev["bytes_per_child"] == round(ev["library_bytes"] / ev["children"])
+    label = one(found, "label_explosion", family=FAMILY, label="start_point")
+    # one child per distinct start_point (the method label has one value)
+    assert ev["children"] == label.evidence["distinct_values"]
+    assert ev["library_bytes"] <= ev["heap_inuse_bytes"]
+    profile = demo.heaps[-1].profile
+    assert ev["heap_inuse_bytes"] == profile.total("inuse_space")
+    assert ev["call_site"].startswith("main.apiHandler.ServeHTTP (")
+
+
+def test_goroutine_leak_names_function_creator_and_ticker(demo: TargetView) -> None:
+    o = one(detect(demo), "goroutine_leak", function="main.subscribe.func1")
+    ev = o.evidence
+    assert ev["created_by"] == "main.subscribe"
+    assert ev["blocking"] == "chan receive on a ticker"
+    assert ev["made_at"].startswith("main.subscribe (")
+    # Go 1.27 serves goroutineleak: the leak is confirmed, so it is critical
+    assert ev["leaked"] > 0 and o.severity == "critical"
+    assert ev["growth"] > 0
+    counts = [p[1] for p in ev["trend"]["points"]]
+    assert counts == sorted(counts)
+    assert "main.subscribe" in o.summary and "ticker" in o.summary
+    assert "Ticker.Stop does not close the channel" in o.fix
+
+
+def test_goroutine_leak_without_goroutineleak_profile_is_growth(demo119: TargetView) -> None:
+    assert demo119.leaks is None  # Go 1.19 has no goroutineleak endpoint
+    o = one(detect(demo119), "goroutine_leak", function="main.subscribe.func1")
+    assert o.severity == "warning"
+    assert o.evidence["created_by"] == "main.subscribe"
+    assert o.evidence["leaked"] is None
+    assert any(r.startswith("grew from") for r in o.evidence["reasons"])
+
+
+def test_heap_growth_owner_while_traffic_is_steady(demo: TargetView) -> None:
+    found = [o for o in detect(demo) if o.kind == "heap_growth"]
+    assert found, "the demo's unbounded cache grows the heap"
+    o = found[0]
+    assert o.evidence["function"].startswith("main.")
+    assert o.evidence["growth_bytes"] >= DEFAULT_RULES.defaults.heap_growth.min_growth_bytes
+    assert "demo_http_requests_total" in o.evidence["traffic_families"]
+    assert o.evidence["traffic"].startswith("request rate steady")
+    assert o.severity == "warning"
+
+
+def test_heap_growth_that_follows_traffic_is_only_info(demo: TargetView) -> None:
+    # The same heap profiles, with the request counter made to accelerate.
+    points = []
+    total = 0.0
+    for i, p in enumerate(demo.metrics):
+        total += 100.0 * (i + 1) ** 3
+        values = dataclasses.replace(p.values, traffic=total)
+        points.append(dataclasses.replace(p, values=values))
+    view = dataclasses.replace(demo, metrics=tuple(points))
+    growth = [o for o in detect(view) if o.kind == "heap_growth"]
+    assert growth and all(o.severity == "info" for o in growth)
+    assert all("may follow load" in o.evidence["traffic"] for o in growth)
+
+
+@pytest.mark.parametrize("name", ["demo-healthy", "prometheus"])
+def test_healthy_services_name_nothing_serious(name: str) -> None:
+    view = view_of(name, target=name)
+    assert len(view.metrics) >= 2 and len(view.heaps) >= 2 and view.goroutines
+    found = detect(view)
+    assert [o for o in found if SEVERITY_RANK[o.severity] > SEVERITY_RANK["info"]] == []
+
+
+def test_worst_first(demo: TargetView) -> None:
+    found = detect(demo)
+    ranks = [SEVERITY_RANK[o.severity] for o in found]
+    assert ranks == sorted(ranks, reverse=True)
+    assert found[0].severity == "critical"
+
+
+def test_ids_are_stable_and_distinct(demo: TargetView) -> None:
+    a = detect(demo)
+    b = detect(view_of("demo-current"))
+    assert [o.id for o in a] == [o.id for o in b]
+    assert len({o.id for o in a}) == len(a)
+    other = detect(dataclasses.replace(demo, target="other"))
+    assert not {o.id for o in a} & {o.id for o in other}
+    o = one(a, "label_explosion", family=FAMILY, label="start_point")
+    assert o.id == off.offender_id("label_explosion", "demo", f"{FAMILY}\x00start_point")
+
+
+def test_json_shape(demo: TargetView) -> None:
+    for o in detect(demo):
+        d = o.to_dict()
+        assert {"id", "kind", "severity", "summary", "evidence", "fix"} <= set(d)
+        ev = d["evidence"]
+        if d["kind"] == "label_explosion":
+            assert ev["family"] and ev["label"]
+        elif d["kind"] in ("goroutine_leak", "heap_growth"):
+            assert ev["function"]
+        elif d["kind"] == "children_heap_cost":
+            assert ev["family"] and ev["function"]
+
+
+# --- rules change the outcome -----------------------------------------------------------
+
+
+def rules_from(tmp_path: Path, text: str) -> Rules:
+    p = tmp_path / "rules.yml"
+    p.write_text(text)
+    return load_rules_file(p)
+
+
+def test_allow_list_silences_a_family(demo: TargetView, tmp_path: Path) -> None:
+    rules = rules_from(tmp_path, f"rules:\n  allow: {{families: ['{FAMILY}']}}\n")
+    kinds = {(o.kind, o.family) for o in detect(demo, rules)}
+    assert ("label_explosion", FAMILY) not in kinds
+    assert ("children_heap_cost", FAMILY) not in kinds
+
+
+def test_per_label_override_and_ignore(demo: TargetView, tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        "rules:\n  overrides:\n"
+        f"    - {{family: 'demo_*', label: start_point, severity: critical}}\n",
+    )
+    o = one(detect(demo, rules), "label_explosion", family=FAMILY, label="start_point")
+    assert o.severity == "critical"
+    rules = rules_from(
+        tmp_path, "rules:\n  overrides:\n    - {label: 're:start_.*', ignore: true}\n"
+    )
+    assert not [o for o in detect(demo, rules) if o.kind == "label_explosion"]
+
+
+def test_per_target_override(demo: TargetView, tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        "rules:\n  targets:\n    demo:\n      label_explosion:\n"
+        "        distinct_values: 100000\n        distinct_values_any: 100000\n"
+        "        growth_per_hour: 1e12\n        series_share: 1.0\n        min_share_values: 100000\n",
+    )
+    assert not [o for o in detect(demo, rules) if o.kind == "label_explosion"]
+    # another target keeps the defaults
+    other = dataclasses.replace(demo, target="other")
+    assert [o for o in detect(other, rules) if o.kind == "label_explosion"]
+
+
+def test_deny_list_makes_a_bounded_label_an_offender(demo: TargetView, tmp_path: Path) -> None:
+    assert not [o for o in detect(demo) if o.label == "code"]
+    rules = rules_from(tmp_path, "rules:\n  deny: {labels: [code], min_distinct_values: 1}\n")
+    o = one(detect(demo, rules), "label_explosion", family="demo_http_requests_total", label="code")
+    assert o.severity == "warning"
+    assert o.evidence["reasons"][0] == "the rules deny this label"
+
+
+def test_goroutine_limits_from_rules(demo: TargetView, tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path, "rules:\n  goroutine_leak: {leaked_severity: info, severity: info}\n"
+    )
+    o = one(detect(demo, rules), "goroutine_leak", function="main.subscribe.func1")
+    assert o.severity == "info"
+    rules = rules_from(tmp_path, "rules:\n  goroutine_leak: {min_growth: 1000000}\n")
+    demo_no_leak = dataclasses.replace(demo, leaks=None)
+    assert not [o for o in detect(demo_no_leak, rules) if o.kind == "goroutine_leak"]
+
+
+def test_misleading_memory_is_explained_and_never_a_leak(tmp_path: Path) -> None:
+    view = view_of("prometheus", target="prometheus")
+    m = view.metrics[-1].values.memory
+    rss, heap = m["process_resident_memory_bytes"], m["go_memstats_heap_inuse_bytes"]
+    assert rss > heap
+    # Tighten the rule until the real figures qualify.
+    rules = rules_from(
+        tmp_path, "rules:\n  misleading_memory: {rss_heap_ratio: 1, min_gap_bytes: 0}\n"
+    )
+    o = one(detect(view, rules), "misleading_memory")
+    assert o.severity == "info"
+    assert "this is not a leak" in o.summary
+    assert o.evidence["heap_inuse_bytes"] == heap and o.evidence["resident_bytes"] == rss
+    assert o.evidence["ratio"] == round(rss / heap, 2)
+    assert o.evidence["explanation"]
+    parts = o.evidence["breakdown"]
+    assert parts["heap_released_bytes"] == round(m["go_memstats_heap_released_bytes"])
+    # with the default rule the same service is not worth a line
+    assert not [o for o in detect(view) if o.kind == "misleading_memory"]
+
+
+def test_container_usage_beyond_rss_is_page_cache(tmp_path: Path) -> None:
+    view = view_of("prometheus", target="prometheus")
+    last = view.metrics[-1]
+    rss = last.values.memory["process_resident_memory_bytes"]
+    values = dataclasses.replace(last.values, container_memory_bytes=rss * 6)
+    view = dataclasses.replace(
+        view, metrics=(*view.metrics[:-1], dataclasses.replace(last, values=values))
+    )
+    o = one(detect(view), "misleading_memory")
+    assert o.severity == "info"
+    assert o.summary.startswith("container usage")
+    assert any("page cache" in e for e in o.evidence["explanation"])
+
+
+def test_empty_view_has_no_offenders() -> None:
+    assert detect(TargetView("nothing")) == []
+
+
+def test_metric_values_sum_request_counters() -> None:
+    samples = [
+        ("demo_http_requests_total", 5.0),
+        ("demo_http_requests_total", 7.0),
+        ("http_server_requests_seconds_count", 3.0),
+        ("http_server_requests_seconds_sum", 100.0),
+        ("process_resident_memory_bytes", 10.0),
+        ("go_goroutines", 4.0),
+    ]
+    v = off.metric_values(samples, DEFAULT_RULES.defaults.heap_growth.traffic_metric)
+    assert v.traffic == 15.0
+    assert v.traffic_families == ("demo_http_requests_total", "http_server_requests_seconds")
+    assert v.memory == {"process_resident_memory_bytes": 10.0}

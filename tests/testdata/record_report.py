@@ -1,0 +1,79 @@
+"""Record the snapshot sets under tests/testdata/report/ from real Go processes.
+
+Each set is what ``cardguard report URL --save DIR`` writes (snapshot-NNN/
+with metrics.txt.gz, heap.pb.gz, goroutine.txt, and at the end
+goroutine-full.txt and goroutineleak.txt where served):
+
+- ``demo-current``: the leaky demo on the current Go, every leak on and fast,
+  heap sampled finely (-mem-profile-rate) so the tickers show in the heap;
+- ``demo-go1.19``: the same on Debian's Go 1.19 (no goroutineleak endpoint);
+- ``demo-healthy``: the demo with ``-healthy`` (every leak off);
+- ``prometheus``: Debian's /usr/bin/prometheus scraping itself.
+
+Run through ``tests/testdata/record.sh report`` (or directly with the venv's
+python). Needs scripts/bootstrap.sh to have run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from demo_support import DEMO_FAST_FLAGS, build_demo, start_demo  # noqa: E402
+from support import cardguard_argv, free_port, go_toolchains, running  # noqa: E402
+
+OUT = HERE / "report"
+WATCH = ("--duration", "6s", "--interval", "3s")
+DEMO_FLAGS = (*DEMO_FAST_FLAGS, "-mem-profile-rate=4096", "-cache-entry-bytes=16384")
+
+
+def save(url: str, name: str, dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    argv = cardguard_argv("report", url, *WATCH, "--name", name, "--save", str(dest))
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    print(f"recorded {dest}", file=sys.stderr)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    tools = go_toolchains()
+    with tempfile.TemporaryDirectory(prefix="cardguard-record-") as tmp:
+        t = Path(tmp)
+        for label in ("current", "go1.19"):
+            if label not in tools:
+                print(f"skipping demo-{label}: no toolchain", file=sys.stderr)
+                continue
+            binary = build_demo(tools[label])
+            with start_demo(binary, t / f"demo-{label}.log", *DEMO_FLAGS) as proc:
+                save(proc.base_url, "demo", OUT / f"demo-{label}")
+        if "current" in tools:
+            binary = build_demo(tools["current"])
+            with start_demo(binary, t / "healthy.log", "-healthy") as proc:
+                save(proc.base_url, "demo-healthy", OUT / "demo-healthy")
+        port = free_port()
+        cfg = t / "prometheus.yml"
+        cfg.write_text(
+            "global: {scrape_interval: 2s}\n"
+            f"scrape_configs: [{{job_name: self, static_configs: "
+            f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n"
+        )
+        argv = [
+            "/usr/bin/prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={t / 'prom'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        base = f"http://127.0.0.1:{port}"
+        with running(argv, t / "prometheus.log", port=port, ready_url=f"{base}/-/ready"):
+            save(base, "prometheus", OUT / "prometheus")
+
+
+if __name__ == "__main__":
+    main()
