@@ -9,10 +9,10 @@ import requests
 
 from cardguard import tsdb
 from cardguard.errors import ParseError
-from promstack import prometheus, pushgateway
+from promstack import prometheus, pushgateway, query
 from support import wait_for
 
-EXPLODED = 400
+EXPLODED = 2500
 
 
 def explosion_page(n: int) -> str:
@@ -44,11 +44,11 @@ def central(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
             ],
         }
         with prometheus(work, config) as prom:
-
+            # Ask the query API, not the status endpoint: Prometheus caches the
+            # status lists for 30s, so an early empty answer would stick.
             def scraped() -> bool:
-                body = requests.get(f"{prom.base_url}/api/v1/status/tsdb", timeout=5).json()
-                names = {e["name"] for e in body["data"]["seriesCountByMetricName"]}
-                return "leaky_requests_total" in names
+                got = query(prom, "count(leaky_requests_total)")
+                return bool(got) and int(float(got[0]["value"][1])) == EXPLODED  # type: ignore[index]
 
             wait_for(scraped, 60, "Prometheus to ingest the pushed explosion")
             yield prom
@@ -117,3 +117,22 @@ def test_limit_is_enforced_even_if_the_server_ignores_it() -> None:
     }
     status = tsdb.parse(json.dumps(doc).encode(), "x", limit=10)
     assert len(status.series_by_metric) == 10
+
+
+def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cardguard import offenders
+
+    body = requests.get(f"{central.base_url}/api/v1/status/tsdb", params={"limit": 20}, timeout=5)
+    status = tsdb.parse(body.content, central.base_url, limit=20)
+    point = tsdb.metrics_point(status, at=1.0)
+    view = offenders.TargetView(target="central", metrics=(point,))
+    found = offenders.detect(view)
+    explosions = [o for o in found if o.kind == "label_explosion"]
+    assert [o.label for o in explosions] == ["path"], [o.summary for o in found]
+    assert explosions[0].evidence["family"] == tsdb.ALL_FAMILIES
+    # The same rules, tightened, silence it: fleet figures go through the rules engine.
+    from cardguard.rules import load_rules_file
+
+    (tmp_path / "rules.yml").write_text("allow: {labels: [path]}\n")
+    quiet = load_rules_file(tmp_path / "rules.yml")
+    assert not [o for o in offenders.detect(view, quiet) if o.kind == "label_explosion"]
