@@ -96,7 +96,7 @@ def test_relabel_snippet_is_valid_for_prometheus(demo: TargetView, tmp_path: Pat
 
 
 def test_relabel_rewrite_bounds_the_values(demo: TargetView) -> None:
-    """The snippet's regex (anchored, as Prometheus applies it) maps every URL to its first segment."""
+    """The snippet's regex (anchored, as Prometheus applies it) keeps only the first segment."""
     import re
 
     o = one(detect(demo), "label_explosion", family=FAMILY, label="start_point")
@@ -237,8 +237,7 @@ def test_allow_list_silences_a_family(demo: TargetView, tmp_path: Path) -> None:
 def test_per_label_override_and_ignore(demo: TargetView, tmp_path: Path) -> None:
     rules = rules_from(
         tmp_path,
-        "rules:\n  overrides:\n"
-        f"    - {{family: 'demo_*', label: start_point, severity: critical}}\n",
+        "rules:\n  overrides:\n    - {family: 'demo_*', label: start_point, severity: critical}\n",
     )
     o = one(detect(demo, rules), "label_explosion", family=FAMILY, label="start_point")
     assert o.severity == "critical"
@@ -253,7 +252,8 @@ def test_per_target_override(demo: TargetView, tmp_path: Path) -> None:
         tmp_path,
         "rules:\n  targets:\n    demo:\n      label_explosion:\n"
         "        distinct_values: 100000\n        distinct_values_any: 100000\n"
-        "        growth_per_hour: 1e12\n        series_share: 1.0\n        min_share_values: 100000\n",
+        "        growth_per_hour: 1e12\n        series_share: 1.0\n"
+        "        min_share_values: 100000\n",
     )
     assert not [o for o in detect(demo, rules) if o.kind == "label_explosion"]
     # another target keeps the defaults
