@@ -1,4 +1,4 @@
-"""Build and run omserver (tests/testdata/metrics/omserver), a client_golang page with OpenMetrics on.
+"""Build and run omserver: a real client_golang page with OpenMetrics negotiation on.
 
 The Debian prometheus, alertmanager and pushgateway only serve text format
 0.0.4; omserver is the real Go process the tests and the recorder use for
