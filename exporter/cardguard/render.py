@@ -165,8 +165,9 @@ def render_text(reports: Sequence[TargetReport]) -> str:
     """Readable terminal tables: one summary table per target, then each offender in full."""
     out: list[str] = []
     for r in reports:
-        out.append(_header(r))
-        out.append("=" * min(WIDTH, len(out[-1])))
+        title, _, rest = _header(r).partition(": ")
+        out += [title, "=" * min(WIDTH, len(title))]
+        out += textwrap.wrap(rest, WIDTH)
         if r.error:
             out.append(f"error: {r.error}")
         for note in r.notes:
@@ -205,7 +206,12 @@ def render_text(reports: Sequence[TargetReport]) -> str:
                 out += [f"        {x}" for x in o.evidence["examples"]]
             trend = o.evidence.get("trend")
             if trend and len(trend.get("points", ())) >= 2:
-                out.append(f"      trend ({trend['title']}): {_spark(trend)}")
+                out += textwrap.wrap(
+                    f"trend ({trend['title']}): {_spark(trend)}",
+                    WIDTH,
+                    initial_indent="      ",
+                    subsequent_indent="        ",
+                )
             if o.evidence.get("stack"):
                 out.append("      stack:")
                 out += [f"        {f}" for f in o.evidence["stack"]]
