@@ -22,8 +22,8 @@ import (
 	"log"
 	"net"
 	"net/http"
-	_ "net/http/pprof"
 	"net/http/httptest"
+	_ "net/http/pprof"
 	"os"
 	"runtime"
 	"strings"
@@ -77,6 +77,7 @@ type config struct {
 	cacheEntryBytes int
 	requestRate     float64
 	memProfileRate  int
+	leakFor         time.Duration
 }
 
 func parseFlags() config {
@@ -93,6 +94,7 @@ func parseFlags() config {
 	flag.IntVar(&c.cacheEntryBytes, "cache-entry-bytes", 4096, "size of one rendered page")
 	flag.Float64Var(&c.requestRate, "request-rate", 50, "steady requests per second to known routes")
 	flag.IntVar(&c.memProfileRate, "mem-profile-rate", 0, "runtime.MemProfileRate (0 keeps Go's default)")
+	flag.DurationVar(&c.leakFor, "leak-for", 0, "stop leaking after this long, keeping what leaked (0: never stop)")
 	flag.Parse()
 	if c.healthy {
 		c.leakLabels, c.leakGoroutines, c.leakCache = false, false, false
@@ -129,17 +131,26 @@ func (h apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	requests.WithLabelValues(r.Method, "200").Inc()
 }
 
-// every calls f at rate per second until the process exits.
-func every(rate float64, f func(i int)) {
+// every calls f at rate per second, for the duration d (0: until the
+// process exits).
+func every(rate float64, d time.Duration, f func(i int)) {
 	if rate <= 0 {
 		return
 	}
 	go func() {
 		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
 		defer t.Stop()
+		var stop <-chan time.Time
+		if d > 0 {
+			stop = time.After(d)
+		}
 		for i := 0; ; i++ {
-			<-t.C
-			f(i)
+			select {
+			case <-t.C:
+				f(i)
+			case <-stop:
+				return
+			}
 		}
 	}()
 }
@@ -207,6 +218,17 @@ func newPage(key string, body []byte) *page {
 
 //go:noinline
 func renderPage(key string, size int) []byte {
+	return renderSection(key, 2, size)
+}
+
+// renderSection renders nested sections recursively, so heap profiles show
+// one function several times on the same stack.
+//
+//go:noinline
+func renderSection(key string, depth, size int) []byte {
+	if depth > 0 {
+		return renderSection(key, depth-1, size)
+	}
 	body := make([]byte, size)
 	copy(body, key)
 	return body
@@ -250,20 +272,20 @@ func main() {
 	serve := func(path string) {
 		api.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
 	}
-	every(c.requestRate, func(i int) { serve(fmt.Sprintf("/api/v1/users/%d/profile", i%10)) })
+	every(c.requestRate, 0, func(i int) { serve(fmt.Sprintf("/api/v1/users/%d/profile", i%10)) })
 	if c.leakLabels {
-		every(c.labelRate, func(i int) {
+		every(c.labelRate, c.leakFor, func(i int) {
 			serve(fmt.Sprintf("/api/v1/users/%d/orders/%x", 1000+i, uint32(i)*2654435761))
 		})
 	}
 	if c.leakGoroutines {
-		every(c.goroutineRate, func(i int) {
+		every(c.goroutineRate, c.leakFor, func(i int) {
 			s := subscribe(fmt.Sprintf("client-%d", i), c.tickInterval)
 			time.AfterFunc(3*c.tickInterval, s.close)
 		})
 	}
 	if c.leakCache {
-		every(c.cacheRate, func(i int) { cachePage(i, c.cacheEntryBytes) })
+		every(c.cacheRate, c.leakFor, func(i int) { cachePage(i, c.cacheEntryBytes) })
 	}
 	log.Fatal(http.Serve(ln, nil))
 }

@@ -9,8 +9,9 @@ Formats (what ``/debug/pprof/goroutine`` serves):
   goroutine N`` and, on Go 1.26+ with leak detection, a ``(leaked)`` marker.
 
 ``/debug/pprof/goroutineleak`` serves the same formats; a snapshot taken from
-it has ``kind == "goroutineleak"`` and every goroutine in it is a confirmed
-leak (blocked on something no runnable goroutine can reach).
+it has ``kind == "goroutineleak"``. In its proto and debug1 forms every
+goroutine is a confirmed leak (blocked on something no runnable goroutine can
+reach); its debug2 form lists all goroutines and marks the leaked ones.
 
 Groups are keyed by the stack's function names only, so addresses, offsets,
 arguments and goroutine ids do not split them; the group id is a short hash of
@@ -32,9 +33,11 @@ from cardguard.pprof.heap import normalise_function
 FORMATS = ("proto", "debug1", "debug2")
 KINDS = ("goroutine", "goroutineleak")
 
-# Frames below any goroutine's start function; dropping them lets stacks from
-# every format compare equal.
-_DROPPED = frozenset({"runtime.goexit"})
+# Go's debug=1 text and tracebacks hide runtime frames at the top of a stack
+# (gopark, chanrecv, ...) and runtime.goexit at the bottom; the proto format
+# keeps them. Normalising every format the same way keeps group ids equal.
+_HIDDEN_LEAF_PREFIXES = ("runtime.", "internal/runtime/")
+_GOEXIT = "runtime.goexit"
 
 # Frames that say how a goroutine waits rather than who made it wait.
 RUNTIME_PREFIXES = ("runtime.", "runtime/", "internal/", "sync.", "sync/", "iter.")
@@ -183,7 +186,7 @@ def _parse_proto(data: bytes, source: str, kind: str | None, max_bytes: int) -> 
     records = []
     leaked = True if kind == "goroutineleak" else None
     for stack, n in per_stack.items():
-        frames = tuple(name for lid in stack for name in frames_of[lid] if name not in _DROPPED)
+        frames = normalise_stack([name for lid in stack for name in frames_of[lid]])
         records.append(GoroutineRecord(count=n, frames=frames, leaked=leaked))
     return GoroutineSnapshot(source, "proto", kind, sum(per_stack.values()), tuple(records))
 
@@ -206,7 +209,7 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             if in_record:
-                records.append(GoroutineRecord(count, tuple(frames), leaked=leaked))
+                records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
                 in_record = False
             continue
         if line.startswith("#"):
@@ -217,26 +220,36 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             parts = line[1:].split()
             if len(parts) < 2:
                 raise ProfileError(source, f"line {lineno}: malformed frame line")
-            name = normalise_function(_OFFSET.sub("", parts[1]))
-            if name not in _DROPPED:
-                frames.append(name)
+            frames.append(normalise_function(_OFFSET.sub("", parts[1])))
             continue
         head, sep, _ = line.partition(" @")
         if not sep or not head.strip().isdigit():
             raise ProfileError(source, f"line {lineno}: expected 'N @ 0x...', got {line[:80]!r}")
         if in_record:
-            records.append(GoroutineRecord(count, tuple(frames), leaked=leaked))
+            records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
         count = int(head)
         frames = []
         in_record = True
     if in_record:
-        records.append(GoroutineRecord(count, tuple(frames), leaked=leaked))
+        records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
     counted = sum(r.count for r in records)
     if counted != total:
         raise ProfileError(
             source, f"header says total {total} but stacks count {counted} (truncated?)"
         )
     return GoroutineSnapshot(source, "debug1", kind, total, tuple(records))
+
+
+def normalise_stack(names: Sequence[str]) -> tuple[str, ...]:
+    """Drop runtime.goexit and the runtime frames at the top, as Go's debug=1 output does.
+
+    A stack made only of runtime frames is kept whole (minus goexit).
+    """
+    kept = [n for n in names if n != _GOEXIT]
+    for i, name in enumerate(kept):
+        if not name.startswith(_HIDDEN_LEAF_PREFIXES):
+            return tuple(kept[i:])
+    return tuple(kept)
 
 
 def _strip_args(call: str) -> str:
@@ -303,7 +316,7 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 "id": int(m.group(1)),
                 "state": state,
                 "minutes": minutes,
-                "leaked": leaked or kind == "goroutineleak",
+                "leaked": leaked,
                 "created_by": None,
                 "creator_id": None,
             }
@@ -327,14 +340,16 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             # "...additional frames elided..." or "...N frames elided...": the
             # stack was cut; what remains still identifies the group.
             continue
-        name = normalise_function(_strip_args(line))
-        if name not in _DROPPED:
-            frames.append(name)
+        frames.append(normalise_function(_strip_args(line)))
         expect_file = True
     if cur is not None:
         append(_record(cur, frames))
     if not records:
         raise ProfileError(source, "no goroutines in the dump")
+    if not any(r.leaked for r in records):
+        # No marker anywhere: either the runtime cannot detect leaks (before Go
+        # 1.26) or no detection ran yet. Unknown, not "none leaked".
+        records = [replace(r, leaked=None) for r in records]
     return GoroutineSnapshot(source, "debug2", kind, len(records), tuple(records))
 
 
@@ -345,7 +360,7 @@ def _record(cur: Mapping[str, object], frames: list[str]) -> GoroutineRecord:
     created_by = cur["created_by"]
     return GoroutineRecord(
         count=1,
-        frames=tuple(frames),
+        frames=normalise_stack(frames),
         created_by=created_by if isinstance(created_by, str) else None,
         state=str(cur["state"]),
         wait_minutes=minutes if isinstance(minutes, int) else None,

@@ -9,9 +9,10 @@ at its default (function) granularity:
   each sample counted once even when the function recurses or appears as
   several inlined frames.
 
-Generic instantiations are folded together: ``pkg.F[go.shape.int_0]`` and
-``pkg.F[go.shape.string_0]`` both count as ``pkg.F[...]``, the name newer Go
-runtimes write themselves.
+Generic instantiations are folded together by default: ``pkg.F[go.shape.int_0]``
+and ``pkg.F[go.shape.string_0]`` both count as ``pkg.F[...]``, so one generic
+type does not turn into one owner per instantiation. ``go tool pprof`` keeps
+the instances apart; ``fold_generics=False`` does the same.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ class FunctionDelta:
 class HeapDiff:
     """Growth between two snapshots, sorted by flat_delta (largest gain first).
 
-    ``total`` is the current total; ``total_delta`` equals the total that
-    ``go tool pprof -base BASE CUR`` reports.
+    ``total`` is the current total; ``total_delta`` is the net change, the
+    figure ``go tool pprof -base BASE CUR`` shows as "nodes accounting for"
+    (its own "total" there sums the absolute change of every sample).
     """
 
     source: str
@@ -118,14 +120,17 @@ def _weights(profile: Profile, index: int) -> dict[tuple[int, ...], int]:
     return per_stack
 
 
-def _costs(profile: Profile, index: int) -> tuple[dict[str, int], dict[str, int]]:
+def _costs(
+    profile: Profile, index: int, fold_generics: bool = True
+) -> tuple[dict[str, int], dict[str, int]]:
     """Return (flat, cum) by function name for one value index."""
+    name_of = normalise_function if fold_generics else str
     per_stack = _weights(profile, index)
     # Per location: its leaf function and the set of functions it stands for.
     leaf_of: dict[int, str] = {}
     funcs_of: dict[int, frozenset[str]] = {}
     for lid, loc in profile.locations.items():
-        names = [normalise_function(f.function) for f in loc.frames]
+        names = [name_of(f.function) for f in loc.frames]
         leaf_of[lid] = names[0]
         funcs_of[lid] = frozenset(names)
     flat: dict[str, int] = {}
@@ -144,14 +149,18 @@ def _costs(profile: Profile, index: int) -> tuple[dict[str, int], dict[str, int]
     return flat, cum
 
 
-def owners(profile: Profile, sample_index: str | None = None) -> HeapReport:
+def owners(
+    profile: Profile, sample_index: str | None = None, fold_generics: bool = True
+) -> HeapReport:
     """Rank the functions of ``profile`` by ``sample_index`` (default: the profile's default).
+
+    ``fold_generics`` merges generic instantiations into one ``[...]`` name.
 
     Raises:
         ProfileError: the profile has no such sample type.
     """
     index = profile.value_index(sample_index)
-    flat, cum = _costs(profile, index)
+    flat, cum = _costs(profile, index, fold_generics)
     functions = sorted(
         (FunctionCost(name, flat.get(name, 0), c) for name, c in cum.items()),
         key=lambda f: (-f.flat, -f.cum, f.name),
@@ -166,16 +175,21 @@ def owners(profile: Profile, sample_index: str | None = None) -> HeapReport:
     )
 
 
-def diff(base: Profile, cur: Profile, sample_index: str | None = None) -> HeapDiff:
+def diff(
+    base: Profile, cur: Profile, sample_index: str | None = None, fold_generics: bool = True
+) -> HeapDiff:
     """Compare two snapshots of the same kind, as ``go tool pprof -base`` does.
+
+    The deltas are pprof's ``-base`` figures; ``total_delta`` is the net change
+    (the sum of every function's ``flat_delta``).
 
     Raises:
         ProfileError: either profile lacks the sample type.
     """
     b_index = base.value_index(sample_index if sample_index else _name(cur, sample_index))
     c_index = cur.value_index(sample_index)
-    b_flat, b_cum = _costs(base, b_index)
-    c_flat, c_cum = _costs(cur, c_index)
+    b_flat, b_cum = _costs(base, b_index, fold_generics)
+    c_flat, c_cum = _costs(cur, c_index, fold_generics)
     names = set(b_cum) | set(c_cum)
     functions = sorted(
         (

@@ -1,0 +1,167 @@
+"""``cardguard goroutines``: group a Go service's goroutines by stack and by creator.
+
+From a file, any format is read (``debug=0`` proto, ``debug=1``, ``debug=2``;
+a ``goroutineleak`` profile too). From a target URL, the command asks
+``/debug/pprof/goroutineleak?debug=1`` first where served (confirmed leaks),
+then the counted ``debug=1`` profile, and the full ``debug=2`` dump only when
+the goroutine count is under ``--max-full-dump`` (the dump stops the world).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from cardguard.commands import _sources
+from cardguard.errors import FetchError, ProfileError
+from cardguard.pprof import goroutines as gr
+
+
+def _from_url(
+    source: str, timeout: float, max_full_dump: int, leaks: bool
+) -> tuple[gr.GoroutineSnapshot, list[gr.GoroutineGroup], bool | None]:
+    leak_snapshot = None
+    leak_supported: bool | None = None
+    if leaks:
+        url = _sources.endpoint_url(source, "goroutineleak", "debug=1")
+        try:
+            leak_snapshot = gr.parse(_sources.fetch(url, timeout), url, kind="goroutineleak")
+            leak_supported = True
+        except FetchError as exc:
+            if exc.reason != "http_status":
+                raise
+            leak_supported = False  # the target's Go does not serve it (before 1.26)
+    url = _sources.endpoint_url(source, "goroutine", "debug=1")
+    snapshot = gr.parse(_sources.fetch(url, timeout), url)
+    if snapshot.total <= max_full_dump:
+        url = _sources.endpoint_url(source, "goroutine", "debug=2")
+        snapshot = gr.parse(_sources.fetch(url, timeout), url)
+    groups = gr.group(snapshot)
+    if leak_snapshot is not None:
+        groups = gr.apply_leaks(groups, gr.group(leak_snapshot))
+    return snapshot, groups, leak_supported
+
+
+def _group_json(g: gr.GoroutineGroup) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "count": g.count,
+        "function": g.function,
+        "frames": list(g.frames),
+        "created_by": g.created_by,
+        "state": g.state,
+        "max_wait_minutes": g.max_wait_minutes,
+        "leaked": g.leaked,
+    }
+
+
+def _text(
+    snapshot: gr.GoroutineSnapshot,
+    groups: list[gr.GoroutineGroup],
+    creators: list[gr.CreatorGroup],
+    leak_supported: bool | None,
+) -> str:
+    leaked = [g.leaked for g in groups if g.leaked is not None]
+    head = (
+        f"{snapshot.source}: {snapshot.kind} profile ({snapshot.format}), "
+        f"total {snapshot.total}, {len(groups)} groups"
+    )
+    if leaked:
+        head += f", {sum(leaked)} leaked"
+    if leak_supported is False:
+        head += " (goroutineleak not served)"
+    lines = [head, f"{'count':>7} {'leaked':>7} {'wait':>6}  {'id':<12}  state / function"]
+    for g in groups:
+        lk = "-" if g.leaked is None else str(g.leaked)
+        wait = "-" if g.max_wait_minutes is None else f"{g.max_wait_minutes}m"
+        state = f"[{g.state}] " if g.state else ""
+        creator = f"  (created by {g.created_by})" if g.created_by else ""
+        lines.append(f"{g.count:>7} {lk:>7} {wait:>6}  {g.id:<12}  {state}{g.function}{creator}")
+    if any(c.created_by for c in creators):
+        lines.append("")
+        lines.append(f"{'count':>7} {'groups':>7}  created by")
+        for c in creators:
+            lines.append(f"{c.count:>7} {c.groups:>7}  {c.created_by or '(unknown)'}")
+    return "\n".join(lines)
+
+
+@click.command(name="goroutines")
+@click.argument("source")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", *gr.FORMATS]),
+    default="auto",
+    show_default=True,
+    help="Format of a file SOURCE.",
+)
+@click.option(
+    "--leak-profile",
+    is_flag=True,
+    help="The file SOURCE is a goroutineleak profile (every goroutine in it leaked).",
+)
+@click.option(
+    "--max-full-dump",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="From a URL, take the debug=2 dump only under this many goroutines.",
+)
+@click.option(
+    "--leaks/--no-leaks",
+    default=True,
+    show_default=True,
+    help="From a URL, ask /debug/pprof/goroutineleak where served.",
+)
+@click.option("--timeout", default=_sources.DEFAULT_TIMEOUT, show_default=True, type=float)
+def goroutines(
+    source: str,
+    fmt: str,
+    input_format: str,
+    leak_profile: bool,
+    max_full_dump: int,
+    leaks: bool,
+    timeout: float,
+) -> None:
+    """Group goroutines in SOURCE: a goroutine profile file, '-' or a target URL."""
+    leak_supported: bool | None = None
+    try:
+        if _sources.is_url(source) and _sources.is_target_base(source):
+            snapshot, groups, leak_supported = _from_url(source, timeout, max_full_dump, leaks)
+        else:
+            where, data = _sources.load(source, "goroutine", timeout=timeout)
+            snapshot = gr.parse(
+                data,
+                where,
+                fmt=None if input_format == "auto" else input_format,
+                kind="goroutineleak" if leak_profile else None,
+            )
+            groups = gr.group(snapshot)
+    except (ProfileError, FetchError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    creators = gr.by_creator(snapshot)
+    if fmt == "json":
+        out: dict[str, Any] = {
+            "source": snapshot.source,
+            "format": snapshot.format,
+            "kind": snapshot.kind,
+            "total": snapshot.total,
+            "goroutineleak_supported": leak_supported,
+            "groups": [_group_json(g) for g in groups],
+            "creators": [
+                {
+                    "created_by": c.created_by,
+                    "count": c.count,
+                    "groups": c.groups,
+                    "leaked": c.leaked,
+                }
+                for c in creators
+            ],
+        }
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(_text(snapshot, groups, creators, leak_supported))

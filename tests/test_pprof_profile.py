@@ -1,0 +1,128 @@
+"""Decoding pprof profiles recorded from real Go processes, and refusing bad ones."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+
+from cardguard.errors import ProfileError
+from cardguard.pprof import profile, profile_pb2
+from pprof_support import version_dirs, version_ids
+
+
+@pytest.mark.parametrize("vdir", version_dirs(), ids=version_ids())
+def test_heap_profile_decodes(vdir: Path) -> None:
+    path = vdir / "heap.pb.gz"
+    prof = profile.decode(path.read_bytes(), str(path))
+    assert [(t.type, t.unit) for t in prof.sample_types] == [
+        ("alloc_objects", "count"),
+        ("alloc_space", "bytes"),
+        ("inuse_objects", "count"),
+        ("inuse_space", "bytes"),
+    ]
+    assert prof.period_type is not None and prof.period_type.type == "space"
+    assert prof.period == 4096  # the demo ran with -mem-profile-rate=4096
+    assert prof.samples and all(len(s.values) == 4 for s in prof.samples)
+    assert all(lid in prof.locations for s in prof.samples for lid in s.stack)
+    assert prof.time_nanos > 0
+    # Without -sample_index pprof shows the last type for Go heap profiles.
+    assert prof.sample_types[prof.value_index(None)].type == "inuse_space"
+    assert prof.value_index("1") == 1
+
+
+@pytest.mark.parametrize("vdir", version_dirs(), ids=version_ids())
+def test_goroutine_profile_decodes(vdir: Path) -> None:
+    path = vdir / "goroutine.pb.gz"
+    prof = profile.decode(path.read_bytes(), str(path))
+    assert [(t.type, t.unit) for t in prof.sample_types] == [("goroutine", "count")]
+    header = (vdir / "goroutine.debug1.txt").read_text().splitlines()[0]
+    # Same process state, fetched one after the other: same total as Go printed.
+    assert prof.total() == int(header.rsplit(" ", 1)[1])
+
+
+def test_raw_uncompressed_profile_decodes() -> None:
+    path = version_dirs()[0] / "heap.pb.gz"
+    raw = gzip.decompress(path.read_bytes())
+    a = profile.decode(raw, "raw")
+    b = profile.decode(path.read_bytes(), "gz")
+    assert a.samples == b.samples and a.sample_types == b.sample_types
+
+
+def _heap_bytes() -> bytes:
+    return (version_dirs()[0] / "heap.pb.gz").read_bytes()
+
+
+def test_truncated_gzip_names_the_source() -> None:
+    data = _heap_bytes()
+    with pytest.raises(ProfileError, match=r"^cut\.pb\.gz: truncated gzip data") as exc:
+        profile.decode(data[: len(data) // 2], "cut.pb.gz")
+    assert exc.value.source == "cut.pb.gz"
+
+
+def test_corrupt_gzip_names_the_source() -> None:
+    data = bytearray(_heap_bytes())
+    for i in range(40, 80):
+        data[i] ^= 0x5A
+    with pytest.raises(ProfileError, match=r"^bad\.pb\.gz: (corrupt gzip data|not a valid)"):
+        profile.decode(bytes(data), "bad.pb.gz")
+
+
+def test_non_gzip_text_is_refused() -> None:
+    text = (version_dirs()[0] / "goroutine.debug1.txt").read_bytes()
+    with pytest.raises(ProfileError, match=r"^goroutine\.debug1\.txt: not a"):
+        profile.decode(text, "goroutine.debug1.txt")
+
+
+def test_gzip_of_something_else_is_refused() -> None:
+    with pytest.raises(ProfileError, match=r"^x: not a"):
+        profile.decode(gzip.compress(b"<html>404 page not found</html>"), "x")
+
+
+def test_empty_input_is_refused() -> None:
+    with pytest.raises(ProfileError, match=r"^empty: empty profile"):
+        profile.decode(b"", "empty")
+
+
+def _bomb(size: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    parts = [c.compress(block) for _ in range(size >> 20)]
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+def test_gzip_bomb_stops_at_the_limit() -> None:
+    bomb = _bomb(64 << 20)
+    assert len(bomb) < 100_000
+    with pytest.raises(ProfileError, match=r"^bomb: decompressed profile exceeds the limit"):
+        profile.decode(bomb, "bomb", max_bytes=8 << 20)
+
+
+def test_default_limit_refuses_a_bomb_past_it() -> None:
+    bomb = _bomb(profile.DEFAULT_MAX_DECODED_BYTES + (1 << 20))
+    with pytest.raises(ProfileError, match="exceeds the limit"):
+        profile.decode(bomb, "bomb")
+
+
+def test_dangling_references_are_refused() -> None:
+    msg = profile_pb2.Profile()
+    msg.string_table.extend(["", "inuse_space", "bytes"])
+    msg.sample_type.add(type=1, unit=2)
+    msg.sample.add(location_id=[7], value=[10])
+    with pytest.raises(ProfileError, match="missing location 7"):
+        profile.decode(msg.SerializeToString(), "dangling")
+    msg.sample_type[0].unit = 99
+    with pytest.raises(ProfileError, match="refers to string 99"):
+        profile.decode(msg.SerializeToString(), "dangling")
+
+
+def test_value_count_mismatch_is_refused() -> None:
+    msg = profile_pb2.Profile()
+    msg.string_table.extend(["", "inuse_space", "bytes"])
+    msg.sample_type.add(type=1, unit=2)
+    msg.sample.add(location_id=[], value=[1, 2])
+    with pytest.raises(ProfileError, match="2 values, profile has 1 sample types"):
+        profile.decode(msg.SerializeToString(), "mismatch")
