@@ -34,9 +34,10 @@ import hashlib
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cardguard import exposition
 from cardguard.cardinality import OTHER, FamilyStats, PageAnalysis
@@ -452,13 +453,38 @@ def _human_bytes(n: float) -> str:
     return f"{sign}{n:.1f} TiB"
 
 
+# Results computed from one profile, reused while that profile object lives: the
+# scheduler runs detection on every scrape over the same few heap profiles.
+_MEMO: dict[tuple[int, str], tuple[weakref.ref[Profile], Any]] = {}
+_MEMO_MAX = 256
+_T = TypeVar("_T")
+
+
+def _memo(profile: Profile, what: str, compute: Callable[[Profile], _T]) -> _T:
+    key = (id(profile), what)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0]() is profile:
+        value: _T = hit[1]
+        return value
+    value = compute(profile)
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[key] = (weakref.ref(profile), value)
+    return value
+
+
+def _location_frames(profile: Profile) -> dict[int, tuple[Frame, ...]]:
+    return {
+        lid: tuple(Frame(normalise_function(f.function), f.filename, f.line) for f in loc.frames)
+        for lid, loc in profile.locations.items()
+    }
+
+
 def _frames(profile: Profile, stack: Sequence[int]) -> list[Frame]:
+    locs = _memo(profile, "frames", _location_frames)
     out: list[Frame] = []
     for lid in stack:
-        loc = profile.locations.get(lid)
-        if loc is None:
-            continue
-        out.extend(Frame(normalise_function(f.function), f.filename, f.line) for f in loc.frames)
+        out.extend(locs.get(lid, ()))
     return out
 
 
@@ -519,6 +545,10 @@ class _LibraryUse:
 
 
 def _library_use(profile: Profile) -> _LibraryUse:
+    return _memo(profile, "library", _compute_library_use)
+
+
+def _compute_library_use(profile: Profile) -> _LibraryUse:
     """Sum in-use bytes held under the client library and find who calls into it."""
     use = _LibraryUse()
     index = _inuse_index(profile)
@@ -567,6 +597,10 @@ def _best_site(use: _LibraryUse, kind: str) -> tuple[str, str, str, tuple[str, .
 
 
 def _owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
+    return _memo(profile, "owners", _compute_owner_totals)
+
+
+def _compute_owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
     """In-use bytes by owner: the innermost frame of the program itself (not the standard
     library), else the innermost outside the runtime; client-library stacks are left out."""
     index = _inuse_index(profile)
