@@ -1,0 +1,390 @@
+"""``/probe?target=...``: Prometheus picks the targets, cardguard analyses each on request.
+
+This is the blackbox_exporter pattern. Prometheus' service discovery finds the
+Go services; relabelling moves each address into ``__param_target`` and
+points ``__address__`` at cardguard; every scrape of ``/probe`` fetches that
+one target and answers with its derived series (the same ones ``/metrics``
+shows for configured targets, with the same ``target`` label scheme).
+
+What makes it safe and cheap:
+
+* **Allow-list, deny by default** (:mod:`cardguard.allowlist`): hosts,
+  globs, CIDRs (checked on every address a name resolves to) and a file_sd
+  file re-read when it changes. Refusals answer 403 (400 for a malformed
+  target) with the reason in the body, and count in
+  ``cardguard_probe_refused_total{reason}``. For plain http the fetch goes
+  to the address that was checked (Host header kept), so a name cannot be
+  re-pointed between the check and the fetch.
+* **State between probes**: each target keeps a
+  :class:`~cardguard.scheduler.TargetWorker` (baselines, churn, heap base,
+  goroutine growth) in a bounded LRU (``max_targets``); a target not probed
+  for ``state_ttl`` is forgotten.
+* **A short result cache** (``cache_ttl``): an HA pair of Prometheus servers
+  probing the same target within the TTL costs the target one fetch; a
+  probe that arrives while another is fetching waits for that fetch.
+* **Profiles on their own interval**: heap and goroutine profiles are read
+  at most every ``profiles.interval`` whatever the probe rate.
+
+The ``probe:`` section of the config::
+
+    probe:
+      allow: ["*.svc.cluster.local:6060", "10.0.0.0/8"]
+      allow_file_sd: targets/go-services.yml
+      cache_ttl: 10s
+      state_ttl: 1h
+      max_targets: 500
+      metrics_path: /metrics
+      pprof_path: /debug/pprof
+      timeout: 10s
+      body_size_limit: 64MiB
+      profiles: {interval: 1m, heap: true, goroutine: true}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from cardguard import allowlist, collectors
+from cardguard.allowlist import AllowList, Refusal, Resolver
+from cardguard.config import (
+    Ctx,
+    GlobalConfig,
+    ProfilesConfig,
+    Secret,
+    TargetConfig,
+    _load_profiles,
+    _url_path,
+)
+from cardguard.errors import ConfigError
+from cardguard.rules import Rules
+from cardguard.scheduler import TargetSnapshot, TargetWorker
+
+log = logging.getLogger("cardguard.probe")
+
+_PROBE_KEYS = (
+    "allow",
+    "allow_file_sd",
+    "cache_ttl",
+    "state_ttl",
+    "max_targets",
+    "metrics_path",
+    "pprof_path",
+    "timeout",
+    "body_size_limit",
+    "profiles",
+)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The ``probe:`` section. With no ``allow`` entries and no file, /probe refuses everything."""
+
+    allow: AllowList = field(default_factory=AllowList)
+    allow_entries: tuple[str, ...] = ()
+    allow_file_sd: Path | None = None
+    cache_ttl: float = 10.0
+    state_ttl: float = 3600.0
+    max_targets: int = 500
+    metrics_path: str = "/metrics"
+    pprof_path: str = "/debug/pprof"
+    timeout: float = 10.0
+    body_size_limit: int = 64 * 1024 * 1024
+    profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+
+
+def load_probe_config(node: object, ctx: Ctx) -> ProbeConfig:
+    """Build a ProbeConfig from the ``probe:`` node, reporting problems on ``ctx``."""
+    from yaml.nodes import Node
+
+    d = ProbeConfig()
+    if node is None:
+        return d
+    assert isinstance(node, Node)
+    sec = ctx.section(node, "probe", _PROBE_KEYS)
+    if sec is None:
+        return d
+    entries: list[str] = []
+    anode = sec.value_node("allow")
+    for i, item in enumerate(ctx.sequence(anode, "probe.allow")):
+        s = ctx.string(item, f"probe.allow[{i}]")
+        if s is not None:
+            entries.append(s)
+    allow = AllowList()
+    try:
+        allow = allowlist.build(entries, source="probe.allow")
+    except ConfigError as exc:
+        for p in exc.problems:
+            ctx.error(anode, "", p)
+    sd = sec.optional("allow_file_sd", ctx.file)
+    if sd is not None:
+        try:
+            allowlist.parse_file_sd(sd.read_text(encoding="utf-8"), str(sd))
+        except (OSError, UnicodeDecodeError) as exc:
+            ctx.error(sec.value_node("allow_file_sd"), "probe.allow_file_sd", f"cannot read: {exc}")
+        except ConfigError as exc:
+            for p in exc.problems:
+                ctx.error(sec.value_node("allow_file_sd"), "probe.allow_file_sd", p)
+    timeout = sec.get("timeout", ctx.duration, d.timeout)
+    return ProbeConfig(
+        allow=allow,
+        allow_entries=tuple(entries),
+        allow_file_sd=sd,
+        cache_ttl=sec.get("cache_ttl", ctx.duration, d.cache_ttl),
+        state_ttl=sec.get("state_ttl", ctx.duration, d.state_ttl),
+        max_targets=sec.get(
+            "max_targets", lambda n, p: ctx.integer(n, p, minimum=1), d.max_targets
+        ),
+        metrics_path=sec.get("metrics_path", _url_path(ctx), d.metrics_path),
+        pprof_path=sec.get("pprof_path", _url_path(ctx), d.pprof_path),
+        timeout=timeout,
+        body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
+        profiles=_load_profiles(ctx, sec.value_node("profiles"), "probe.profiles", timeout),
+    )
+
+
+def system_resolve(host: str, port: int) -> Sequence[str]:
+    """Resolve ``host`` with the system resolver; raise OSError when it does not resolve."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(ai[4][0]) for ai in infos})
+
+
+@dataclass(frozen=True)
+class ProbeResponse:
+    """What the HTTP layer sends back for one /probe request."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; version=0.0.4; charset=utf-8"
+    reason: str | None = None  # the refusal reason, for refused probes
+
+
+Render = Callable[[Sequence[TargetSnapshot], GlobalConfig], bytes]
+
+
+def render_snapshots(snapshots: Sequence[TargetSnapshot], g: GlobalConfig) -> bytes:
+    """Render snapshots with the same collectors ``/metrics`` uses, as text exposition."""
+    registry = CollectorRegistry(auto_describe=False)
+    for c in collectors.target_collectors(lambda: snapshots, lambda: g.caps.offenders):
+        registry.register(c)
+    return generate_latest(registry)
+
+
+class _Entry:
+    """One probed target: its worker (state between probes) and the cached answer."""
+
+    def __init__(self, worker: TargetWorker) -> None:
+        self.worker = worker
+        self.lock = threading.Lock()  # one fetch at a time per target
+        self.last_probe = 0.0
+        self.cached: bytes | None = None
+        self.cached_at = 0.0
+        self.profiles_at: float | None = None
+
+
+class Prober:
+    """Answers /probe requests; thread-safe (the HTTP server calls it from many threads)."""
+
+    def __init__(
+        self,
+        config: ProbeConfig,
+        settings: Callable[[], tuple[GlobalConfig, Rules]],
+        render: Render = render_snapshots,
+        *,
+        resolve: Resolver = system_resolve,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._render = render
+        self._resolve = resolve
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._refused = dict.fromkeys(allowlist.REASONS, 0)
+        self._cache_hits = 0
+        self._fetches = 0
+        self._evicted = 0
+        self._sd_stat: tuple[int, int] | None = None
+        self._sd_targets: frozenset[tuple[str, int]] = frozenset()
+        self._reload_file_sd()
+
+    # -- configuration
+
+    @property
+    def config(self) -> ProbeConfig:
+        return self._config
+
+    def apply(self, config: ProbeConfig) -> None:
+        """Switch to a new probe config; targets no longer allowed are dropped at next probe."""
+        with self._lock:
+            self._config = config
+            self._sd_stat = None
+        self._reload_file_sd()
+
+    def _reload_file_sd(self) -> None:
+        path = self._config.allow_file_sd
+        if path is None:
+            self._sd_targets = frozenset()
+            return
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            log.error(
+                "cannot stat allow_file_sd; keeping the previous list",
+                extra={"target": str(path), "endpoint": "probe", "reason": type(exc).__name__},
+            )
+            return
+        key = (st.st_mtime_ns, st.st_size)
+        if key == self._sd_stat:
+            return
+        try:
+            targets = allowlist.parse_file_sd(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError, ConfigError) as exc:
+            # A half-written file must not empty the allow-list: keep the old one.
+            log.error(
+                "cannot read allow_file_sd; keeping the previous list: %s",
+                exc,
+                extra={"target": str(path), "endpoint": "probe", "reason": "parse"},
+            )
+            return
+        self._sd_stat = key
+        self._sd_targets = targets
+        log.info(
+            "allow_file_sd loaded with %d targets",
+            len(targets),
+            extra={"target": str(path), "endpoint": "probe"},
+        )
+
+    # -- the endpoint
+
+    def probe(self, raw_target: str | None) -> ProbeResponse:
+        """Answer one /probe request for ``raw_target`` (the ``target`` query parameter)."""
+        self._reload_file_sd()
+        allow = self._config.allow.with_file_sd(self._sd_targets)
+        decision = allowlist.check(allow, raw_target, self._resolve)
+        if isinstance(decision, Refusal):
+            return self._refuse(decision, raw_target)
+        now = self._clock()
+        entry = self._entry(decision, now)
+        with entry.lock:
+            entry.last_probe = now
+            if entry.cached is not None and now - entry.cached_at < self._config.cache_ttl:
+                with self._lock:
+                    self._cache_hits += 1
+                return ProbeResponse(200, entry.cached)
+            worker = entry.worker
+            worker.scrape_metrics()
+            interval = worker.target.profiles.interval
+            if worker.target.profiles.enabled and (
+                entry.profiles_at is None or now - entry.profiles_at >= interval
+            ):
+                entry.profiles_at = now
+                worker.collect_profiles()
+            g, _ = self._settings()
+            body = self._render([worker.snapshot], g)
+            entry.cached, entry.cached_at = body, self._clock()
+            with self._lock:
+                self._fetches += 1
+        return ProbeResponse(200, body)
+
+    def _refuse(self, refusal: Refusal, raw_target: str | None) -> ProbeResponse:
+        with self._lock:
+            self._refused[refusal.reason] += 1
+        shown = (raw_target or "")[:200]
+        if refusal.reason == "userinfo":
+            shown = "<redacted>"  # the target itself holds the credentials
+        log.warning(
+            "probe refused: %s",
+            refusal.message,
+            extra={"target": shown, "endpoint": "probe", "reason": refusal.reason},
+        )
+        status = 400 if refusal.reason in ("missing_target", "invalid_target", "scheme") else 403
+        body = f"probe refused ({refusal.reason}): {refusal.message}\n".encode()
+        return ProbeResponse(status, body, "text/plain; charset=utf-8", refusal.reason)
+
+    def _target_config(self, t: allowlist.Target) -> TargetConfig:
+        c = self._config
+        name = f"{t.host}:{t.port}"[:64]
+        url = t.url
+        headers: tuple[tuple[str, Secret], ...] = ()
+        if t.scheme == "http" and t.addresses:
+            # Fetch from the address the allow-list checked, so DNS cannot change it
+            # between the check and the fetch; the Host header keeps virtual hosts working.
+            addr = t.addresses[0]
+            netloc = f"[{addr}]:{t.port}" if ":" in addr else f"{addr}:{t.port}"
+            url = f"http://{netloc}{urlsplit(t.url).path}"
+            headers = (("Host", Secret(f"{t.host}:{t.port}")),)
+        return TargetConfig(
+            name=name,
+            url=url.rstrip("/"),
+            metrics_path=c.metrics_path,
+            pprof_path=c.pprof_path,
+            interval=max(c.cache_ttl, 1.0),
+            timeout=c.timeout,
+            body_size_limit=c.body_size_limit,
+            headers=headers,
+            profiles=c.profiles,
+        )
+
+    def _entry(self, t: allowlist.Target, now: float) -> _Entry:
+        key = t.url
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+            entry = _Entry(TargetWorker(self._target_config(t), self._settings, self._clock))
+            entry.last_probe = now
+            self._entries[key] = entry
+            while len(self._entries) > self._config.max_targets:
+                old_key, _ = self._entries.popitem(last=False)
+                self._evicted += 1
+                log.info(
+                    "probe state evicted (max_targets reached)",
+                    extra={"target": old_key, "endpoint": "probe"},
+                )
+            return entry
+
+    def _expire(self, now: float) -> None:
+        ttl = self._config.state_ttl
+        for key in [k for k, e in self._entries.items() if now - e.last_probe > ttl]:
+            del self._entries[key]
+            self._evicted += 1
+
+    # -- self metrics
+
+    def stats(self) -> ProbeStats:
+        """Counters for cardguard's own /metrics."""
+        with self._lock:
+            self._expire(self._clock())
+            return ProbeStats(
+                refused=MappingProxyType(dict(self._refused)),
+                targets=len(self._entries),
+                cache_hits=self._cache_hits,
+                fetches=self._fetches,
+                evicted=self._evicted,
+                target_names=tuple(e.worker.target.name for e in self._entries.values()),
+            )
+
+
+@dataclass(frozen=True)
+class ProbeStats:
+    refused: MappingProxyType[str, int]
+    targets: int
+    cache_hits: int
+    fetches: int
+    evicted: int
+    target_names: tuple[str, ...] = ()
