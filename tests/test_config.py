@@ -156,7 +156,9 @@ def test_good_full_config_values() -> None:
     assert g.caps == Caps(
         families=100, labels=200, heap_owners=20, goroutine_groups=20, offenders=30
     )
-    assert (g.thresholds.min_family_series, g.thresholds.min_label_values) == (10, 5)
+    th = g.thresholds
+    assert (th.min_family_series, th.min_label_values) == (10, 5)
+    assert (th.min_heap_owner_share, th.min_goroutine_group) == (0.05, 3)
     api, minimal = cfg.targets
     assert api.url == "https://127.0.0.1:8443"
     assert api.metrics_url == "https://127.0.0.1:8443/internal/metrics"

@@ -129,6 +129,10 @@ class Thresholds:
 
     min_family_series: int = 100
     min_label_values: int = 50
+    min_heap_owner_share: float = 0.01
+    """A function shows once its flat in-use bytes reach this share of the heap."""
+    min_goroutine_group: int = 10
+    """A goroutine group shows once it holds this many goroutines (leaked ones always show)."""
 
 
 @dataclass(frozen=True)
@@ -447,7 +451,12 @@ _GLOBAL_KEYS = (
     "thresholds",
 )
 _CAPS_KEYS = ("families", "labels", "heap_owners", "goroutine_groups", "offenders")
-_THRESHOLD_KEYS = ("min_family_series", "min_label_values")
+_THRESHOLD_KEYS = (
+    "min_family_series",
+    "min_label_values",
+    "min_heap_owner_share",
+    "min_goroutine_group",
+)
 _TARGET_KEYS = (
     "name",
     "url",
@@ -483,6 +492,17 @@ def _positive(ctx: Ctx) -> Callable[[Node, str], int | None]:
     return lambda n, p: ctx.integer(n, p, minimum=1)
 
 
+def _share(ctx: Ctx) -> Callable[[Node, str], float | None]:
+    def convert(node: Node, path: str) -> float | None:
+        value = ctx.number(node, path)
+        if value is not None and value > 1:
+            ctx.error(node, path, f"expected a share between 0 and 1, got {node.value}")
+            return None
+        return value
+
+    return convert
+
+
 def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
     d = GlobalConfig()
     sec = ctx.section(node, "global", _GLOBAL_KEYS)
@@ -505,6 +525,12 @@ def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
         th = Thresholds(
             min_family_series=th_sec.get("min_family_series", ctx.integer, th.min_family_series),
             min_label_values=th_sec.get("min_label_values", ctx.integer, th.min_label_values),
+            min_heap_owner_share=th_sec.get(
+                "min_heap_owner_share", _share(ctx), th.min_heap_owner_share
+            ),
+            min_goroutine_group=th_sec.get(
+                "min_goroutine_group", _positive(ctx), th.min_goroutine_group
+            ),
         )
     g = GlobalConfig(
         scrape_interval=sec.get("scrape_interval", ctx.duration, d.scrape_interval),

@@ -48,6 +48,14 @@ _CHUNK = 64 * 1024
 _MAX_REDIRECTS = 5
 
 
+class HTTPStatusError(FetchError):
+    """The target answered with a non-2xx status (reason ``http_status`` or ``auth``)."""
+
+    def __init__(self, source: str, reason: str, message: str, status: int) -> None:
+        super().__init__(source, reason, message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class FetchResult:
     """One successful fetch: the decompressed body and what it took to get it."""
@@ -294,15 +302,12 @@ class Fetcher:
         start: float,
     ) -> FetchResult:
         status = resp.status_code
-        if status in (401, 403):
-            raise FetchError(
-                self.target.name, "auth", f"{redact_url(url)} answered HTTP {status} {resp.reason}"
-            )
         if not 200 <= status < 300:
-            raise FetchError(
+            raise HTTPStatusError(
                 self.target.name,
-                "http_status",
+                "auth" if status in (401, 403) else "http_status",
                 f"{redact_url(url)} answered HTTP {status} {resp.reason}",
+                status,
             )
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_bytes:

@@ -1,0 +1,174 @@
+"""``cardguard serve``: run the exporter (scheduler + HTTP server) until SIGTERM or SIGINT.
+
+SIGHUP and ``POST /-/reload`` reload the config file; an invalid file is
+reported and the running config is kept. Logs are structured (logfmt or
+JSON) with ``target``, ``endpoint`` and ``reason`` fields where they apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import click
+
+from cardguard.config import load_config
+from cardguard.errors import ConfigError
+
+# Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower().replace("warning", "warn"),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    for k, v in vars(record).items():
+        if k not in _STANDARD and not k.startswith("_"):
+            out[k] = v
+    if record.exc_info:
+        out["error"] = logging.Formatter().formatException(record.exc_info)
+    return out
+
+
+def _logfmt_value(v: Any) -> str:
+    s = str(v)
+    if s and not any(c in s for c in ' ="\n\t\\'):
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=warn logger=... msg="..." target=api endpoint=metrics reason=timeout``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line with the same fields as :class:`LogfmtFormatter`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+FORMATTERS: dict[str, type[logging.Formatter]] = {"logfmt": LogfmtFormatter, "json": JSONFormatter}
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(FORMATTERS[fmt]())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+    # urllib3 logs retries and pool details at debug/warning; cardguard reports fetches itself.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``:9187`` means all interfaces, ``[::1]:9187`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"expected host:port, got {text!r}")
+    host = host.strip("[]")
+    return (host or "0.0.0.0"), int(port)
+
+
+@click.command("serve")
+@click.option(
+    "--config.file",
+    "config_file",
+    default="cardguard.yml",
+    show_default=True,
+    help="Configuration file (targets, caps, rules).",
+)
+@click.option(
+    "--web.listen-address",
+    "listen",
+    default="127.0.0.1:9187",
+    show_default=True,
+    help="Address to serve /metrics, /report and the landing page on.",
+)
+@click.option(
+    "--log.level",
+    "log_level",
+    type=click.Choice(sorted(_LEVELS)),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--log.format",
+    "log_format",
+    type=click.Choice(sorted(FORMATTERS)),
+    default="logfmt",
+    show_default=True,
+)
+def serve(config_file: str, listen: str, log_level: str, log_format: str) -> None:
+    """Scrape the configured Go services and export what cardguard finds."""
+    from cardguard.scheduler import Scheduler
+    from cardguard.server import App, make_server
+
+    setup_logging(log_level, log_format)
+    log = logging.getLogger("cardguard")
+    host, port = parse_listen_address(listen)
+    try:
+        cfg = load_config(config_file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(1) from None
+    scheduler = Scheduler(cfg)
+    app = App(config_file, cfg, scheduler)
+    try:
+        server = make_server(app, host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
+        raise SystemExit(1) from None
+
+    terminate = threading.Event()
+    reload_wanted = threading.Event()
+    wake = threading.Event()
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        terminate.set()
+        wake.set()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        reload_wanted.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+    scheduler.start()
+    thread = threading.Thread(target=server.serve_forever, name="cardguard-http", daemon=True)
+    thread.start()
+    address = f"{server.server_address[0]!s}:{server.server_address[1]}"
+    log.info("cardguard listening", extra={"address": address, "targets": len(cfg.targets)})
+    while not terminate.is_set():
+        wake.wait()
+        wake.clear()
+        if reload_wanted.is_set() and not terminate.is_set():
+            reload_wanted.clear()
+            app.reload()
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    scheduler.stop()

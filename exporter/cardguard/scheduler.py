@@ -1,0 +1,689 @@
+"""Per-target scrape and profile loops that keep an immutable snapshot of what each target showed.
+
+Each target gets two threads of its own: one scrapes ``/metrics`` every
+``interval``, the other reads ``net/http/pprof`` every ``profiles.interval``.
+Fetches are bounded in time and size (:mod:`cardguard.fetch`), so a slow or
+dead target only ever delays itself.
+
+After every fetch the worker builds a new :class:`TargetSnapshot` and swaps
+it in with one reference assignment, so collectors and the report page read
+a consistent view without locks. A failed fetch keeps the last good data and
+only updates the endpoint's health (success 0, a failure counted by reason,
+one log line with ``target``, ``endpoint`` and ``reason``).
+
+Being gentle on targets:
+
+* the ``debug=2`` goroutine dump stops the world, so it is taken only when
+  the last known goroutine count (from the previous profile round or the
+  ``go_goroutines`` gauge of the last /metrics page) is under
+  ``profiles.goroutine_full_max``; otherwise the counted ``debug=1`` form is used;
+* ``goroutineleak`` in ``auto`` mode is probed once; a 404 is remembered and
+  the endpoint is asked again only after :data:`LEAK_REPROBE_SECONDS`.
+
+Bounded output: which families, labels, heap owners and goroutine groups
+appear in cardguard's own series is decided here with sticky sets (an entry
+that passes its threshold stays), capped per target; what does not fit is
+folded into ``__other__`` by the collectors and ``capped`` records it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from cardguard import cardinality, exposition, offenders
+from cardguard.cardinality import Limits, PageAnalysis
+from cardguard.churn import ChurnReport, ChurnTracker
+from cardguard.config import Config, GlobalConfig, TargetConfig
+from cardguard.errors import FetchError, ParseError, ProfileError
+from cardguard.fetch import Fetcher, FetchResult, HTTPStatusError
+from cardguard.pprof import goroutines as gr
+from cardguard.pprof import heap as hp
+from cardguard.pprof import profile as prof
+from cardguard.rules import DEFAULT_RULES, Rules
+
+log = logging.getLogger("cardguard.scheduler")
+
+ENDPOINTS = ("metrics", "heap", "goroutine", "goroutine_full", "goroutineleak")
+FAILURE_REASONS = (
+    "timeout",
+    "connect",
+    "http_status",
+    "too_large",
+    "decompress",
+    "parse",
+    "tls",
+    "auth",
+    "redirect",
+    "refused_by_limit",
+    "other",
+)
+OTHER = cardinality.OTHER
+OUTPUT_KINDS = ("family", "label", "heap_owner", "goroutine_group", "offender")
+
+LEAK_REPROBE_SECONDS = 3600.0
+HISTORY_WINDOW = 3600.0
+MAX_METRICS_POINTS = 120
+MAX_HEAP_POINTS = 6
+MAX_GOROUTINE_POINTS = 60
+SERIES_FINGERPRINTS = 512
+
+T = TypeVar("T")
+
+
+# --- the snapshot -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """How the last fetches of one endpoint of one target went."""
+
+    success: bool = False
+    attempted: bool = False
+    duration: float = 0.0
+    last_attempt: float = 0.0
+    last_success: float | None = None
+    body_bytes: int = 0
+    failures: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    last_error: str | None = None
+    last_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class HeapState:
+    """The latest heap profile's owners and the change since the one before."""
+
+    at: float
+    inuse_bytes: hp.HeapReport
+    inuse_objects: hp.HeapReport
+    delta_bytes: hp.HeapDiff | None
+
+
+@dataclass(frozen=True)
+class GoroutineState:
+    """The latest goroutine snapshot's groups and their growth since the previous one."""
+
+    at: float
+    total: int
+    format: str
+    groups: tuple[gr.GoroutineGroup, ...]
+    growth: tuple[gr.GroupGrowth, ...]
+
+
+@dataclass(frozen=True)
+class Visible:
+    """What cardguard's own series show for one target (sticky, capped), and what got folded."""
+
+    families: frozenset[str] = frozenset()
+    labels: frozenset[tuple[str, str]] = frozenset()
+    heap_owners: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    capped: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TargetSnapshot:
+    """Everything known about one target at one moment; never mutated after it is published."""
+
+    target: str
+    url: str
+    updated: float = 0.0
+    health: Mapping[str, EndpointHealth] = field(
+        default_factory=lambda: MappingProxyType({e: EndpointHealth() for e in ENDPOINTS})
+    )
+    analysis: PageAnalysis | None = None
+    analysis_at: float | None = None
+    churn: ChurnReport | None = None
+    series_added: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    series_removed: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    heap: HeapState | None = None
+    goroutines: GoroutineState | None = None
+    leaks: tuple[gr.GoroutineGroup, ...] | None = None
+    goroutineleak_supported: bool | None = None
+    group_creators: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    offenders: tuple[offenders.Offender, ...] = ()
+    offenders_error: str | None = None
+    visible: Visible = field(default_factory=Visible)
+    window_seconds: float = 0.0
+    snapshots: int = 0
+    notes: tuple[str, ...] = ()
+
+
+# --- bounded history ------------------------------------------------------------
+
+
+def _bounded_append(items: list[T], item: T, at: Callable[[T], float], max_n: int) -> None:
+    """Append, drop points older than the window (keep two), then thin from the old end.
+
+    Thinning removes the second-oldest point so the oldest stays as a baseline
+    and recent points stay dense.
+    """
+    items.append(item)
+    now = at(item)
+    while len(items) > 2 and now - at(items[0]) > HISTORY_WINDOW:
+        items.pop(0)
+    while len(items) > max_n:
+        items.pop(1)
+
+
+def _sticky(current: frozenset[T], candidates: Iterable[T], cap: int) -> tuple[frozenset[T], bool]:
+    """Add ``candidates`` (best first) to ``current`` up to ``cap``; True when some did not fit."""
+    out = set(current)
+    folded = False
+    for c in candidates:
+        if c in out:
+            continue
+        if len(out) < cap:
+            out.add(c)
+        else:
+            folded = True
+    return frozenset(out), folded
+
+
+def _scalar_from_page(data: bytes, fmt: exposition.Format, source: str, name: str) -> float | None:
+    """Return the value of an unlabelled gauge such as ``go_goroutines`` on a page."""
+    for event in exposition.scan(data, fmt, source):
+        if isinstance(event, exposition.Sample) and event.name == name:
+            return event.value
+        if isinstance(event, exposition.SampleBlock) and event.family == name:
+            chunk = event.data[event.start : event.end]
+            for smp in exposition.parse(chunk, "text", source):
+                if isinstance(smp, exposition.Sample) and smp.name == name:
+                    return smp.value
+    return None
+
+
+# --- one target -------------------------------------------------------------------
+
+
+class TargetWorker:
+    """Scrapes one target on its schedules and publishes :class:`TargetSnapshot` objects."""
+
+    def __init__(
+        self,
+        target: TargetConfig,
+        settings: Callable[[], tuple[GlobalConfig, Rules]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.target = target
+        self._settings = settings
+        self._clock = clock
+        self._fetcher = Fetcher(target)
+        self._lock = threading.Lock()  # serialises builders; readers never take it
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.snapshot = TargetSnapshot(target=target.name, url=target.url)
+        # Mutable state behind the snapshot, touched only under _lock.
+        self._churn = ChurnTracker(window=HISTORY_WINDOW)
+        self._metrics_points: list[offenders.MetricsPoint] = []
+        self._heap_points: list[offenders.HeapPoint] = []
+        self._goroutine_points: list[offenders.GoroutinePoint] = []
+        self._last_goroutines: int | None = None
+        self._leak_404_at: float | None = None
+        self._started_at = clock()
+        if target.tls.insecure_skip_verify:
+            log.warning(
+                "TLS certificate verification is off for this target",
+                extra={"target": target.name},
+            )
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        loops: list[tuple[str, Callable[[], float], Callable[[], None]]] = [
+            ("metrics", lambda: self.target.interval, self.scrape_metrics)
+        ]
+        p = self.target.profiles
+        if p.enabled and (p.heap or p.goroutine or p.goroutineleak != "false"):
+            loops.append(("profiles", lambda: self.target.profiles.interval, self.collect_profiles))
+        for name, interval, work in loops:
+            t = threading.Thread(
+                target=self._loop,
+                args=(name, interval, work),
+                name=f"cardguard-{self.target.name}-{name}",
+                daemon=True,
+            )
+            self._threads.append(t)
+            t.start()
+
+    def stop(self, wait: float | None = None) -> None:
+        self._stop.set()
+        limit = self.target.timeout + self.target.profiles.interval if wait is None else wait
+        for t in self._threads:
+            t.join(timeout=limit)
+
+    def _loop(self, name: str, interval: Callable[[], float], work: Callable[[], None]) -> None:
+        next_run = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                work()
+            except Exception:
+                # A bug in analysis must not end this target's loop (or anyone else's);
+                # it is logged with its traceback and the loop carries on.
+                log.exception(
+                    "internal error while collecting",
+                    extra={"target": self.target.name, "endpoint": name, "reason": "other"},
+                )
+            step = interval()
+            next_run += step
+            now = time.monotonic()
+            if next_run < now:  # overran: skip the missed runs rather than bunching up
+                next_run = now + step
+            self._stop.wait(next_run - now)
+
+    # -- snapshot plumbing
+
+    def _publish(self, **changes: Any) -> TargetSnapshot:
+        snap = dataclasses.replace(self.snapshot, updated=self._clock(), **changes)
+        self.snapshot = snap  # one reference swap: readers see old or new, never a mix
+        return snap
+
+    def _health(
+        self,
+        endpoint: str,
+        *,
+        result: FetchResult | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        duration: float = 0.0,
+    ) -> dict[str, EndpointHealth]:
+        now = self._clock()
+        health = dict(self.snapshot.health)
+        old = health.get(endpoint, EndpointHealth())
+        if reason is None:
+            health[endpoint] = dataclasses.replace(
+                old,
+                success=True,
+                attempted=True,
+                duration=result.duration if result else duration,
+                last_attempt=now,
+                last_success=now,
+                body_bytes=len(result.body) if result else old.body_bytes,
+                last_error=None,
+                last_reason=None,
+            )
+        else:
+            failures = dict(old.failures)
+            failures[reason] = failures.get(reason, 0) + 1
+            health[endpoint] = dataclasses.replace(
+                old,
+                success=False,
+                attempted=True,
+                duration=duration,
+                last_attempt=now,
+                failures=MappingProxyType(failures),
+                last_error=error,
+                last_reason=reason,
+            )
+            log.warning(
+                "%s",
+                error,
+                extra={"target": self.target.name, "endpoint": endpoint, "reason": reason},
+            )
+        return health
+
+    def _fail(self, endpoint: str, reason: str, error: str, duration: float) -> None:
+        with self._lock:
+            self._publish(
+                health=MappingProxyType(
+                    self._health(endpoint, reason=reason, error=error, duration=duration)
+                )
+            )
+
+    def _fetch(self, endpoint: str, url: str, accept: str | None = None) -> FetchResult | None:
+        start = time.monotonic()
+        timeout = (
+            self.target.timeout
+            if endpoint == "metrics"
+            else (self.target.profiles.timeout or self.target.timeout)
+        )
+        try:
+            return self._fetcher.get(url, accept=accept, timeout=timeout)
+        except FetchError as exc:
+            self._fail(endpoint, exc.reason, str(exc), time.monotonic() - start)
+            return None
+
+    # -- /metrics
+
+    def scrape_metrics(self) -> None:
+        """Fetch and analyse /metrics once; on failure keep the last good analysis."""
+        g, rules = self._settings()
+        t = self.target
+        res = self._fetch("metrics", t.metrics_url, accept=exposition.ACCEPT_HEADER)
+        if res is None:
+            return
+        at = self._clock()
+        limits = Limits(
+            exact_value_cap=g.exact_count_cap,
+            max_families=max(1000, g.caps.families * 5),
+            series_fingerprints=SERIES_FINGERPRINTS,
+        )
+        source = f"{t.name} {res.url}"
+        try:
+            fmt = exposition.detect_format(res.content_type, res.body)
+            page = cardinality.analyse(
+                res.body, content_type=res.content_type, source=source, limits=limits, fmt=fmt
+            )
+            traffic = rules.for_target(t.name).heap_growth.traffic_metric
+            values = offenders.values_from_page(res.body, fmt, source, traffic)
+            goroutines = _scalar_from_page(res.body, fmt, source, "go_goroutines")
+        except ParseError as exc:
+            self._fail("metrics", "parse", str(exc), res.duration)
+            return
+        with self._lock:
+            churn = self._churn.update(page, at)
+            prev = self.snapshot
+            added = dict(prev.series_added)
+            removed = dict(prev.series_removed)
+            visible, capped = self._visible_metrics(prev.visible, page, g)
+            if not churn.baseline:
+                for fc in churn.families:
+                    key = fc.name if fc.name in visible.families else OTHER
+                    if fc.series_added:
+                        added[key] = added.get(key, 0) + fc.series_added
+                    if fc.series_removed:
+                        removed[key] = removed.get(key, 0) + fc.series_removed
+            if goroutines is not None:
+                self._last_goroutines = int(goroutines)
+            point = offenders.metrics_point(page, at, values, churn)
+            _bounded_append(self._metrics_points, point, lambda p: p.at, MAX_METRICS_POINTS)
+            self._publish(
+                health=MappingProxyType(self._health("metrics", result=res)),
+                analysis=page,
+                analysis_at=at,
+                churn=churn,
+                series_added=MappingProxyType(added),
+                series_removed=MappingProxyType(removed),
+                visible=dataclasses.replace(visible, capped=capped),
+                snapshots=prev.snapshots + 1,
+                **self._detect(rules),
+            )
+
+    def _visible_metrics(
+        self, vis: Visible, page: PageAnalysis, g: GlobalConfig
+    ) -> tuple[Visible, frozenset[str]]:
+        th, caps = g.thresholds, g.caps
+        fams = sorted(
+            (f for f in page.families if f.name != OTHER and f.series >= th.min_family_series),
+            key=lambda f: (-f.series, f.name),
+        )
+        families, fam_folded = _sticky(vis.families, (f.name for f in fams), caps.families)
+        labs = sorted(
+            (
+                (lab.distinct_values, f.name, lab.name)
+                for f in page.families
+                if f.name != OTHER
+                for lab in f.labels
+                if lab.distinct_values >= th.min_label_values
+            ),
+            key=lambda x: (-x[0], x[1], x[2]),
+        )
+        labels, lab_folded = _sticky(vis.labels, ((f, lab) for _, f, lab in labs), caps.labels)
+        capped = set(vis.capped)
+        if fam_folded or page.other_families:
+            capped.add("family")
+        if lab_folded:
+            capped.add("label")
+        return dataclasses.replace(vis, families=families, labels=labels), frozenset(capped)
+
+    # -- profiles
+
+    def collect_profiles(self) -> None:
+        """Read heap, goroutine and goroutineleak profiles once, as configured."""
+        p = self.target.profiles
+        if p.heap:
+            self._collect_heap()
+        if p.goroutine:
+            self._collect_goroutines()
+        if p.goroutineleak != "false":
+            self._collect_leaks()
+
+    def _collect_heap(self) -> None:
+        t = self.target
+        res = self._fetch("heap", t.pprof_url("heap"))
+        if res is None:
+            return
+        at = self._clock()
+        try:
+            profile = prof.decode(res.body, f"{t.name} {res.url}", max_bytes=t.body_size_limit)
+            inuse = hp.owners(profile, "inuse_space")
+            objects = hp.owners(profile, "inuse_objects")
+            prev = self._heap_points[-1].profile if self._heap_points else None
+            delta = hp.diff(prev, profile, "inuse_space") if prev is not None else None
+        except ProfileError as exc:
+            self._fail("heap", "parse", str(exc), res.duration)
+            return
+        g, rules = self._settings()
+        with self._lock:
+            _bounded_append(
+                self._heap_points, offenders.HeapPoint(at, profile), lambda h: h.at, MAX_HEAP_POINTS
+            )
+            vis = self.snapshot.visible
+            floor = inuse.total * g.thresholds.min_heap_owner_share
+            owners = [f.name for f in inuse.functions if f.flat > 0 and f.flat >= floor]
+            names, folded = _sticky(vis.heap_owners, owners, g.caps.heap_owners)
+            capped = vis.capped | ({"heap_owner"} if folded else set())
+            self._publish(
+                health=MappingProxyType(self._health("heap", result=res)),
+                heap=HeapState(at, inuse, objects, delta),
+                visible=dataclasses.replace(vis, heap_owners=names, capped=frozenset(capped)),
+                **self._detect(rules),
+            )
+
+    def _collect_goroutines(self) -> None:
+        t = self.target
+        full_max = t.profiles.goroutine_full_max
+        known = self._last_goroutines
+        full = known is not None and known < full_max
+        endpoint = "goroutine_full" if full else "goroutine"
+        url = t.pprof_url("goroutine") + ("?debug=2" if full else "?debug=1")
+        res = self._fetch(endpoint, url)
+        if res is None:
+            return
+        at = self._clock()
+        try:
+            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else "debug1")
+        except ProfileError as exc:
+            self._fail(endpoint, "parse", str(exc), res.duration)
+            return
+        groups = gr.group(snap)
+        g, rules = self._settings()
+        with self._lock:
+            self._last_goroutines = snap.total
+            prev_points = self._goroutine_points
+            base = prev_points[-1].groups if prev_points else ()
+            growth = gr.growth(base, groups) if prev_points else []
+            point = offenders.GoroutinePoint(at=at, total=snap.total, groups=tuple(groups))
+            _bounded_append(self._goroutine_points, point, lambda p: p.at, MAX_GOROUTINE_POINTS)
+            cur = self.snapshot
+            creators = dict(cur.group_creators)
+            vis = cur.visible
+            wanted = [
+                grp.id
+                for grp in groups
+                if grp.count >= g.thresholds.min_goroutine_group or (grp.leaked or 0) > 0
+            ]
+            ids, folded = _sticky(vis.groups, wanted, g.caps.goroutine_groups)
+            for grp in groups:
+                # A group's creator is known only from full dumps; remember it so the
+                # group's labels do not change when the next round reads debug=1.
+                if grp.id in ids and grp.created_by and grp.id not in creators:
+                    creators[grp.id] = grp.created_by
+            capped = vis.capped | ({"goroutine_group"} if folded else set())
+            self._publish(
+                health=MappingProxyType(self._health(endpoint, result=res)),
+                goroutines=GoroutineState(
+                    at, snap.total, snap.format, tuple(groups), tuple(growth)
+                ),
+                group_creators=MappingProxyType(creators),
+                visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
+                **self._detect(rules),
+            )
+
+    def _collect_leaks(self) -> None:
+        t = self.target
+        mode = t.profiles.goroutineleak
+        now = self._clock()
+        if (
+            mode == "auto"
+            and self._leak_404_at is not None
+            and now - self._leak_404_at < LEAK_REPROBE_SECONDS
+        ):
+            return
+        start = time.monotonic()
+        try:
+            res = self._fetcher.get(
+                t.pprof_url("goroutineleak") + "?debug=1",
+                timeout=t.profiles.timeout or t.timeout,
+            )
+        except FetchError as exc:
+            if mode == "auto" and isinstance(exc, HTTPStatusError) and exc.status == 404:
+                with self._lock:
+                    self._leak_404_at = now
+                    if self.snapshot.goroutineleak_supported is not False:
+                        log.info(
+                            "target does not serve goroutineleak; asking again in %ds",
+                            LEAK_REPROBE_SECONDS,
+                            extra={"target": t.name, "endpoint": "goroutineleak"},
+                        )
+                    self._publish(goroutineleak_supported=False, leaks=None)
+                return
+            self._fail("goroutineleak", exc.reason, str(exc), time.monotonic() - start)
+            return
+        try:
+            snap = gr.parse(res.body, f"{t.name} {res.url}", kind="goroutineleak")
+        except ProfileError as exc:
+            self._fail("goroutineleak", "parse", str(exc), res.duration)
+            return
+        leaks = tuple(gr.group(snap))
+        g, rules = self._settings()
+        with self._lock:
+            self._leak_404_at = None
+            vis = self.snapshot.visible
+            ids, folded = _sticky(vis.groups, (lg.id for lg in leaks), g.caps.goroutine_groups)
+            capped = vis.capped | ({"goroutine_group"} if folded else set())
+            self._publish(
+                health=MappingProxyType(self._health("goroutineleak", result=res)),
+                leaks=leaks,
+                goroutineleak_supported=True,
+                visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
+                **self._detect(rules),
+            )
+
+    # -- offenders
+
+    def view(self) -> offenders.TargetView:
+        return offenders.TargetView(
+            target=self.target.name,
+            metrics=tuple(self._metrics_points),
+            heaps=tuple(self._heap_points),
+            goroutines=tuple(self._goroutine_points),
+            leaks=self.snapshot.leaks,
+        )
+
+    def _detect(self, rules: Rules) -> dict[str, Any]:
+        """Run offender detection on the history; called with ``_lock`` held."""
+        view = self.view()
+        points = [p.at for p in view.metrics] + [h.at for h in view.heaps]
+        window = max(points) - min(points) if points else 0.0
+        try:
+            found = offenders.detect(view, rules)
+        except Exception as exc:
+            # Detection is pure code over data we hold; a failure is a bug. Keep the
+            # fresh scrape data, record the error on the snapshot and log the traceback.
+            log.exception(
+                "offender detection failed",
+                extra={"target": self.target.name, "endpoint": "offenders", "reason": "other"},
+            )
+            return {"offenders_error": f"{type(exc).__name__}: {exc}", "window_seconds": window}
+        return {"offenders": tuple(found), "offenders_error": None, "window_seconds": window}
+
+    def adopt(self, old: TargetWorker) -> None:
+        """Carry history and snapshot over from the worker this one replaces (same URL)."""
+        with old._lock:
+            self._churn = old._churn
+            self._metrics_points = list(old._metrics_points)
+            self._heap_points = list(old._heap_points)
+            self._goroutine_points = list(old._goroutine_points)
+            self._last_goroutines = old._last_goroutines
+            self._leak_404_at = old._leak_404_at
+            self.snapshot = dataclasses.replace(old.snapshot, url=self.target.url)
+
+
+# --- all targets --------------------------------------------------------------------
+
+
+class Scheduler:
+    """Runs one :class:`TargetWorker` per configured target; applies new configs in place."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._config = config
+        self._workers: dict[str, TargetWorker] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def settings(self) -> tuple[GlobalConfig, Rules]:
+        cfg = self._config
+        return cfg.global_, cfg.rules if cfg.rules is not None else DEFAULT_RULES
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            for t in self._config.targets:
+                self._spawn(t, None)
+
+    def _spawn(self, target: TargetConfig, old: TargetWorker | None) -> None:
+        w = TargetWorker(target, self.settings, self._clock)
+        if old is not None and old.target.url == target.url:
+            w.adopt(old)
+        self._workers[target.name] = w
+        w.start()
+
+    def apply(self, config: Config) -> None:
+        """Switch to ``config``: unchanged targets keep running, others restart or stop."""
+        with self._lock:
+            self._config = config
+            if not self._started:
+                return
+            wanted = {t.name: t for t in config.targets}
+            for name in list(self._workers):
+                if name not in wanted:
+                    self._workers.pop(name).stop(wait=0)
+            for name, t in wanted.items():
+                old = self._workers.get(name)
+                if old is not None and old.target == t:
+                    continue
+                if old is not None:
+                    old.stop(wait=0)
+                self._spawn(t, old)
+
+    def stop(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            self._started = False
+        for w in workers:
+            w._stop.set()
+        for w in workers:
+            w.stop(wait=w.target.timeout + 1)
+
+    def snapshots(self) -> list[TargetSnapshot]:
+        """The current snapshot of every target, in config order."""
+        workers = dict(self._workers)
+        return [workers[t.name].snapshot for t in self._config.targets if t.name in workers]
+
+    def worker(self, name: str) -> TargetWorker | None:
+        return self._workers.get(name)
+
+    def __iter__(self) -> Iterator[TargetSnapshot]:
+        return iter(self.snapshots())
