@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -29,6 +29,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from cardguard.errors import ConfigError
 from cardguard.rules import DEFAULT_RULES, Rules, load_rules
+
+if TYPE_CHECKING:
+    from cardguard.probe import ProbeConfig
 
 T = TypeVar("T")
 
@@ -214,6 +217,7 @@ class Config:
     global_: GlobalConfig
     targets: tuple[TargetConfig, ...]
     rules: Rules = DEFAULT_RULES
+    probe: ProbeConfig | None = None  # the ``probe:`` section, owned by cardguard.probe
 
     def target(self, name: str) -> TargetConfig | None:
         for t in self.targets:
@@ -441,7 +445,7 @@ class Section:
 # ---------------------------------------------------------------------------
 # Sections
 
-_TOP_KEYS = ("global", "targets", "rules")
+_TOP_KEYS = ("global", "targets", "rules", "probe")
 _GLOBAL_KEYS = (
     "scrape_interval",
     "scrape_timeout",
@@ -765,8 +769,8 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
     targets: list[TargetConfig] = []
     seen: dict[str, int] = {}
     tnode = top.value_node("targets")
-    if tnode is None:
-        ctx.error(root, "targets", "required")
+    if tnode is None and not top.has("probe"):
+        ctx.error(root, "targets", "required (or a probe section for /probe-only use)")
     for i, item in enumerate(ctx.sequence(tnode, "targets")):
         t = _load_target(ctx, item, join("targets", i), g)
         if t is None:
@@ -781,9 +785,15 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
         seen[t.name] = i
         targets.append(t)
     rules = load_rules(top.value_node("rules"), ctx)
+    probe = None
+    if top.has("probe"):
+        # Imported here: cardguard.probe builds on this module's helpers.
+        from cardguard.probe import load_probe_config
+
+        probe = load_probe_config(top.value_node("probe"), ctx)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
-    return Config(source=source, global_=g, targets=tuple(targets), rules=rules)
+    return Config(source=source, global_=g, targets=tuple(targets), rules=rules, probe=probe)
 
 
 def load_config(path: str | Path) -> Config:
