@@ -81,19 +81,28 @@ class ChurnReport:
 
 @dataclass
 class _History:
+    """Distinct-value counts over the window: points at least ``min_spacing`` apart,
+    plus the latest point, so memory is bounded however often the target is scraped."""
+
     points: deque[tuple[float, int]] = field(default_factory=deque)
+    latest: tuple[float, int] | None = None
 
     def add(self, now: float, value: int, window: float, min_spacing: float) -> None:
         pts = self.points
-        if pts and now - pts[-1][0] < min_spacing:
-            pts[-1] = (now, value)
-        else:
+        if not pts or now - pts[-1][0] >= min_spacing:
             pts.append((now, value))
-        while pts and now - pts[0][0] > window:
+            self.latest = None
+        else:
+            self.latest = (now, value)
+        while len(pts) > 1 and now - pts[0][0] > window:
+            pts.popleft()
+        if pts and now - pts[0][0] > window:
             pts.popleft()
 
     def slope_per_hour(self) -> float:
-        pts = self.points
+        pts = list(self.points)
+        if self.latest is not None:
+            pts.append(self.latest)
         if len(pts) < 2:
             return 0.0
         n = len(pts)

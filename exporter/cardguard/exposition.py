@@ -210,6 +210,20 @@ _PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*=" + _QUOTED + rb")")
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
 
 
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _valid_utf8(data: bytes, start: int, end: int) -> bool:
+    """Whether data[start:end] is UTF-8, without copying when it is plain ASCII."""
+    if _NON_ASCII.search(data, start, end) is None:
+        return True
+    try:
+        data[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def block_label_pairs(block: SampleBlock) -> list[bytes]:
     """Return every label pair of the block as raw ``name="escaped value"`` bytes, in order.
 
@@ -461,7 +475,7 @@ class _TextParser:
         end = stop - 1 if stop > start and data[stop - 1] == 0x0A else stop
         lines = data.count(b"\n", start, end) + 1
         names = _FAST_LINE.findall(data, start, end)
-        if len(names) == lines:
+        if len(names) == lines and _valid_utf8(data, start, end):
             distinct = set(names)
             first = names[0].decode("ascii")
             fam, event = self.family_of(first, lineno)
