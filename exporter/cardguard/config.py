@@ -31,6 +31,7 @@ from cardguard.errors import ConfigError
 from cardguard.rules import DEFAULT_RULES, Rules, load_rules
 
 if TYPE_CHECKING:
+    from cardguard.fleet import FleetServer
     from cardguard.probe import ProbeConfig
 
 T = TypeVar("T")
@@ -218,6 +219,7 @@ class Config:
     targets: tuple[TargetConfig, ...]
     rules: Rules = DEFAULT_RULES
     probe: ProbeConfig | None = None  # the ``probe:`` section, owned by cardguard.probe
+    fleet: tuple[FleetServer, ...] = ()  # the ``fleet:`` section, owned by cardguard.fleet
 
     def target(self, name: str) -> TargetConfig | None:
         for t in self.targets:
@@ -445,7 +447,7 @@ class Section:
 # ---------------------------------------------------------------------------
 # Sections
 
-_TOP_KEYS = ("global", "targets", "rules", "probe")
+_TOP_KEYS = ("global", "targets", "rules", "probe", "fleet")
 _GLOBAL_KEYS = (
     "scrape_interval",
     "scrape_timeout",
@@ -769,7 +771,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
     targets: list[TargetConfig] = []
     seen: dict[str, int] = {}
     tnode = top.value_node("targets")
-    if tnode is None and not top.has("probe"):
+    if tnode is None and not top.has("probe") and not top.has("fleet"):
         ctx.error(root, "targets", "required (or a probe section for /probe-only use)")
     for i, item in enumerate(ctx.sequence(tnode, "targets")):
         t = _load_target(ctx, item, join("targets", i), g)
@@ -791,9 +793,16 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
         from cardguard.probe import load_probe_config
 
         probe = load_probe_config(top.value_node("probe"), ctx)
+    fleet: tuple[FleetServer, ...] = ()
+    if top.has("fleet"):
+        from cardguard.fleet import load_fleet_config  # same reason as probe above
+
+        fleet = load_fleet_config(top.value_node("fleet"), ctx)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
-    return Config(source=source, global_=g, targets=tuple(targets), rules=rules, probe=probe)
+    return Config(
+        source=source, global_=g, targets=tuple(targets), rules=rules, probe=probe, fleet=fleet
+    )
 
 
 def load_config(path: str | Path) -> Config:

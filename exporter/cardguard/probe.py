@@ -48,13 +48,16 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from cardguard import allowlist, collectors
 from cardguard.allowlist import AllowList, Refusal, Resolver
@@ -388,3 +391,77 @@ class ProbeStats:
     fetches: int
     evicted: int
     target_names: tuple[str, ...] = ()
+
+
+class ProbeCollector(Collector):
+    """cardguard's own /probe figures, for its /metrics.
+
+    Example::
+
+        cardguard_probe_refused_total{reason="address_not_allowed"} 3.0
+        cardguard_probe_targets 12.0
+        cardguard_probe_fetches_total 480.0
+        cardguard_probe_cache_hits_total 470.0
+        cardguard_probe_state_evictions_total 2.0
+    """
+
+    def __init__(self, prober: Prober) -> None:
+        self._prober = prober
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._prober.stats()
+        refused = CounterMetricFamily(
+            "cardguard_probe_refused",
+            "/probe requests cardguard refused, by reason (allow-list, scheme, credentials, DNS).",
+            labels=["reason"],
+        )
+        for reason in allowlist.REASONS:
+            refused.add_metric([reason], s.refused.get(reason, 0))
+        yield refused
+        yield GaugeMetricFamily(
+            "cardguard_probe_targets",
+            "Targets whose /probe state (baselines, churn, profiles) cardguard currently keeps.",
+            value=s.targets,
+        )
+        yield CounterMetricFamily(
+            "cardguard_probe_fetches",
+            "/probe requests that fetched the target (cache misses).",
+            value=s.fetches,
+        )
+        yield CounterMetricFamily(
+            "cardguard_probe_cache_hits",
+            "/probe requests answered from the result cache (e.g. the second of an HA pair).",
+            value=s.cache_hits,
+        )
+        yield CounterMetricFamily(
+            "cardguard_probe_state_evictions",
+            "Probe targets forgotten: not probed for state_ttl, or the LRU was full.",
+            value=s.evicted,
+        )
+
+
+def install(app: Any) -> Prober:
+    """Add ``GET /probe`` and the probe collector to a ``server.App``.
+
+    The probe settings are read from ``app.config.probe`` on every request, so
+    a config reload applies to /probe as it does to configured targets.
+    """
+    from cardguard.server import Response
+
+    def current() -> ProbeConfig:
+        cfg = getattr(app.config, "probe", None)
+        return cfg if isinstance(cfg, ProbeConfig) else ProbeConfig()
+
+    prober = Prober(current(), app.scheduler.settings)
+
+    def route(_app: Any, req: Any) -> Any:
+        cfg = current()
+        if cfg is not prober.config:
+            prober.apply(cfg)
+        targets = req.query.get("target") or [None]
+        r = prober.probe(targets[0])
+        return Response(r.status, r.body, r.content_type)
+
+    app.routes[("GET", "/probe")] = route
+    app.registry.register(ProbeCollector(prober))
+    return prober

@@ -460,3 +460,32 @@ def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
     if not sep:
         return None
     return user.decode("utf-8", "surrogateescape"), password
+
+
+def server_options(cfg: WebConfig | None) -> dict[str, Any]:
+    """Return the keyword arguments for ``server.make_server`` that apply ``cfg``.
+
+    ``ssl_context`` wraps the listening socket, ``authenticate`` checks basic
+    auth (and ``client_allowed_sans``) before every route, ``extra_headers``
+    are the configured response headers. Raise ConfigError if TLS files are
+    unusable.
+    """
+    if cfg is None:
+        return {}
+    out: dict[str, Any] = {"extra_headers": dict(cfg.http.headers)}
+    tls = cfg.tls
+    if tls is not None:
+        out["ssl_context"] = ssl_context(tls, cfg.source)
+    auth = BasicAuth(cfg.basic_auth_users)
+    if auth.enabled or (tls is not None and tls.client_allowed_sans):
+
+        def authenticate(handler: Any) -> bool:
+            if tls is not None and tls.client_allowed_sans:
+                conn = handler.connection
+                peer = conn.getpeercert() if isinstance(conn, ssl.SSLSocket) else None
+                if not peer_allowed(tls, peer):
+                    return False
+            return auth.check(handler.headers.get("Authorization"))
+
+        out["authenticate"] = authenticate
+    return out

@@ -119,8 +119,17 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     default="logfmt",
     show_default=True,
 )
-def serve(config_file: str, listen: str, log_level: str, log_format: str) -> None:
+@click.option(
+    "--web.config.file",
+    "web_config_file",
+    default=None,
+    help="exporter-toolkit web config file: TLS and basic auth for cardguard's own server.",
+)
+def serve(
+    config_file: str, listen: str, log_level: str, log_format: str, web_config_file: str | None
+) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
+    from cardguard import fleet, probe, webconfig
     from cardguard.scheduler import Scheduler
     from cardguard.server import App, make_server
 
@@ -133,10 +142,22 @@ def serve(config_file: str, listen: str, log_level: str, log_format: str) -> Non
         for problem in exc.problems:
             click.echo(problem, err=True)
         raise SystemExit(1) from None
+    # --- issue 6 seam: web config (TLS, basic auth, headers), /probe, fleet mode ---
+    try:
+        web_options = webconfig.server_options(
+            webconfig.load(web_config_file) if web_config_file else None
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(1) from None
     scheduler = Scheduler(cfg)
     app = App(config_file, cfg, scheduler)
+    probe.install(app)
+    fleet_pollers = fleet.install(app)
+    # --- end of issue 6 seam ---
     try:
-        server = make_server(app, host, port)
+        server = make_server(app, host, port, **web_options)
     except OSError as exc:
         log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
         raise SystemExit(1) from None
@@ -172,3 +193,4 @@ def serve(config_file: str, listen: str, log_level: str, log_format: str) -> Non
     server.shutdown()
     server.server_close()
     scheduler.stop()
+    fleet_pollers.stop()

@@ -1,0 +1,423 @@
+"""Fleet mode: poll central Prometheus servers' ``/api/v1/status/tsdb`` and re-export it, bounded.
+
+A Prometheus server sees the cardinality of every service it scrapes; this
+mode reads its TSDB status (``?limit=N``) on an interval, keeps a bounded,
+sticky selection of its lists (:mod:`cardguard.tsdb`) and runs the same
+offender rules as direct targets on it (``offenders.detect`` on a
+``MetricsPoint`` built from the status). Fetching uses :mod:`cardguard.fetch`
+with the server's auth and TLS, so the size and time limits hold.
+
+The ``fleet:`` section of the config::
+
+    fleet:
+      - name: central
+        url: http://prometheus.monitoring.svc:9090
+        interval: 2m          # Prometheus caches these lists for 30s anyway
+        timeout: 10s
+        limit: 50             # ?limit=N
+        cap: 50               # at most this many names per list in cardguard's output
+        basic_auth: {username: cardguard, password_file: /etc/cardguard/prom-pass}
+        tls: {ca_file: /etc/cardguard/ca.crt}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from yaml.nodes import Node
+
+from cardguard import offenders, tsdb
+from cardguard.config import (
+    _NAME_RE,
+    BasicAuth,
+    Ctx,
+    GlobalConfig,
+    TargetConfig,
+    TLSConfig,
+    _check_url,
+    _load_basic_auth,
+    _load_tls,
+    join,
+)
+from cardguard.errors import FetchError, ParseError
+from cardguard.fetch import Fetcher
+from cardguard.rules import SEVERITIES, Rules
+
+log = logging.getLogger("cardguard.fleet")
+
+_KEYS = (
+    "name",
+    "url",
+    "interval",
+    "timeout",
+    "limit",
+    "cap",
+    "body_size_limit",
+    "basic_auth",
+    "bearer_token_file",
+    "tls",
+)
+MAX_POINTS = 60
+
+
+@dataclass(frozen=True)
+class FleetServer:
+    """One central Prometheus server to read TSDB status from."""
+
+    name: str
+    url: str
+    interval: float = 120.0
+    timeout: float = 10.0
+    limit: int = 50
+    cap: int = 50
+    body_size_limit: int = 16 * 1024 * 1024
+    basic_auth: BasicAuth | None = None
+    bearer_token_file: Any = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+    @property
+    def status_url(self) -> str:
+        return f"{self.url.rstrip('/')}/api/v1/status/tsdb?limit={self.limit}"
+
+    def target_config(self) -> TargetConfig:
+        """The fetch settings for this server, in the shape the fetcher takes."""
+        return TargetConfig(
+            name=self.name,
+            url=self.url,
+            interval=self.interval,
+            timeout=self.timeout,
+            body_size_limit=self.body_size_limit,
+            basic_auth=self.basic_auth,
+            bearer_token_file=self.bearer_token_file,
+            tls=self.tls,
+        )
+
+
+def load_fleet_config(node: Node | None, ctx: Ctx) -> tuple[FleetServer, ...]:
+    """Build the ``fleet:`` list, reporting every problem on ``ctx``."""
+    out: list[FleetServer] = []
+    seen: set[str] = set()
+    for i, item in enumerate(ctx.sequence(node, "fleet")):
+        path = join("fleet", i)
+        sec = ctx.section(item, path, _KEYS)
+        if sec is None:
+            continue
+        d = FleetServer(name="", url="")
+        name = sec.required("name", ctx.string)
+        if name is not None and not _NAME_RE.match(name):
+            ctx.error(sec.value_node("name"), join(path, "name"), f"invalid name {name!r}")
+            name = None
+        if name is not None and name in seen:
+            ctx.error(sec.value_node("name"), join(path, "name"), f"duplicate name {name!r}")
+        url = sec.required("url", ctx.string)
+        if url is not None and not _check_url(ctx, sec.value_node("url"), join(path, "url"), url):
+            url = None
+        interval = sec.get("interval", ctx.duration, d.interval)
+        timeout = sec.get("timeout", ctx.duration, min(d.timeout, interval))
+        if timeout > interval:
+            ctx.error(sec.value_node("timeout"), join(path, "timeout"), "must not exceed interval")
+        positive = lambda n, p: ctx.integer(n, p, minimum=1)  # noqa: E731
+        ba_node = sec.value_node("basic_auth")
+        server = FleetServer(
+            name=name or "",
+            url=(url or "").rstrip("/"),
+            interval=interval,
+            timeout=timeout,
+            limit=sec.get("limit", positive, d.limit),
+            cap=sec.get("cap", positive, d.cap),
+            body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
+            basic_auth=_load_basic_auth(ctx, ba_node, join(path, "basic_auth"))
+            if ba_node is not None
+            else None,
+            bearer_token_file=sec.optional("bearer_token_file", ctx.file),
+            tls=_load_tls(ctx, sec.value_node("tls"), join(path, "tls")),
+        )
+        if name is None or url is None:
+            continue
+        seen.add(name)
+        out.append(server)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """What the last polls of one server gave; replaced whole, never mutated."""
+
+    server: str
+    rows: dict[str, tuple[list[tuple[str, int]], bool]] = field(default_factory=dict)
+    head: tsdb.HeadStats | None = None
+    success: bool = False
+    last_success: float | None = None
+    duration: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)
+    offenders: tuple[offenders.Offender, ...] = ()
+
+
+class FleetPoller:
+    """Polls one server on its interval in its own thread."""
+
+    def __init__(
+        self,
+        server: FleetServer,
+        settings: Callable[[], tuple[GlobalConfig, Rules]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self._settings = settings
+        self._clock = clock
+        self._fetcher = Fetcher(server.target_config())
+        g, _ = settings()
+        self._view = tsdb.TSDBView.new(
+            server.cap, g.thresholds.min_family_series, g.thresholds.min_label_values
+        )
+        self._points: list[offenders.MetricsPoint] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.snapshot = FleetSnapshot(server=server.name)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"cardguard-fleet-{self.server.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.server.timeout + 1)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:
+                log.exception(
+                    "internal error while polling",
+                    extra={"target": self.server.name, "endpoint": "tsdb", "reason": "other"},
+                )
+            self._stop.wait(self.server.interval)
+
+    def _fail(self, reason: str, message: str, duration: float) -> None:
+        failures = dict(self.snapshot.failures)
+        failures[reason] = failures.get(reason, 0) + 1
+        log.warning(
+            "%s", message, extra={"target": self.server.name, "endpoint": "tsdb", "reason": reason}
+        )
+        self.snapshot = FleetSnapshot(
+            server=self.server.name,
+            rows=self.snapshot.rows,  # keep the last good data
+            head=self.snapshot.head,
+            success=False,
+            last_success=self.snapshot.last_success,
+            duration=duration,
+            failures=failures,
+            offenders=self.snapshot.offenders,
+        )
+
+    def poll(self) -> FleetSnapshot:
+        """Fetch and parse the status once, update the bounded view and offenders."""
+        start = time.monotonic()
+        s = self.server
+        try:
+            res = self._fetcher.get(s.status_url, accept="application/json", timeout=s.timeout)
+            status = tsdb.parse(res.body, f"{s.name} {res.url}", limit=s.limit)
+        except FetchError as exc:
+            self._fail(exc.reason, str(exc), time.monotonic() - start)
+            return self.snapshot
+        except ParseError as exc:
+            self._fail("parse", str(exc), time.monotonic() - start)
+            return self.snapshot
+        now = self._clock()
+        _, rules = self._settings()
+        self._points.append(tsdb.metrics_point(status, now))
+        del self._points[:-MAX_POINTS]
+        view = offenders.TargetView(target=s.name, metrics=tuple(self._points))
+        found = tuple(offenders.detect(view, rules))
+        self.snapshot = FleetSnapshot(
+            server=s.name,
+            rows=self._view.rows(status),
+            head=status.head,
+            success=True,
+            last_success=now,
+            duration=time.monotonic() - start,
+            failures=dict(self.snapshot.failures),
+            offenders=found,
+        )
+        return self.snapshot
+
+
+class FleetCollector(Collector):
+    """The bounded TSDB status of each fleet server, and the offenders found in it.
+
+    Example::
+
+        cardguard_tsdb_head_series{target="central"} 48213.0
+        cardguard_tsdb_family_series{family="http_requests_total",target="central"} 9120.0
+        cardguard_tsdb_label_distinct_values{label="path",target="central"} 3012.0
+        cardguard_tsdb_label_memory_bytes{label="path",target="central"} 120480.0
+        cardguard_tsdb_label_pair_series{label="job",target="central",value="api"} 20112.0
+        cardguard_fleet_offender{id="3f2a...",kind="label_explosion",label="path",...} 1.0
+    """
+
+    def __init__(self, pollers: Callable[[], Sequence[FleetPoller]]) -> None:
+        self._pollers = pollers
+
+    def collect(self) -> Iterator[Metric]:
+        snaps = [p.snapshot for p in self._pollers()]
+        head = {
+            "series": GaugeMetricFamily(
+                "cardguard_tsdb_head_series",
+                "headStats.numSeries from the server's /api/v1/status/tsdb.",
+                labels=["target"],
+            ),
+            "chunks": GaugeMetricFamily(
+                "cardguard_tsdb_head_chunks",
+                "headStats.chunkCount from the server's /api/v1/status/tsdb.",
+                labels=["target"],
+            ),
+            "pairs": GaugeMetricFamily(
+                "cardguard_tsdb_head_label_pairs",
+                "headStats.numLabelPairs from the server's /api/v1/status/tsdb.",
+                labels=["target"],
+            ),
+        }
+        success = GaugeMetricFamily(
+            "cardguard_tsdb_scrape_success",
+            "1 if cardguard's last read of the server's /api/v1/status/tsdb succeeded.",
+            labels=["target"],
+        )
+        failures = CounterMetricFamily(
+            "cardguard_tsdb_scrape_failures",
+            "Failed reads of the server's /api/v1/status/tsdb, by bounded reason.",
+            labels=["target", "reason"],
+        )
+        lists = {
+            "seriesCountByMetricName": GaugeMetricFamily(
+                "cardguard_tsdb_family_series",
+                "seriesCountByMetricName from /api/v1/status/tsdb (sticky, capped; "
+                "the rest summed in __other__).",
+                labels=["target", "family"],
+            ),
+            "labelValueCountByLabelName": GaugeMetricFamily(
+                "cardguard_tsdb_label_distinct_values",
+                "labelValueCountByLabelName from /api/v1/status/tsdb (sticky, capped).",
+                labels=["target", "label"],
+            ),
+            "memoryInBytesByLabelName": GaugeMetricFamily(
+                "cardguard_tsdb_label_memory_bytes",
+                "memoryInBytesByLabelName from /api/v1/status/tsdb, for the labels shown.",
+                labels=["target", "label"],
+            ),
+        }
+        pairs = GaugeMetricFamily(
+            "cardguard_tsdb_label_pair_series",
+            "seriesCountByLabelValuePair from /api/v1/status/tsdb (sticky, capped).",
+            labels=["target", "label", "value"],
+        )
+        capped = GaugeMetricFamily(
+            "cardguard_tsdb_output_capped",
+            "1 if cardguard folded entries of this list into __other__.",
+            labels=["target", "list"],
+        )
+        offender = GaugeMetricFamily(
+            "cardguard_fleet_offender",
+            "An offender found in the server's TSDB status by the same rules as for targets.",
+            labels=["target", "id", "kind", "severity", "label"],
+        )
+        counts = GaugeMetricFamily(
+            "cardguard_fleet_offenders",
+            "Offenders found in the server's TSDB status, by severity.",
+            labels=["target", "severity"],
+        )
+        for s in snaps:
+            success.add_metric([s.server], 1.0 if s.success else 0.0)
+            for reason, n in sorted(s.failures.items()):
+                failures.add_metric([s.server, reason], n)
+            if s.head is not None:
+                head["series"].add_metric([s.server], s.head.num_series)
+                head["chunks"].add_metric([s.server], s.head.chunk_count)
+                head["pairs"].add_metric([s.server], s.head.num_label_pairs)
+            for key, fam in lists.items():
+                rows, was_capped = s.rows.get(key, ([], False))
+                for name, value in rows:
+                    fam.add_metric([s.server, name], value)
+                if key != "memoryInBytesByLabelName":
+                    capped.add_metric([s.server, key], 1.0 if was_capped else 0.0)
+            prow, pcapped = s.rows.get("seriesCountByLabelValuePair", ([], False))
+            for name, value in prow:
+                label, val = tsdb.split_pair(name) if name != tsdb.OTHER else (tsdb.OTHER, "")
+                pairs.add_metric([s.server, label, val], value)
+            capped.add_metric([s.server, "seriesCountByLabelValuePair"], 1.0 if pcapped else 0.0)
+            for o in s.offenders[:50]:
+                offender.add_metric([s.server, o.id, o.kind, o.severity, o.label], 1.0)
+            for sev in SEVERITIES:
+                counts.add_metric([s.server, sev], sum(1 for o in s.offenders if o.severity == sev))
+        yield from head.values()
+        yield success
+        yield failures
+        yield from lists.values()
+        yield pairs
+        yield capped
+        yield offender
+        yield counts
+
+
+class Fleet:
+    """All fleet pollers; follows config reloads."""
+
+    def __init__(self, settings: Callable[[], tuple[GlobalConfig, Rules]]) -> None:
+        self._settings = settings
+        self._pollers: dict[str, FleetPoller] = {}
+        self._lock = threading.Lock()
+
+    def pollers(self) -> list[FleetPoller]:
+        return list(self._pollers.values())
+
+    def apply(self, servers: Sequence[FleetServer]) -> None:
+        with self._lock:
+            wanted = {s.name: s for s in servers}
+            for name in list(self._pollers):
+                if name not in wanted or self._pollers[name].server != wanted[name]:
+                    self._pollers.pop(name).stop()
+            for name, s in wanted.items():
+                if name not in self._pollers:
+                    p = FleetPoller(s, self._settings)
+                    self._pollers[name] = p
+                    p.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            for p in self._pollers.values():
+                p.stop()
+            self._pollers.clear()
+
+
+def install(app: Any) -> Fleet:
+    """Start polling ``app.config.fleet`` and add the fleet collector to ``app.registry``.
+
+    The poller list follows config reloads: it is re-applied whenever the
+    config object changes (checked at every collection of /metrics).
+    """
+    fleet = Fleet(app.scheduler.settings)
+    seen: list[Any] = [None]
+
+    def servers() -> list[FleetPoller]:
+        cfg = app.config
+        if cfg is not seen[0]:
+            seen[0] = cfg
+            fleet.apply(tuple(getattr(cfg, "fleet", ()) or ()))
+        return fleet.pollers()
+
+    servers()
+    app.registry.register(FleetCollector(servers))
+    return fleet
+
+
+__all__ = ["Fleet", "FleetServer", "install", "load_fleet_config"]
