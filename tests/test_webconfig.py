@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ssl
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
 import pytest
+import requests
 
 from cardguard import webconfig
 from cardguard.errors import ConfigError
+from support import cardguard_argv, free_port, running, wait_for
 from tlscerts import Certs, make_certs
 
 
@@ -156,3 +161,103 @@ def test_allowed_sans() -> None:
     assert webconfig.peer_allowed(tls, {"subjectAltName": (("DNS", "prometheus.test"),)})
     assert not webconfig.peer_allowed(tls, {"subjectAltName": (("DNS", "other.test"),)})
     assert not webconfig.peer_allowed(tls, None)
+
+
+# --- a real cardguard serve behind the web config ----------------------------------
+
+
+@contextlib.contextmanager
+def served(tmp: Path, web_yml: str, certs: Certs, check: Callable[[str], bool]) -> Iterator[str]:
+    (tmp / "cardguard.yml").write_text("probe: {allow: ['127.0.0.1']}\n")
+    web = tmp / "web.yml"
+    web.write_text(web_yml)
+    port = free_port()
+    argv = cardguard_argv(
+        "serve",
+        f"--config.file={tmp / 'cardguard.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={web}",
+    )
+    base = f"https://127.0.0.1:{port}"
+    with running(argv, tmp / "cardguard.log", port=port) as proc:
+
+        def up() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(proc.logs())
+            return check(base)
+
+        wait_for(up, 30, "cardguard with TLS")
+        yield base
+
+
+def test_tls_and_basic_auth_on_a_real_server(certs: Certs, tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
+    web = (
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    ca = str(certs.ca)
+
+    def ready(base: str) -> bool:
+        return requests.get(f"{base}/-/healthy", verify=ca, timeout=5).status_code == 401
+
+    with served(tmp_path, web, certs, ready) as base:
+        ok = requests.get(f"{base}/metrics", verify=ca, auth=("prometheus", "s3cret"), timeout=10)
+        assert ok.status_code == 200
+        assert "cardguard_probe_refused_total" in ok.text
+        assert ok.headers["X-Frame-Options"] == "deny"
+        wrong = requests.get(f"{base}/metrics", verify=ca, auth=("prometheus", "nope"), timeout=10)
+        assert wrong.status_code == 401
+        assert wrong.headers["WWW-Authenticate"].startswith("Basic")
+        assert "cardguard_" not in wrong.text
+        nobody = requests.get(f"{base}/metrics", verify=ca, auth=("root", "s3cret"), timeout=10)
+        assert nobody.status_code == 401
+        assert requests.get(f"{base}/probe?target=x", verify=ca, timeout=10).status_code == 401
+        # Plain HTTP to the TLS port gets no answer at all.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(base.replace("https://", "http://") + "/metrics", timeout=10)
+        # A client that does not trust cardguard's CA refuses the server.
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{base}/metrics", auth=("prometheus", "s3cret"), timeout=10)
+
+
+def test_client_certificates_on_a_real_server(certs: Certs, tmp_path: Path) -> None:
+    web = (
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
+        f"  client_allowed_sans: [prometheus.test]\n  min_version: TLS12\n"
+    )
+    ca = str(certs.ca)
+    good = (str(certs.client_cert), str(certs.client_key))
+
+    def ready(base: str) -> bool:
+        return requests.get(f"{base}/-/healthy", verify=ca, cert=good, timeout=5).status_code == 200
+
+    with served(tmp_path, web, certs, ready) as base:
+        r = requests.get(f"{base}/metrics", verify=ca, cert=good, timeout=10)
+        assert r.status_code == 200 and "cardguard_probe_targets" in r.text
+        with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+            requests.get(f"{base}/metrics", verify=ca, timeout=10)
+        rogue = (str(certs.rogue_client_cert), str(certs.rogue_client_key))
+        with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+            requests.get(f"{base}/metrics", verify=ca, cert=rogue, timeout=10)
+
+
+def test_serve_refuses_a_bad_web_config(tmp_path: Path) -> None:
+    (tmp_path / "cardguard.yml").write_text("probe: {}\n")
+    (tmp_path / "web.yml").write_text("tls_server_config:\n  cert_file: nope.crt\n")
+    proc = subprocess.run(
+        cardguard_argv(
+            "serve",
+            f"--config.file={tmp_path / 'cardguard.yml'}",
+            "--web.listen-address=127.0.0.1:0",
+            f"--web.config.file={tmp_path / 'web.yml'}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "web.yml:2: tls_server_config.cert_file: file not found: nope.crt" in proc.stderr
+    assert "web.yml:2: tls_server_config.key_file: required" in proc.stderr
