@@ -155,6 +155,7 @@ def drip(interval: float, stop: threading.Event) -> Route:
 def stall_before_headers(stop: threading.Event, seconds: float = 30) -> Route:
     def route(h: Handler) -> None:
         stop.wait(seconds)
+        h.close_connection = True
 
     return route
 

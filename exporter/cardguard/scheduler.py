@@ -668,14 +668,21 @@ class Scheduler:
                     old.stop(wait=0)
                 self._spawn(t, old)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop every worker; wait at most ``wait`` seconds in all for fetches in flight.
+
+        Worker threads are daemons and every fetch has a deadline, so one that is
+        still running after ``wait`` ends with the process or on its own.
+        """
         with self._lock:
             workers = list(self._workers.values())
+            self._workers = {}
             self._started = False
         for w in workers:
             w._stop.set()
+        deadline = time.monotonic() + wait
         for w in workers:
-            w.stop(wait=w.target.timeout + 1)
+            w.stop(wait=max(0.0, deadline - time.monotonic()))
 
     def snapshots(self) -> list[TargetSnapshot]:
         """The current snapshot of every target, in config order."""

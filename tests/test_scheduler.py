@@ -1,0 +1,357 @@
+"""scheduler.py: per-target workers against a local server replaying pages and profiles recorded
+from real Go processes (tests/testdata, see record.sh), plus live threads for isolation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import local_http
+from cardguard import cardinality, offenders
+from cardguard.config import (
+    Caps,
+    Config,
+    GlobalConfig,
+    ProfilesConfig,
+    TargetConfig,
+    Thresholds,
+)
+from cardguard.pprof import goroutines as gr
+from cardguard.pprof import heap as hp
+from cardguard.pprof import profile as prof
+from cardguard.rules import DEFAULT_RULES, Rules
+from cardguard.scheduler import Scheduler, TargetWorker
+from support import TESTDATA, free_port, wait_for
+
+METRICS = TESTDATA / "metrics"
+PPROF = TESTDATA / "pprof"
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+GLOBAL = GlobalConfig(
+    thresholds=Thresholds(min_family_series=2, min_label_values=2, min_goroutine_group=2)
+)
+
+
+def settings() -> tuple[GlobalConfig, Rules]:
+    return GLOBAL, DEFAULT_RULES
+
+
+def file_route(path: Path, content_type: str = TEXT) -> local_http.Route:
+    return local_http.ok(path.read_bytes(), content_type)
+
+
+def goroutine_route(version: str, kind: str = "goroutine") -> local_http.Route:
+    """Serve a recorded goroutine profile in the form the query asks for, as net/http/pprof does."""
+    d = PPROF / version
+
+    def route(h: local_http.Handler) -> None:
+        if "debug=2" in h.path:
+            h.send_body(200, (d / f"{kind}.debug2.txt").read_bytes())
+        elif "debug=1" in h.path:
+            h.send_body(200, (d / f"{kind}.debug1.txt").read_bytes())
+        else:
+            h.send_body(200, (d / f"{kind}.pb.gz").read_bytes(), "application/octet-stream")
+
+    return route
+
+
+@pytest.fixture
+def go127() -> Iterator[local_http.Running]:
+    """A target replaying the leaky demo built with Go 1.27 (serves goroutineleak)."""
+    with local_http.serve(
+        {
+            "/metrics": file_route(METRICS / "demo-1.txt"),
+            "/debug/pprof/heap": file_route(
+                PPROF / "go1.27" / "heap.pb.gz", "application/octet-stream"
+            ),
+            "/debug/pprof/goroutine": goroutine_route("go1.27"),
+            "/debug/pprof/goroutineleak": goroutine_route("go1.27", "goroutineleak"),
+        }
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture
+def go119() -> Iterator[local_http.Running]:
+    """A target replaying the demo built with Go 1.19 (no goroutineleak: 404)."""
+    with local_http.serve(
+        {
+            "/metrics": file_route(METRICS / "demo-0.txt"),
+            "/debug/pprof/heap": file_route(
+                PPROF / "go1.19" / "heap.pb.gz", "application/octet-stream"
+            ),
+            "/debug/pprof/goroutine": goroutine_route("go1.19"),
+        }
+    ) as srv:
+        yield srv
+
+
+def worker_for(srv: local_http.Running, **kw: object) -> TargetWorker:
+    args: dict[str, object] = {"timeout": 5.0, "interval": 10.0}
+    args.update(kw)
+    return TargetWorker(TargetConfig(name="demo", url=srv.base_url, **args), settings)  # type: ignore[arg-type]
+
+
+def paths(srv: local_http.Running) -> list[str]:
+    return [p for p, _ in srv.server.requests]
+
+
+def test_metrics_scrape_publishes_analysis(go127: local_http.Running) -> None:
+    w = worker_for(go127)
+    before = w.snapshot
+    w.scrape_metrics()
+    snap = w.snapshot
+    assert snap is not before  # a new object, swapped in
+    body = (METRICS / "demo-1.txt").read_bytes()
+    expected = cardinality.analyse(body, content_type=TEXT, source="x")
+    assert snap.analysis is not None
+    assert snap.analysis.total_series == expected.total_series
+    fam = snap.analysis.family("demo_http_request_duration_seconds")
+    assert fam is not None and fam.series == 4125
+    h = snap.health["metrics"]
+    assert h.success and h.last_success is not None and h.body_bytes == len(body)
+    # The Accept header negotiates OpenMetrics first, as Prometheus does.
+    accept = go127.server.requests[-1][1]["Accept"]
+    assert accept.startswith("application/openmetrics-text")
+    assert "demo_http_request_duration_seconds" in snap.visible.families
+    assert ("demo_http_request_duration_seconds", "start_point") in snap.visible.labels
+
+
+def test_failed_scrape_keeps_last_good_data(
+    go127: local_http.Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = worker_for(go127)
+    w.scrape_metrics()
+    good = w.snapshot
+    go127.routes["/metrics"] = local_http.status(500)
+    with caplog.at_level(logging.WARNING, logger="cardguard.scheduler"):
+        w.scrape_metrics()
+    snap = w.snapshot
+    assert snap.analysis is good.analysis  # earlier good data is kept
+    h = snap.health["metrics"]
+    assert not h.success
+    assert dict(h.failures) == {"http_status": 1}
+    assert h.last_success == good.health["metrics"].last_success
+    assert "HTTP 500" in (h.last_error or "")
+    records = [r for r in caplog.records if getattr(r, "endpoint", None) == "metrics"]
+    assert len(records) == 1  # one log line per failure
+    rec = records[0]
+    assert (rec.target, rec.endpoint, rec.reason) == ("demo", "metrics", "http_status")  # type: ignore[attr-defined]
+
+
+def test_unparseable_page_is_a_parse_failure(go127: local_http.Running) -> None:
+    w = worker_for(go127)
+    w.scrape_metrics()
+    good = w.snapshot.analysis
+    go127.routes["/metrics"] = local_http.ok(b"<html><body>502 Bad Gateway</body></html>\n")
+    w.scrape_metrics()
+    snap = w.snapshot
+    assert snap.analysis is good
+    assert dict(snap.health["metrics"].failures) == {"parse": 1}
+
+
+def test_series_added_counters_follow_churn(go119: local_http.Running) -> None:
+    w = worker_for(go119)
+    w.scrape_metrics()
+    assert dict(w.snapshot.series_added) == {}  # the first scrape is a baseline
+    go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
+    w.scrape_metrics()
+    churn = w.snapshot.churn
+    assert churn is not None and not churn.baseline
+    fc = churn.family("demo_http_request_duration_seconds")
+    assert fc is not None and fc.series_added > 0
+    added = w.snapshot.series_added
+    assert added["demo_http_request_duration_seconds"] == fc.series_added
+    assert sum(added.values()) == sum(f.series_added for f in churn.families)
+    # Counters only grow: a third scrape of the same page adds nothing new.
+    w.scrape_metrics()
+    assert w.snapshot.series_added["demo_http_request_duration_seconds"] == fc.series_added
+
+
+def test_heap_profile_and_delta(go127: local_http.Running) -> None:
+    base = (PPROF / "go1.27" / "heap-base.pb.gz").read_bytes()
+    cur = (PPROF / "go1.27" / "heap.pb.gz").read_bytes()
+    go127.routes["/debug/pprof/heap"] = local_http.ok(base, "application/octet-stream")
+    w = worker_for(go127, profiles=ProfilesConfig(goroutine=False, goroutineleak="false"))
+    w.collect_profiles()
+    first = w.snapshot.heap
+    assert first is not None and first.delta_bytes is None
+    go127.routes["/debug/pprof/heap"] = local_http.ok(cur, "application/octet-stream")
+    w.collect_profiles()
+    heap = w.snapshot.heap
+    assert heap is not None and heap.delta_bytes is not None
+    b, c = prof.decode(base, "base"), prof.decode(cur, "cur")
+    assert heap.inuse_bytes.total == hp.owners(c, "inuse_space").total
+    assert heap.delta_bytes.total_delta == hp.diff(b, c, "inuse_space").total_delta
+    assert w.snapshot.health["heap"].success
+    assert w.snapshot.visible.heap_owners  # owners past the share threshold are shown
+
+
+def test_corrupt_profile_keeps_previous_heap(go127: local_http.Running) -> None:
+    w = worker_for(go127, profiles=ProfilesConfig(goroutine=False, goroutineleak="false"))
+    w.collect_profiles()
+    good = w.snapshot.heap
+    go127.routes["/debug/pprof/heap"] = local_http.ok(
+        b"\x1f\x8b\x08\x00garbage", "application/octet-stream"
+    )
+    w.collect_profiles()
+    assert w.snapshot.heap is good
+    assert dict(w.snapshot.health["heap"].failures) == {"parse": 1}
+
+
+def test_full_goroutine_dump_only_under_limit(go127: local_http.Running) -> None:
+    profiles = ProfilesConfig(heap=False, goroutineleak="false", goroutine_full_max=1000)
+    w = worker_for(go127, profiles=profiles)
+    w.collect_profiles()  # count unknown yet: the cheap counted form
+    w.collect_profiles()  # 204 goroutines < 1000: the full dump
+    got = [p for p in paths(go127) if p.startswith("/debug/pprof/goroutine")]
+    assert got == ["/debug/pprof/goroutine?debug=1", "/debug/pprof/goroutine?debug=2"]
+    snap = w.snapshot
+    assert snap.goroutines is not None and snap.goroutines.format == "debug2"
+    assert snap.health["goroutine_full"].success
+    big = gr.group(gr.parse((PPROF / "go1.27" / "goroutine.debug2.txt").read_bytes(), "x"))[0]
+    assert big.function == "main.subscribe.func1"
+    assert big.id in snap.visible.groups
+    assert snap.group_creators.get(big.id) == big.created_by
+
+    strict = worker_for(
+        go127, profiles=ProfilesConfig(heap=False, goroutineleak="false", goroutine_full_max=100)
+    )
+    go127.server.requests.clear()
+    strict.collect_profiles()
+    strict.collect_profiles()
+    assert paths(go127) == ["/debug/pprof/goroutine?debug=1"] * 2  # 204 is not under 100
+
+
+def test_goroutine_count_from_metrics_page_gates_full_dump(go127: local_http.Running) -> None:
+    # demo-1.txt says go_goroutines 417: under 500 the first profile round is already full.
+    w = worker_for(
+        go127, profiles=ProfilesConfig(heap=False, goroutineleak="false", goroutine_full_max=500)
+    )
+    w.scrape_metrics()
+    w.collect_profiles()
+    assert paths(go127)[-1] == "/debug/pprof/goroutine?debug=2"
+    w2 = worker_for(
+        go127, profiles=ProfilesConfig(heap=False, goroutineleak="false", goroutine_full_max=400)
+    )
+    w2.scrape_metrics()
+    w2.collect_profiles()
+    assert paths(go127)[-1] == "/debug/pprof/goroutine?debug=1"
+
+
+def test_goroutineleak_used_when_served(go127: local_http.Running) -> None:
+    w = worker_for(go127, profiles=ProfilesConfig(heap=False, goroutine=False))
+    w.collect_profiles()
+    snap = w.snapshot
+    assert snap.goroutineleak_supported is True
+    assert snap.leaks is not None and sum(g.count for g in snap.leaks) == 200
+    assert snap.leaks[0].function == "main.subscribe.func1"
+    assert snap.leaks[0].id in snap.visible.groups
+
+
+def test_goroutineleak_404_remembered(go119: local_http.Running) -> None:
+    w = worker_for(go119, profiles=ProfilesConfig(heap=False, goroutine=False))
+    for _ in range(3):
+        w.collect_profiles()
+    assert paths(go119).count("/debug/pprof/goroutineleak?debug=1") == 1
+    snap = w.snapshot
+    assert snap.goroutineleak_supported is False
+    assert not snap.health["goroutineleak"].attempted  # a 404 in auto mode is not a failure
+    forced = worker_for(
+        go119, profiles=ProfilesConfig(heap=False, goroutine=False, goroutineleak="true")
+    )
+    forced.collect_profiles()
+    assert dict(forced.snapshot.health["goroutineleak"].failures) == {"http_status": 1}
+
+
+def test_offenders_in_snapshot(go119: local_http.Running) -> None:
+    w = worker_for(go119)
+    w.scrape_metrics()
+    go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
+    w.scrape_metrics()
+    w.collect_profiles()
+    snap = w.snapshot
+    assert snap.offenders_error is None
+    assert snap.offenders == tuple(offenders.detect(w.view(), DEFAULT_RULES))
+    explosions = [o for o in snap.offenders if o.kind == "label_explosion"]
+    assert any(
+        o.family == "demo_http_request_duration_seconds" and o.label == "start_point"
+        for o in explosions
+    )
+
+
+def test_dead_and_stalled_targets_do_not_block_others(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with local_http.serve(
+        {
+            "/metrics": file_route(METRICS / "demo-0.txt"),
+            "/stall/metrics": local_http.stall_before_headers(stop),
+        }
+    ) as srv:
+        off = ProfilesConfig(enabled=False)
+        cfg = Config(
+            source="test",
+            global_=GlobalConfig(),
+            targets=(
+                TargetConfig(
+                    name="stalled",
+                    url=srv.base_url + "/stall",
+                    interval=30.0,
+                    timeout=20.0,
+                    profiles=off,
+                ),
+                TargetConfig(
+                    name="dead",
+                    url=f"http://127.0.0.1:{free_port()}",
+                    interval=0.2,
+                    timeout=0.2,
+                    profiles=off,
+                ),
+                TargetConfig(
+                    name="live", url=srv.base_url, interval=0.2, timeout=1.0, profiles=off
+                ),
+            ),
+        )
+        sched = Scheduler(cfg)
+        sched.start()
+        try:
+            by_name = lambda: {s.target: s for s in sched.snapshots()}  # noqa: E731
+            # Several scrapes of "live" while "stalled" is still waiting on its first answer.
+            wait_for(lambda: by_name()["live"].snapshots >= 5, 15, "live target scraped 5 times")
+            assert not by_name()["stalled"].health["metrics"].attempted
+            wait_for(
+                lambda: by_name()["dead"].health["metrics"].failures.get("connect", 0) >= 3,
+                15,
+                "dead target failing",
+            )
+            assert by_name()["live"].health["metrics"].success
+        finally:
+            stop.set()
+            sched.stop()
+
+
+def test_apply_keeps_unchanged_workers_and_history(go127: local_http.Running) -> None:
+    off = ProfilesConfig(enabled=False)
+    t = TargetConfig(name="demo", url=go127.base_url, interval=0.2, timeout=1.0, profiles=off)
+    sched = Scheduler(Config(source="a", global_=GlobalConfig(), targets=(t,)))
+    sched.start()
+    try:
+        wait_for(lambda: sched.snapshots()[0].analysis is not None, 10, "first scrape")
+        w = sched.worker("demo")
+        sched.apply(Config(source="b", global_=GlobalConfig(caps=Caps(families=5)), targets=(t,)))
+        assert sched.worker("demo") is w  # unchanged target: same worker
+        changed = TargetConfig(
+            name="demo", url=go127.base_url, interval=0.3, timeout=1.0, profiles=off
+        )
+        sched.apply(Config(source="c", global_=GlobalConfig(), targets=(changed,)))
+        w2 = sched.worker("demo")
+        assert w2 is not w and w2 is not None
+        assert w2.snapshot.analysis is not None  # history carried over (same URL)
+        sched.apply(Config(source="d", global_=GlobalConfig(), targets=()))
+        assert sched.snapshots() == [] and sched.worker("demo") is None
+    finally:
+        sched.stop()
