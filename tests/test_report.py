@@ -1,0 +1,266 @@
+"""``cardguard report`` against live Go services: the leaky demo, and healthy real services.
+
+Healthy services are Debian's own Go binaries (Prometheus, Alertmanager,
+Pushgateway) started on free ports with temporary directories. Each watch is
+a few seconds long; the demo runs with its fast leak rates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from demo_support import DEMO_FAST_FLAGS
+from support import Process, cardguard_argv, free_port, running
+
+WATCH = ("--duration", "4s", "--interval", "2s")
+FAMILY = "demo_http_request_duration_seconds"
+SERIOUS = ("warning", "critical")
+
+
+def report(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        cardguard_argv("report", *args), capture_output=True, text=True, timeout=180
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def report_json(*args: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(report(*args, "--format", "json").stdout)
+    return doc
+
+
+def find(doc: dict[str, Any], kind: str, **evidence: Any) -> dict[str, Any]:
+    hits = [
+        o
+        for o in doc["offenders"]
+        if o["kind"] == kind and all(o["evidence"].get(k) == v for k, v in evidence.items())
+    ]
+    assert len(hits) == 1, [(o["kind"], o["summary"]) for o in doc["offenders"]]
+    return hits[0]
+
+
+# --- the leaky demo ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(demo_service: Any) -> Iterator[Process]:
+    # A fine heap sampling rate lets the profile show where the leaked tickers are made.
+    flags = (*DEMO_FAST_FLAGS, "-mem-profile-rate=4096", "-cache-entry-bytes=16384")
+    with demo_service("current", *flags) as proc:
+        yield proc
+
+
+def test_report_names_the_demo_offenders_with_fixes(demo: Process, tmp_path: Path) -> None:
+    proc = report(demo.base_url, *WATCH, "--format", "json", "--save", str(tmp_path / "saved"))
+    doc = json.loads(proc.stdout)
+    assert doc["target"] == f"127.0.0.1:{demo.port}"
+    assert doc["snapshots"] == 3
+    # progress went to stderr while it waited
+    assert "snapshot 1/3" in proc.stderr and "snapshot 3/3" in proc.stderr
+    assert "waiting" in proc.stderr
+
+    label = find(doc, "label_explosion", family=FAMILY, label="start_point")
+    assert label["severity"] in SERIOUS
+    assert "creates a new series per URL" in label["summary"]
+    assert label["evidence"]["call_site"].startswith("main.apiHandler.ServeHTTP")
+    assert "NOT the target's own heap" in label["fix"]
+    assert label["fix_snippet"].startswith("metric_relabel_configs:")
+
+    leak = find(doc, "goroutine_leak", function="main.subscribe.func1")
+    assert leak["severity"] == "critical"  # Go 1.27 confirms it in goroutineleak
+    assert leak["evidence"]["created_by"] == "main.subscribe"
+    assert leak["evidence"]["blocking"] == "chan receive on a ticker"
+    assert leak["fix"]
+
+    cost = find(doc, "children_heap_cost", family=FAMILY)
+    assert cost["evidence"]["function"].startswith(
+        ("github.com/prometheus/client_golang/", "github.com/beorn7/perks/")
+    )
+    assert cost["evidence"]["bytes_per_child"] > 0
+    assert cost["fix"]
+
+    # worst first
+    ranks = [("info", "warning", "critical").index(o["severity"]) for o in doc["offenders"]]
+    assert ranks == sorted(ranks, reverse=True)
+
+    # the saved snapshots give the same offenders offline
+    again = report_json("--from", str(tmp_path / "saved"), "--name", doc["target"])
+    assert {o["id"] for o in again["offenders"]} == {o["id"] for o in doc["offenders"]}
+
+
+def test_report_on_go119_demo_sees_growth(demo_service: Any) -> None:
+    with demo_service("go1.19", *DEMO_FAST_FLAGS) as proc:
+        doc = report_json(proc.base_url, *WATCH)
+    assert any("goroutineleak" in n and "404" in n for n in doc["notes"])
+    leak = find(doc, "goroutine_leak", function="main.subscribe.func1")
+    assert leak["severity"] == "warning"
+    assert leak["evidence"]["created_by"] == "main.subscribe"
+    assert leak["evidence"]["blocking"].startswith("chan receive")
+    find(doc, "label_explosion", family=FAMILY, label="start_point")
+
+
+def test_text_report_and_fail_on(demo: Process) -> None:
+    proc = report(
+        demo.base_url, "--duration", "2s", "--interval", "2s", "--fail-on", "warning", check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "SEVERITY" in proc.stdout and f"{FAMILY}{{start_point}}" in proc.stdout
+
+
+# --- healthy real Go services ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def prometheus(tmp: Path) -> Iterator[Process]:
+    port = free_port()
+    cfg = tmp / "prometheus.yml"
+    cfg.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs: [{job_name: self, static_configs: "
+        f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n"
+    )
+    argv = [
+        "/usr/bin/prometheus",
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running(argv, tmp / "prometheus.log", port=port, ready_url=f"{base}/-/ready") as p:
+        yield p
+
+
+@contextlib.contextmanager
+def alertmanager(tmp: Path) -> Iterator[Process]:
+    port = free_port()
+    cfg = tmp / "alertmanager.yml"
+    cfg.write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    argv = [
+        "/usr/bin/prometheus-alertmanager",
+        f"--config.file={cfg}",
+        f"--storage.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running(argv, tmp / "alertmanager.log", port=port, ready_url=f"{base}/-/ready") as p:
+        yield p
+
+
+@contextlib.contextmanager
+def pushgateway(tmp: Path) -> Iterator[Process]:
+    port = free_port()
+    # Debian's default --persistence.file is shared by every pushgateway on the machine.
+    argv = [
+        "/usr/bin/prometheus-pushgateway",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--persistence.file={tmp / 'pushgateway.data'}",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running(argv, tmp / "pushgateway.log", port=port, ready_url=f"{base}/-/ready") as p:
+        yield p
+
+
+SERVICES = {"prometheus": prometheus, "alertmanager": alertmanager, "pushgateway": pushgateway}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_healthy_real_service_names_nothing_serious(name: str, tmp_path: Path) -> None:
+    binary = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}.get(
+        name, "prometheus-pushgateway"
+    )
+    if not Path(f"/usr/bin/{binary}").exists():
+        pytest.fail(f"/usr/bin/{binary} missing: run scripts/bootstrap.sh")
+    with SERVICES[name](tmp_path) as proc:
+        doc = report_json(proc.base_url, *WATCH)
+    assert doc["snapshots"] == 3
+    # it really looked: metrics, heap and goroutines were read
+    assert not [n for n in doc["notes"] if "no heap" in n or "no goroutine" in n], doc["notes"]
+    serious = [o["summary"] for o in doc["offenders"] if o["severity"] in SERIOUS]
+    assert serious == []
+
+
+def test_label_explosion_pushed_into_pushgateway_is_caught(tmp_path: Path) -> None:
+    with pushgateway(tmp_path) as proc:
+        lines = "".join(
+            f'checkout_requests_total{{path="/cart/{i}/items/{i * 7919 % 10007}"}} {i}\n'
+            for i in range(400)
+        )
+        body = "# TYPE checkout_requests_total counter\n" + lines
+        r = requests.post(f"{proc.base_url}/metrics/job/x", data=body.encode(), timeout=10)
+        assert r.status_code == 200, r.text
+        doc = report_json(proc.base_url, *WATCH)
+    o = find(doc, "label_explosion", family="checkout_requests_total", label="path")
+    assert o["severity"] in SERIOUS
+    assert o["evidence"]["distinct_values"] == 400
+    assert o["evidence"]["pattern"] == "url_path"
+    assert "checkout_requests_total" in o["fix_snippet"]
+
+
+# --- offline input and bad input ---------------------------------------------------------
+
+SETS = Path(__file__).parent / "testdata" / "report"
+
+
+def test_loose_files_offline() -> None:
+    d = SETS / "demo-current"
+    snaps = sorted(d.glob("snapshot-*"))
+    args = []
+    for s in snaps:
+        args += ["--metrics", str(s / "metrics.txt.gz"), "--goroutines", str(s / "goroutine.txt")]
+    args += ["--heap-base", str(snaps[0] / "heap.pb.gz"), "--heap", str(snaps[-1] / "heap.pb.gz")]
+    args += ["--goroutineleak", str(snaps[-1] / "goroutineleak.txt")]
+    doc = report_json(*args)
+    assert doc["target"] == "files"
+    kinds = {o["kind"] for o in doc["offenders"]}
+    assert {"label_explosion", "children_heap_cost", "goroutine_leak"} <= kinds
+
+
+def test_corrupt_profile_is_a_note_not_a_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "heap.pb.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    m = SETS / "demo-current" / "snapshot-002" / "metrics.txt.gz"
+    doc = report_json("--metrics", str(m), "--heap", str(bad))
+    assert any(str(bad) in n and "gzip" in n for n in doc["notes"]), doc["notes"]
+    find(doc, "label_explosion", family=FAMILY, label="start_point")
+
+
+def test_malformed_metrics_page_names_file_and_line(tmp_path: Path) -> None:
+    page = tmp_path / "metrics.txt"
+    page.write_text('# TYPE x counter\nx{a="1"} 1\nx{a="2" 2\n')
+    doc = report_json("--metrics", str(page))
+    assert any(f"{page}:3" in n for n in doc["notes"]), doc["notes"]
+
+
+def test_unreachable_target_fails_with_its_name() -> None:
+    port = free_port()
+    proc = report(f"http://127.0.0.1:{port}", "--duration", "1s", check=False)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors() -> None:
+    assert report(check=False).returncode == 2
+    proc = report("http://127.0.0.1:1", "--from", str(SETS / "demo-current"), check=False)
+    assert proc.returncode == 2 and "either TARGET_URL or saved files" in proc.stderr
+    proc = report("--from", str(SETS / "demo-current"), "--duration", "fast", check=False)
+    assert proc.returncode == 2 and "expected a duration" in proc.stderr
+
+
+def test_bad_rules_file_is_reported(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text("rules:\n  label_explosion: {severity: loud}\n")
+    proc = report("--from", str(SETS / "demo-current"), "--rules", str(rules), check=False)
+    assert proc.returncode == 1
+    assert f"{rules}:2: rules.label_explosion.severity" in proc.stderr
