@@ -1192,7 +1192,7 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
         where = f" ({site.filename}:{site.line})" if site is not None else ""
         summary = (
             f"{owner}{where} holds {_human_bytes(now)} of heap, up {_human_bytes(grown)} "
-            f"in {span:.0f}s while {traffic.split(':')[0]}; it keeps everything it allocates"
+            f"in {span:.0f}s while {traffic.split(':')[0]}; what it allocates is never freed"
         )
         fix = (
             f"Bound what {owner} keeps: give the map or slice it fills an eviction policy "

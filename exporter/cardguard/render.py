@@ -399,9 +399,11 @@ def _html_offender(i: int, o: Offender) -> str:
     parts.append("</div><div>")
     if ev.get("trend"):
         parts.append(svg_chart(ev["trend"]))
-    if ev.get("stack"):
-        parts.append("<h4>Stack</h4><pre>" + _esc("\n".join(ev["stack"])) + "</pre>")
     parts.append("</div></div>")
+    if ev.get("stack"):
+        parts.append(
+            '<div class="ev"><h4>Stack</h4><pre>' + _esc("\n".join(ev["stack"])) + "</pre></div>"
+        )
     parts.append(f'<div class="fix"><h4>Fix</h4><p>{_esc(o.fix)}</p>')
     if o.fix_snippet:
         parts.append(f"<pre>{_esc(o.fix_snippet)}</pre>")
