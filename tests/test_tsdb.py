@@ -136,3 +136,38 @@ def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # ty
     (tmp_path / "rules.yml").write_text("allow: {labels: [path]}\n")
     quiet = load_rules_file(tmp_path / "rules.yml")
     assert not [o for o in offenders.detect(view, quiet) if o.kind == "label_explosion"]
+
+
+def test_fleet_mode_in_cardguard_serve(central, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from support import cardguard_argv, free_port, running, wait_for
+
+    (tmp_path / "cardguard.yml").write_text(
+        "global:\n  caps: {families: 5}\n"
+        f"fleet:\n  - name: central\n    url: {central.base_url}\n    interval: 1s\n"
+        "    timeout: 1s\n    limit: 20\n    cap: 5\n"
+    )
+    port = free_port()
+    argv = cardguard_argv(
+        "serve",
+        f"--config.file={tmp_path / 'cardguard.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    with running(argv, tmp_path / "cg.log", port=port, ready_url=url):
+
+        def exported() -> bool:
+            text = requests.get(url, timeout=5).text
+            want = 'cardguard_tsdb_label_distinct_values{label="path",target="central"}'
+            return f"{want} {EXPLODED}.0" in text
+
+        wait_for(exported, 30, "cardguard to re-export the TSDB status")
+        text = requests.get(url, timeout=5).text
+        lines = text.splitlines()
+        fam = [ln for ln in lines if ln.startswith("cardguard_tsdb_family_series{")]
+        want = 'cardguard_tsdb_family_series{family="leaky_requests_total",target="central"}'
+        assert f"{want} {EXPLODED}.0" in fam
+        assert len(fam) <= 6  # cap 5 plus __other__
+        assert any('family="__other__"' in ln for ln in fam)
+        assert 'cardguard_tsdb_scrape_success{target="central"} 1.0' in lines
+        offenders = [ln for ln in lines if ln.startswith("cardguard_fleet_offender{")]
+        assert any('kind="label_explosion"' in ln and 'label="path"' in ln for ln in offenders)
