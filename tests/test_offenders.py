@@ -332,3 +332,31 @@ def test_metric_values_sum_request_counters() -> None:
     assert v.traffic == 15.0
     assert v.traffic_families == ("demo_http_requests_total", "http_server_requests_seconds")
     assert v.memory == {"process_resident_memory_bytes": 10.0}
+
+
+def test_deny_list_of_families_gives_one_offender_per_family(tmp_path: Path) -> None:
+    text = "rules:\n  deny: {families: ['demo_http_*'], min_distinct_values: 1}\n"
+    rules = rules_from(tmp_path, text)
+    view = view_of("demo-healthy", rules, target="demo-healthy")
+    assert detect(view) == []
+    found = [o for o in detect(view, rules) if o.family == "demo_http_requests_total"]
+    assert len(found) == 1
+    denied = {o.family for o in detect(view, rules)}
+    assert denied == {"demo_http_requests_total", "demo_http_request_duration_seconds"}
+    o = found[0]
+    assert o.evidence["reasons"] == ["the rules deny this family"]
+    labels = [st for st in view.metrics[-1].labels if st.family == "demo_http_requests_total"]
+    assert o.label == max(labels, key=lambda st: st.distinct_values).label
+
+
+def test_without_a_full_dump_the_creator_and_ticker_still_show() -> None:
+    # Over the debug=2 limit only debug=1 stacks exist: no wait state, no creator.
+    w = Watch("demo", DEFAULT_RULES)
+    for snap, where in load_saved(SETS / "demo-current"):
+        snap.goroutine_full = None
+        w.add(snap, where)
+    o = one(detect(w.view()), "goroutine_leak", function="main.subscribe.func1")
+    assert o.evidence["state"] is None
+    assert o.evidence["created_by"] == "main.subscribe"  # the closure's enclosing function
+    assert o.evidence["blocking"].startswith("a wait on a ticker")
+    assert o.evidence["made_at"].startswith("main.subscribe (")

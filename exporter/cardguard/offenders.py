@@ -744,6 +744,13 @@ def _label_explosions(
     if not view.metrics:
         return []
     total_series = view.metrics[-1].total_series
+    biggest: dict[str, LabelStat] = {}
+    for st in view.metrics[-1].labels:
+        if st.label in STRUCTURAL_LABELS:
+            continue
+        best = biggest.get(st.family)
+        if best is None or st.distinct_values > best.distinct_values:
+            biggest[st.family] = st
     out: list[Offender] = []
     for w in _label_windows(view):
         st = w.stat
@@ -752,14 +759,18 @@ def _label_explosions(
         rule = rules.label_rule(st.family, st.label)
         reasons = _label_reasons(w, rule, total_series)
         severity: Severity = rule.severity
-        if (
-            rules.denied(st.family, st.label)
-            and st.distinct_values >= rules.deny.min_distinct_values
+        deny = None
+        if rules.denied_label(st.label) and st.distinct_values >= rules.deny.min_distinct_values:
+            deny = "the rules deny this label"
+        elif (
+            rules.denied_family(st.family)
+            and st is biggest.get(st.family)
+            and st.family_series >= rules.deny.min_distinct_values
         ):
-            by_label = rules.denied("\x00", st.label)
-            reasons.insert(
-                0, "the rules deny this label" if by_label else "the rules deny this family"
-            )
+            # A denied family is one offender, named after its most varied label.
+            deny = "the rules deny this family"
+        if deny:
+            reasons.insert(0, deny)
             if len(reasons) == 1 or SEVERITY_RANK[rules.deny.severity] > SEVERITY_RANK[severity]:
                 severity = rules.deny.severity
         if not reasons:
@@ -968,31 +979,35 @@ def _enclosing(function: str) -> str:
 
 
 def _blocking_operation(g: GoroutineGroup, heap: Profile | None) -> tuple[str, str | None]:
-    """Describe what the group waits on (``chan receive on a ticker``) and where that was made."""
-    op = None
-    for names, what in _BLOCKING:
-        if any(f in names for f in g.frames):
-            op = what
-            break
-    if op is None:
-        op = g.state or "unknown wait"
-    elif g.state and g.state not in ("chan receive", "chan send", "select", "semacquire"):
-        op = g.state
+    """Describe what the group waits on (``chan receive on a ticker``) and where that was made.
+
+    The wait state comes from a debug=2 dump; without one, from the frames that
+    survive stack normalisation (poll waits, sleeps, locks). A ticker or timer
+    is named when the goroutine's stack holds one or the heap profile shows the
+    goroutine's function (or its creator) making one.
+    """
+    op = g.state or next(
+        (what for names, what in _BLOCKING if any(f in names for f in g.frames)), None
+    )
     frames = set(g.frames)
-    made_at = None
+    clock: str | None = None
+    made_at: str | None = None
     if frames & set(_TICKER_NAMES) or any(f.startswith("time.(*Ticker)") for f in frames):
-        return f"{op} on a ticker", None
-    if heap is not None:
+        clock = "ticker"
+    elif heap is not None:
         callers = {g.function, _enclosing(g.function)}
         if g.created_by:
             callers |= {g.created_by, _enclosing(g.created_by)}
-        site = _allocations_of(heap, _TICKER_NAMES, callers)
-        if site is not None:
-            return f"{op} on a ticker", _site(site)
-        site = _allocations_of(heap, _TIMER_NAMES, callers)
-        if site is not None:
-            return f"{op} on a timer", _site(site)
-    return op, made_at
+        for names, what in ((_TICKER_NAMES, "ticker"), (_TIMER_NAMES, "timer")):
+            site = _allocations_of(heap, names, callers)
+            if site is not None:
+                clock, made_at = what, _site(site)
+                break
+    if op is None:
+        if clock is not None:
+            return f"a wait on a {clock} (no debug=2 dump to name the operation)", made_at
+        return "an unknown wait (no debug=2 dump to name it)", None
+    return (f"{op} on a {clock}" if clock else op), made_at
 
 
 def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:

@@ -18,7 +18,8 @@ section is valid. The shape::
         - {family: "http_*", label: handler, distinct_values: 500}
         - {family: "re:^grpc_.*", ignore: true}
       allow: {families: [...], labels: [...]}   # never an offender
-      deny:  {families: [...], labels: [...], severity: warning, min_distinct_values: 2}
+      deny:  {families: [...], labels: [...],  # offenders once a denied label has 2 values
+              severity: warning, min_distinct_values: 2}  # (or a denied family 2 series)
       children_heap_cost: {severity: warning, min_children: 50, min_bytes: 1MiB,
                            min_heap_share: 0.05}
       goroutine_leak: {severity: warning,          # a group growing steadily
@@ -240,6 +241,12 @@ class TargetRules:
         if _any_match(self.deny.families, family):
             return True
         return label is not None and _any_match(self.deny.labels, label)
+
+    def denied_family(self, family: str) -> bool:
+        return _any_match(self.deny.families, family)
+
+    def denied_label(self, label: str) -> bool:
+        return _any_match(self.deny.labels, label)
 
     def label_rule(self, family: str, label: str) -> LabelExplosionRule:
         """Return the label-explosion thresholds for one label, overrides applied in order."""
