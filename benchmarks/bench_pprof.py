@@ -14,6 +14,7 @@ for both sides and peak RSS (from wait4) is that process's own. Run with
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -85,20 +86,58 @@ def build(go: Path, prog: str) -> Path:
     return out
 
 
-def measure(name: str, argv: list[str], runs: int) -> Result:
+# Runs each measured command and reports its wall time and its own peak RSS
+# (wait4). A small separate process does the spawning: a child forked from
+# this benchmark, which holds large profiles, would inherit its peak RSS.
+_RUNNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    argv = json.loads(line)
+    start = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    took = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    tail = err[-2000:].decode(errors="replace")
+    print(json.dumps([took, usage.ru_maxrss, code, tail]), flush=True)
+"""
+
+
+class Runner:
+    """A small process that runs commands for :func:`measure`."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _RUNNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: list[str]) -> tuple[float, int, int, str]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        took, rss, code, err = json.loads(self.proc.stdout.readline())
+        return float(took), int(rss), int(code), str(err)
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure(runner: Runner, name: str, argv: list[str], runs: int) -> Result:
     """Run ``argv`` ``runs`` times; return wall times and the largest peak RSS."""
     times: list[float] = []
     peak = 0
     for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        times.append(time.perf_counter() - start)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.returncode != 0:
-            sys.exit(f"bench_pprof: {name} failed ({proc.returncode}): {err.decode()[-2000:]}")
-        peak = max(peak, usage.ru_maxrss)
+        took, rss, code, err = runner.run(argv)
+        if code != 0:
+            sys.exit(f"bench_pprof: {name} failed ({code}): {err}")
+        times.append(took)
+        peak = max(peak, rss)
     return Result(name, times, peak)
 
 
@@ -114,6 +153,7 @@ def in_process(name: str, fn: object, runs: int) -> Result:
 
 
 def report(title: str, results: list[Result], baseline: Result) -> None:
+    """Print one table: medians, peak RSS and each median's ratio to the peer's."""
     print(f"\n== {title}")
     print(f"{'command':<52} {'median s':>9} {'peak RSS MiB':>13} {'vs peer':>8}")
     for r in results:
@@ -122,7 +162,7 @@ def report(title: str, results: list[Result], baseline: Result) -> None:
         print(f"{r.name:<52} {r.median:>9.3f} {rss:>13} {ratio:>7.2f}x")
 
 
-def bench_heap(go: Path, work: Path, runs: int) -> None:
+def bench_heap(runner: Runner, go: Path, work: Path, runs: int) -> None:
     from cardguard.pprof import heap, profile
 
     path = work / "heap.pb.gz"
@@ -132,26 +172,30 @@ def bench_heap(go: Path, work: Path, runs: int) -> None:
         f"heap profile: {len(prof.samples)} samples, {len(prof.locations)} locations, "
         f"{path.stat().st_size} bytes gzipped ({go_env(go, 'GOVERSION')})"
     )
+    del prof  # measured below in a fresh state: a large live heap slows Python's GC
     pprof_bin = pprof_tool(go)
     peer = measure(
+        runner,
         "go tool pprof -top -sample_index=inuse_space",
         [str(pprof_bin), "-top", "-nodefraction=0", "-sample_index=inuse_space", str(path)],
         runs,
     )
     ours = measure(
+        runner,
         "cardguard heap --sample-index inuse_space",
         [sys.executable, "-m", "cardguard", "heap", str(path), "--sample-index", "inuse_space"],
         runs,
     )
     data = path.read_bytes()
     decode = in_process("  in-process: profile.decode", lambda: profile.decode(data, "x"), runs)
+    prof = profile.decode(data, "x")
     owners = in_process(
         "  in-process: heap.owners(inuse_space)", lambda: heap.owners(prof, "inuse_space"), runs
     )
     report("heap analysis of a large profile", [peer, ours, decode, owners], peer)
 
 
-def bench_goroutines(go: Path, work: Path, runs: int) -> None:
+def bench_goroutines(runner: Runner, go: Path, work: Path, runs: int) -> None:
     from cardguard.pprof import goroutines
 
     prefix = work / "goroutine"
@@ -165,18 +209,26 @@ def bench_goroutines(go: Path, work: Path, runs: int) -> None:
         f"\ngoroutine dump: {snap.total} goroutines, {len(goroutines.group(snap))} groups, "
         f"debug=2 is {len(data) / 1e6:.1f} MB"
     )
+    del snap
+    print(
+        "go tool pprof cannot read a debug=2 dump; its peer row reads the debug=0 profile\n"
+        "of the same goroutines, which the runtime has already folded into a few stacks."
+    )
     pprof_bin = pprof_tool(go)
     peer = measure(
+        runner,
         "go tool pprof -top (same goroutines, debug=0)",
         [str(pprof_bin), "-top", "-nodefraction=0", str(proto)],
         runs,
     )
     ours_full = measure(
+        runner,
         "cardguard goroutines (debug=2 dump)",
         [sys.executable, "-m", "cardguard", "goroutines", str(full), "--format", "json"],
         runs,
     )
     ours_proto = measure(
+        runner,
         "cardguard goroutines (debug=0 proto)",
         [sys.executable, "-m", "cardguard", "goroutines", str(proto), "--format", "json"],
         runs,
@@ -201,9 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args(argv)
     go = current_go()
-    with tempfile.TemporaryDirectory(prefix="cardguard-bench-") as tmp:
-        bench_heap(go, Path(tmp), args.runs)
-        bench_goroutines(go, Path(tmp), args.runs)
+    runner = Runner()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cardguard-bench-") as tmp:
+            bench_heap(runner, go, Path(tmp), args.runs)
+            bench_goroutines(runner, go, Path(tmp), args.runs)
+    finally:
+        runner.close()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from cardguard.errors import ProfileError
@@ -49,12 +49,14 @@ _MINUTES = re.compile(r"^(\d+) minutes?$")
 _OFFSET = re.compile(r"\+0x[0-9a-f]+$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GoroutineRecord:
-    """One goroutine (debug2) or one counted stack (proto, debug1).
+    """One goroutine (debug2) or one counted stack (proto, debug1); treat as read-only.
 
     Fields a format does not carry are ``None``: only debug2 has state,
-    wait minutes, creator, ids and the ``(leaked)`` marker.
+    wait minutes, creator, ids and the ``(leaked)`` marker. Not frozen only
+    because frozen dataclasses build three times slower and a dump can hold
+    hundreds of thousands of goroutines.
     """
 
     count: int
@@ -253,22 +255,19 @@ def normalise_stack(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _strip_args(call: str) -> str:
-    """Drop the argument list of a debug2 call line: ``pkg.(*T).m(0x1)`` -> ``pkg.(*T).m``."""
-    if not call.endswith(")"):
-        return call
-    depth = 0
-    for i in range(len(call) - 1, -1, -1):
-        c = call[i]
-        if c == ")":
-            depth += 1
-        elif c == "(":
-            depth -= 1
-            if depth == 0:
-                return call[:i]
+    """Drop the argument list of a debug2 call line: ``pkg.(*T).m(0x1)`` -> ``pkg.(*T).m``.
+
+    Go prints arguments as hex words and ``{...}`` aggregates, never with
+    parentheses inside, so the last ``(`` opens the argument list.
+    """
+    if call.endswith(")"):
+        i = call.rfind("(")
+        if i > 0:
+            return call[:i]
     return call
 
 
-def _parse_state(inner: str) -> tuple[str, int | None, bool]:
+def _parse_state(inner: str) -> tuple[str, int, bool]:
     """Split the bracket of a debug2 header into (state, minutes, leaked)."""
     parts = [p.strip() for p in inner.split(",")]
     state = parts[0]
@@ -290,84 +289,77 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     text = _text(data, source)
     if kind is None:
         kind = "goroutine"
+    # Without any marker the runtime either cannot detect leaks (before Go
+    # 1.26) or no detection ran yet: unknown, not "none leaked".
+    unmarked: bool | None = False if "(leaked)" in text else None
+    header_match = _DEBUG2_HEADER.match
+    states: dict[str, tuple[str, int, bool]] = {}
+    names: dict[str, str] = {}
+    stacks: dict[tuple[str, ...], tuple[str, ...]] = {}
+    creators: dict[str, tuple[str, int | None]] = {}
     records: list[GoroutineRecord] = []
     append = records.append
-    header_match = _DEBUG2_HEADER.match
-    created_match = _CREATED_BY.match
-    cur: dict[str, object] | None = None
-    frames: list[str] = []
-    expect_file = False
-    lines = text.split("\n")
-    for lineno, line in enumerate(lines, start=1):
-        if not line:
-            if cur is not None:
-                append(_record(cur, frames))
-                cur = None
-            expect_file = False
+    lineno = 1
+    for block in text.split("\n\n"):
+        first = lineno + len(block) - len(block.lstrip("\n"))
+        lineno += block.count("\n") + 2
+        lines = block.strip("\n").split("\n")
+        if not lines[0]:
             continue
-        if cur is None:
-            m = header_match(line)
-            if m is None:
-                raise ProfileError(
-                    source, f"line {lineno}: expected 'goroutine N [state]:', got {line[:80]!r}"
-                )
-            state, minutes, leaked = _parse_state(m.group(2))
-            cur = {
-                "id": int(m.group(1)),
-                "state": state,
-                "minutes": minutes,
-                "leaked": leaked,
-                "created_by": None,
-                "creator_id": None,
-            }
-            frames = []
-            expect_file = False
-            continue
-        if line[0] == "\t" or line[0] == " ":
-            # The file:line (+pc) line after a call; nothing in it groups goroutines.
-            expect_file = False
-            continue
-        if expect_file:
-            raise ProfileError(source, f"line {lineno}: expected a file:line line")
-        if line.startswith("created by "):
-            cm = created_match(line)
-            if cm is not None:
-                cur["created_by"] = normalise_function(cm.group(1))
-                cur["creator_id"] = int(cm.group(2)) if cm.group(2) else None
-            expect_file = True
-            continue
-        if line.startswith("..."):
-            # "...additional frames elided..." or "...N frames elided...": the
-            # stack was cut; what remains still identifies the group.
-            continue
-        frames.append(normalise_function(_strip_args(line)))
-        expect_file = True
-    if cur is not None:
-        append(_record(cur, frames))
+        m = header_match(lines[0])
+        if m is None:
+            raise ProfileError(
+                source, f"line {first}: expected 'goroutine N [state]:', got {lines[0][:80]!r}"
+            )
+        inner = m.group(2)
+        st = states.get(inner)
+        if st is None:
+            st = states[inner] = _parse_state(inner)
+        frames: list[str] = []
+        created_by: str | None = None
+        creator_id: int | None = None
+        for line in lines[1:]:
+            if not line or line[0] == "\t" or line[0] == " ":
+                continue  # file:line +pc: nothing in it groups goroutines
+            if line.startswith("created by "):
+                cr = creators.get(line)
+                if cr is None:
+                    cm = _CREATED_BY.match(line)
+                    if cm is None:
+                        raise ProfileError(source, f"line {first}: malformed {line[:80]!r}")
+                    cr = creators[line] = (
+                        normalise_function(cm.group(1)),
+                        int(cm.group(2)) if cm.group(2) else None,
+                    )
+                created_by, creator_id = cr
+                continue
+            if line.startswith("..."):
+                continue  # "...N frames elided...": what remains still identifies the group
+            name = _strip_args(line)
+            norm = names.get(name)
+            if norm is None:
+                norm = names[name] = normalise_function(name)
+            frames.append(norm)
+        key = tuple(frames)
+        stack = stacks.get(key)
+        if stack is None:
+            stack = stacks[key] = normalise_stack(key)
+        state, minutes, leaked = st
+        append(
+            GoroutineRecord(
+                1,
+                stack,
+                created_by,
+                state,
+                minutes,
+                True if leaked else unmarked,
+                int(m.group(1)),
+                creator_id,
+            )
+        )
     if not records:
         raise ProfileError(source, "no goroutines in the dump")
-    if not any(r.leaked for r in records):
-        # No marker anywhere: either the runtime cannot detect leaks (before Go
-        # 1.26) or no detection ran yet. Unknown, not "none leaked".
-        records = [replace(r, leaked=None) for r in records]
     return GoroutineSnapshot(source, "debug2", kind, len(records), tuple(records))
-
-
-def _record(cur: Mapping[str, object], frames: list[str]) -> GoroutineRecord:
-    minutes = cur["minutes"]
-    gid = cur["id"]
-    creator_id = cur["creator_id"]
-    created_by = cur["created_by"]
-    return GoroutineRecord(
-        count=1,
-        frames=normalise_stack(frames),
-        created_by=created_by if isinstance(created_by, str) else None,
-        state=str(cur["state"]),
-        wait_minutes=minutes if isinstance(minutes, int) else None,
-        leaked=bool(cur["leaked"]),
-        goroutine_id=gid if isinstance(gid, int) else None,
-        creator_id=creator_id if isinstance(creator_id, int) else None,
-    )
 
 
 def _text(data: bytes, source: str) -> str:

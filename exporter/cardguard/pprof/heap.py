@@ -17,7 +17,6 @@ the instances apart; ``fold_generics=False`` does the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cardguard.pprof.profile import Profile
@@ -123,7 +122,13 @@ def _weights(profile: Profile, index: int) -> dict[tuple[int, ...], int]:
 def _costs(
     profile: Profile, index: int, fold_generics: bool = True
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Return (flat, cum) by function name for one value index."""
+    """Return (flat, cum) by function name for one value index.
+
+    Values are summed per distinct stack, then per leaf location (flat) and
+    per distinct set of functions on a stack (cum), and only then spread over
+    function names: many stacks share a leaf or a function set, so the
+    per-name work is done once per group rather than once per sample.
+    """
     name_of = normalise_function if fold_generics else str
     per_stack = _weights(profile, index)
     # Per location: its leaf function and the set of functions it stands for.
@@ -133,18 +138,25 @@ def _costs(
         names = [name_of(f.function) for f in loc.frames]
         leaf_of[lid] = names[0]
         funcs_of[lid] = frozenset(names)
-    flat: dict[str, int] = {}
-    cum: dict[str, int] = {}
+    per_leaf: dict[int, int] = {}
+    per_set: dict[frozenset[str], int] = {}
+    union = frozenset[str]().union
+    funcs = funcs_of.__getitem__
     for stack, v in per_stack.items():
         if not stack:
             continue
-        leaf = leaf_of[stack[0]]
-        flat[leaf] = flat.get(leaf, 0) + v
-        if len(stack) == 1:
-            seen: Iterable[str] = funcs_of[stack[0]]
-        else:
-            seen = set().union(*[funcs_of[lid] for lid in stack])
-        for name in seen:
+        leaf = stack[0]
+        per_leaf[leaf] = per_leaf.get(leaf, 0) + v
+        # A set: a recursive function counts once per sample.
+        key = union(*map(funcs, stack))
+        per_set[key] = per_set.get(key, 0) + v
+    flat: dict[str, int] = {}
+    for lid, v in per_leaf.items():
+        name = leaf_of[lid]
+        flat[name] = flat.get(name, 0) + v
+    cum: dict[str, int] = {}
+    for names_on_stack, v in per_set.items():
+        for name in names_on_stack:
             cum[name] = cum.get(name, 0) + v
     return flat, cum
 

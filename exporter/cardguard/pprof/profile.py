@@ -14,6 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -53,12 +54,13 @@ class Location:
     frames: tuple[Frame, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One sample: its stack as location ids (leaf first) and one value per sample type.
 
-    ``labels`` holds the string labels only (pprof.Do labels on goroutines);
-    numeric labels such as the heap profile's ``bytes`` are not needed here.
+    ``labels`` holds string labels (pprof.Do labels on goroutines) and is
+    filled only when decoding with ``keep_labels=True``; numeric labels such
+    as the heap profile's ``bytes`` are never kept. A named tuple because a
+    profile can hold hundreds of thousands of samples.
     """
 
     stack: tuple[int, ...]
@@ -143,13 +145,19 @@ def decompress(data: bytes, source: str, max_bytes: int = DEFAULT_MAX_DECODED_BY
     return b"".join(out)
 
 
-def decode(data: bytes, source: str, max_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> Profile:
+def decode(
+    data: bytes,
+    source: str,
+    max_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    keep_labels: bool = False,
+) -> Profile:
     """Decode a pprof profile from gzip-compressed or raw protobuf bytes.
 
     Args:
         data: the body of e.g. ``/debug/pprof/heap`` or a ``.pb.gz`` file.
         source: what the bytes came from (file path or URL), used in errors.
         max_bytes: refuse profiles larger than this once decompressed.
+        keep_labels: also keep each sample's string labels (slower).
 
     Raises:
         ProfileError: the data is empty, corrupt, truncated, too large, not a
@@ -170,10 +178,10 @@ def decode(data: bytes, source: str, max_bytes: int = DEFAULT_MAX_DECODED_BYTES)
     except DecodeError as exc:
         what = "profile.proto" if gzipped else "gzip-compressed or raw profile.proto"
         raise ProfileError(source, f"not a valid {what}: {exc}") from exc
-    return _convert(msg, source, gzipped)
+    return _convert(msg, source, gzipped, keep_labels)
 
 
-def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool) -> Profile:
+def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: bool) -> Profile:
     strings = list(msg.string_table)
     if not strings or strings[0] != "":
         hint = "" if gzipped else " (input is neither gzip nor a raw profile)"
@@ -211,25 +219,23 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool) -> Profile:
             frames.append(Frame(f"{loc.address:#x}", "", 0))
         locations[loc.id] = Location(loc.id, loc.address, tuple(frames))
 
-    samples: list[Sample] = []
-    append = samples.append
-    no_labels: tuple[tuple[str, str], ...] = ()
-    for smp in msg.sample:
-        values = tuple(smp.value)
-        if len(values) != nvalues:
-            raise ProfileError(
-                source, f"sample has {len(values)} values, profile has {nvalues} sample types"
+    if keep_labels:
+        samples = [
+            Sample(
+                tuple(smp.location_id),
+                tuple(smp.value),
+                tuple((s(lb.key, "label"), s(lb.str, "label")) for lb in smp.label if lb.str),
             )
-        labels = no_labels
-        if smp.label:
-            strs = tuple((s(lb.key, "label"), s(lb.str, "label")) for lb in smp.label if lb.str)
-            labels = strs or no_labels
-        append(Sample(tuple(smp.location_id), values, labels))
-
-    used: set[int] = set()
+            for smp in msg.sample
+        ]
+    else:
+        samples = [Sample(tuple(smp.location_id), tuple(smp.value)) for smp in msg.sample]
     for smp2 in samples:
-        used.update(smp2.stack)
-    missing = used.difference(locations)
+        if len(smp2.values) != nvalues:
+            raise ProfileError(
+                source, f"sample has {len(smp2.values)} values, profile has {nvalues} sample types"
+            )
+    missing = set().union(*[smp2.stack for smp2 in samples]).difference(locations)
     if missing:
         raise ProfileError(source, f"samples refer to missing location {min(missing)}")
 
