@@ -144,7 +144,7 @@ def test_healthy_demo_raises_no_alert(
         inputs = [
             'cardguard_scrape_success{target="demo", endpoint="metrics"} == 1',
             'cardguard_scrape_success{target="demo", endpoint="heap"} == 1',
-            'cardguard_scrape_success{target="demo", endpoint="goroutine"} == 1',
+            'cardguard_scrape_success{target="demo", endpoint=~"goroutine|goroutine_full"} == 1',
             'cardguard_target_series{target="demo"}',
             'cardguard_goroutines{target="demo"}',
             'cardguard_heap_inuse_bytes{target="demo"}',
