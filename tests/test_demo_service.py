@@ -38,9 +38,15 @@ def _metrics(proc: Process) -> dict[str, float]:
     return out
 
 
-def _grows(proc: Process, key: str, by: float, timeout: float = 30) -> None:
-    start = _metrics(proc)[key]
-    wait_for(lambda: _metrics(proc).get(key, 0) >= start + by, timeout, f"{key} to grow by {by}")
+def _grows(proc: Process, timeout: float = 30, **by: float) -> None:
+    """Wait until every named figure grew by at least the given amount."""
+    start = _metrics(proc)
+
+    def grown() -> bool:
+        now = _metrics(proc)
+        return all(now.get(k, 0) >= start.get(k, 0) + n for k, n in by.items())
+
+    wait_for(grown, timeout, f"growth of {by}")
 
 
 @pytest.mark.parametrize("toolchain", ["go1.19", "current"])
@@ -48,10 +54,9 @@ def test_every_leak_shows_while_traffic_stays_flat(
     demo_service: DemoFactory, toolchain: str
 ) -> None:
     with demo_service(toolchain, *DEMO_FAST_FLAGS) as proc:
-        _grows(proc, "summary_series", 200)
-        _grows(proc, "go_goroutines", 100)
-        _grows(proc, "demo_page_cache_entries", 200)
-        _grows(proc, "requests", 50)
+        _grows(
+            proc, summary_series=200, go_goroutines=100, demo_page_cache_entries=200, requests=50
+        )
         # The service believes its subscriptions are closed.
         assert _metrics(proc)["demo_subscriptions_open"] <= 5
         # The heap owner is the label explosion's quantile streams.
@@ -62,7 +67,7 @@ def test_every_leak_shows_while_traffic_stays_flat(
 
 def test_healthy_mode_leaks_nothing(demo_service: DemoFactory) -> None:
     with demo_service("current", "-healthy", "-request-rate=500") as proc:
-        _grows(proc, "requests", 500)
+        _grows(proc, requests=500)
         m = _metrics(proc)
         # One start_point per route template, however many requests.
         assert m["summary_series"] <= 2
@@ -73,7 +78,7 @@ def test_healthy_mode_leaks_nothing(demo_service: DemoFactory) -> None:
 def test_leaks_switch_independently(demo_service: DemoFactory) -> None:
     flags = ("-leak-labels=false", "-leak-cache=false", "-goroutine-rate=200", "-tick-interval=2ms")
     with demo_service("current", *flags) as proc:
-        _grows(proc, "go_goroutines", 200)
+        _grows(proc, go_goroutines=200)
         m = _metrics(proc)
         assert m["summary_series"] <= 2
         assert m.get("demo_page_cache_entries", 0) == 0
