@@ -360,3 +360,22 @@ def test_without_a_full_dump_the_creator_and_ticker_still_show() -> None:
     assert o.evidence["created_by"] == "main.subscribe"  # the closure's enclosing function
     assert o.evidence["blocking"].startswith("a wait on a ticker")
     assert o.evidence["made_at"].startswith("main.subscribe (")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("omserver.om.txt", "openmetrics"), ("omserver.txt", "text")]
+)
+def test_values_from_recorded_pages_in_both_formats(name: str, fmt: str) -> None:
+    """The same process scraped as OpenMetrics and as text gives the same traffic and memory."""
+    data = (TESTDATA / "metrics" / name).read_bytes()
+    traffic = DEFAULT_RULES.defaults.heap_growth.traffic_metric
+    v = off.values_from_page(data, fmt, name, traffic)  # type: ignore[arg-type]
+    assert v.traffic_families == ("omserver_http_requests_total",)
+    expected = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in data.decode().splitlines()
+        if line.startswith("omserver_http_requests_total{")
+    )
+    assert v.traffic == expected
+    assert v.memory["go_memstats_heap_inuse_bytes"] > 0
+    assert set(v.memory) <= set(off.MEMORY_METRICS)
