@@ -83,7 +83,8 @@ def _text(
         lines.append("")
         lines.append(f"{'count':>7} {'groups':>7}  created by")
         for c in creators:
-            lines.append(f"{c.count:>7} {c.groups:>7}  {c.created_by or '(unknown)'}")
+            creator = c.created_by or "(none: started by the runtime)"
+            lines.append(f"{c.count:>7} {c.groups:>7}  {creator}")
     return "\n".join(lines)
 
 
