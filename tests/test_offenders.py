@@ -8,6 +8,7 @@ deploy/demo-service/main.go), not figures copied from a previous run.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,6 @@ def test_relabel_snippet_is_valid_for_prometheus(demo: TargetView, tmp_path: Pat
 
 def test_relabel_rewrite_bounds_the_values(demo: TargetView) -> None:
     """The snippet's regex (anchored, as Prometheus applies it) keeps only the first segment."""
-    import re
 
     o = one(detect(demo), "label_explosion", family=FAMILY, label="start_point")
     line = next(x for x in (o.fix_snippet or "").splitlines() if "regex:" in x and "#" not in x)
@@ -355,11 +355,29 @@ def test_without_a_full_dump_the_creator_and_ticker_still_show() -> None:
     for snap, where in load_saved(SETS / "demo-current"):
         snap.goroutine_full = None
         w.add(snap, where)
-    o = one(detect(w.view()), "goroutine_leak", function="main.subscribe.func1")
+    view = w.view()
+    o = one(detect(view), "goroutine_leak", function="main.subscribe.func1")
     assert o.evidence["state"] is None
     assert o.evidence["created_by"] == "main.subscribe"  # the closure's enclosing function
-    assert o.evidence["blocking"].startswith("a wait on a ticker")
+    # the proto goroutine profile keeps the runtime frames the goroutine parks in
+    assert o.evidence["blocking"] == "chan receive on a ticker"
     assert o.evidence["made_at"].startswith("main.subscribe (")
+    # with only debug=1 text there is nothing to name the operation by
+    o = one(
+        detect(dataclasses.replace(view, goroutine_profile=None)),
+        "goroutine_leak",
+        function="main.subscribe.func1",
+    )
+    assert o.evidence["blocking"].startswith("a wait on a ticker")
+    assert o.evidence["stack"] == ["main.subscribe.func1"]
+
+
+def test_goroutine_stack_has_file_and_line(demo: TargetView) -> None:
+    o = one(detect(demo), "goroutine_leak", function="main.subscribe.func1")
+    stack = o.evidence["stack"]
+    assert any(f.startswith("runtime.chanrecv") for f in stack)
+    last = stack[-1]
+    assert last.startswith("main.subscribe.func1 (") and re.search(r"main\.go:\d+\)$", last)
 
 
 @pytest.mark.parametrize(

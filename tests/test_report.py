@@ -217,7 +217,7 @@ def test_loose_files_offline() -> None:
     snaps = sorted(d.glob("snapshot-*"))
     args = []
     for s in snaps:
-        args += ["--metrics", str(s / "metrics.txt.gz"), "--goroutines", str(s / "goroutine.txt")]
+        args += ["--metrics", str(s / "metrics.txt.gz"), "--goroutines", str(s / "goroutine.pb.gz")]
     args += ["--heap-base", str(snaps[0] / "heap.pb.gz"), "--heap", str(snaps[-1] / "heap.pb.gz")]
     args += ["--goroutineleak", str(snaps[-1] / "goroutineleak.txt")]
     doc = report_json(*args)

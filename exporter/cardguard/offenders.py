@@ -43,7 +43,13 @@ from cardguard import exposition
 from cardguard.cardinality import OTHER, FamilyStats, PageAnalysis
 from cardguard.churn import ChurnReport
 from cardguard.exposition import Format
-from cardguard.pprof.goroutines import GoroutineGroup, GoroutineSnapshot, group
+from cardguard.pprof.goroutines import (
+    GoroutineGroup,
+    GoroutineSnapshot,
+    group,
+    group_id,
+    normalise_stack,
+)
 from cardguard.pprof.heap import normalise_function
 from cardguard.pprof.profile import Frame, Profile
 from cardguard.rules import (
@@ -189,7 +195,9 @@ class TargetView:
     """Everything cardguard saw of one target over a window, oldest point first.
 
     ``leaks`` holds the groups of the latest goroutineleak profile, or
-    ``None`` when the target does not serve one.
+    ``None`` when the target does not serve one. ``goroutine_profile``, the
+    latest ``/debug/pprof/goroutine`` in proto form (debug=0) when there is
+    one, gives goroutine stacks their file:line and hidden runtime frames.
     """
 
     target: str
@@ -197,6 +205,7 @@ class TargetView:
     heaps: tuple[HeapPoint, ...] = ()
     goroutines: tuple[GoroutinePoint, ...] = ()
     leaks: tuple[GoroutineGroup, ...] | None = None
+    goroutine_profile: Profile | None = None
 
 
 # --- output -----------------------------------------------------------------
@@ -638,6 +647,24 @@ def _allocations_of(profile: Profile, names: Sequence[str], callers: set[str]) -
     return None
 
 
+def _goroutine_sites(profile: Profile) -> dict[str, list[Frame]]:
+    """Map each goroutine group id to the full frames (file:line) of its largest stack."""
+    return _memo(profile, "goroutine_sites", _compute_goroutine_sites)
+
+
+def _compute_goroutine_sites(profile: Profile) -> dict[str, list[Frame]]:
+    out: dict[str, list[Frame]] = {}
+    weight: dict[str, int] = {}
+    for smp in profile.samples:
+        frames = [f for f in _frames(profile, smp.stack) if f.function != "runtime.goexit"]
+        gid = group_id(normalise_stack([f.function for f in frames]))
+        v = smp.values[0] if smp.values else 0
+        if gid not in weight or weight[gid] < v:
+            weight[gid] = v
+            out[gid] = frames
+    return out
+
+
 # --- label explosion ------------------------------------------------------------
 
 _BOUNDED_FORM = {
@@ -978,7 +1005,9 @@ def _enclosing(function: str) -> str:
     return re.sub(r"(\.func\d+|\.gowrap\d+|\.\d+)+$", "", function)
 
 
-def _blocking_operation(g: GoroutineGroup, heap: Profile | None) -> tuple[str, str | None]:
+def _blocking_operation(
+    g: GoroutineGroup, heap: Profile | None, raw: Sequence[str] = ()
+) -> tuple[str, str | None]:
     """Describe what the group waits on (``chan receive on a ticker``) and where that was made.
 
     The wait state comes from a debug=2 dump; without one, from the frames that
@@ -986,10 +1015,9 @@ def _blocking_operation(g: GoroutineGroup, heap: Profile | None) -> tuple[str, s
     is named when the goroutine's stack holds one or the heap profile shows the
     goroutine's function (or its creator) making one.
     """
-    op = g.state or next(
-        (what for names, what in _BLOCKING if any(f in names for f in g.frames)), None
-    )
-    frames = set(g.frames)
+    seen = (*raw, *g.frames)
+    op = g.state or next((what for names, what in _BLOCKING if any(f in names for f in seen)), None)
+    frames = set(seen)
     clock: str | None = None
     made_at: str | None = None
     if frames & set(_TICKER_NAMES) or any(f.startswith("time.(*Ticker)") for f in frames):
@@ -1015,6 +1043,7 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
         return []
     rule = rules.goroutine_leak
     heap = view.heaps[-1].profile if view.heaps else None
+    sites = _goroutine_sites(view.goroutine_profile) if view.goroutine_profile else {}
     latest = view.goroutines[-1] if view.goroutines else None
     first = view.goroutines[0] if view.goroutines else None
     leaked = {g.id: g for g in (view.leaks or ())}
@@ -1060,7 +1089,8 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
             severity = _worse(severity, rule.blocked_severity)
         if severity is None:
             continue
-        op, made_at = _blocking_operation(g, heap)
+        raw = sites.get(gid, [])
+        op, made_at = _blocking_operation(g, heap, [f.function for f in raw])
         creator = g.created_by or _creator_guess(g)
         summary = (
             f"{g.count if g.count else n_leaked} goroutines in {g.function}"
@@ -1080,7 +1110,7 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
             "max_wait_minutes": g.max_wait_minutes,
             "growth": delta,
             "growth_per_hour": round(rate, 1),
-            "stack": list(g.frames[:MAX_STACK]),
+            "stack": [_site(f) for f in raw[:MAX_STACK]] if raw else list(g.frames[:MAX_STACK]),
             "reasons": reasons,
         }
         if made_at:

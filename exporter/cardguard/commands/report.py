@@ -1,7 +1,7 @@
 """``cardguard report``: watch a Go service (or read saved snapshots) and print its offenders.
 
 Live, ``cardguard report http://HOST:PORT --duration 2m`` takes a snapshot of
-``/metrics``, ``/debug/pprof/heap`` and ``/debug/pprof/goroutine?debug=1`` at
+``/metrics``, ``/debug/pprof/heap`` and ``/debug/pprof/goroutine`` (proto) at
 the start, every ``--interval`` and at the end; at the end it also reads a full
 goroutine dump (``debug=2``, only under ``--full-goroutines-limit`` goroutines)
 and ``/debug/pprof/goroutineleak`` where the target serves it. Progress goes to
@@ -48,10 +48,12 @@ _GZIP = b"\x1f\x8b"
 FILES = {
     "metrics": "metrics.txt.gz",
     "heap": "heap.pb.gz",
-    "goroutine": "goroutine.txt",
+    "goroutine": "goroutine.pb.gz",
     "goroutine_full": "goroutine-full.txt",
     "goroutineleak": "goroutineleak.txt",
 }
+# Older saves (and hand-made sets) may hold debug=1 text instead of the proto.
+ALTERNATIVES = {"goroutine": ("goroutine.txt",)}
 
 
 @dataclass
@@ -74,8 +76,12 @@ class Snapshot:
             (directory / FILES["metrics"]).write_bytes(gzip.compress(self.metrics, mtime=0))
         for key in ("heap", "goroutine", "goroutine_full", "goroutineleak"):
             body = getattr(self, key)
-            if body is not None:
-                (directory / FILES[key]).write_bytes(body)
+            if body is None:
+                continue
+            name = FILES[key]
+            if key == "goroutine" and not body.startswith(_GZIP):
+                name = ALTERNATIVES[key][0]
+            (directory / name).write_bytes(body)
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Watch:
     heaps: list[off.HeapPoint] = field(default_factory=list)
     goroutines: list[off.GoroutinePoint] = field(default_factory=list)
     leaks: tuple[gr.GoroutineGroup, ...] | None = None
+    goroutine_profile: prof.Profile | None = None
     notes: list[str] = field(default_factory=list)
     churn: ChurnTracker = field(
         default_factory=lambda: ChurnTracker(window=24 * 3600.0, points_per_window=1_000_000)
@@ -128,6 +135,12 @@ class Watch:
                 shown["goroutines"] = f"{s.total:,} goroutines"
             except ProfileError as exc:
                 self.note(str(exc))
+        if snap.goroutine is not None and snap.goroutine.startswith(_GZIP):
+            # The proto form keeps file:line and the runtime frames a wait parks in.
+            try:
+                self.goroutine_profile = prof.decode(snap.goroutine, f"{where} goroutine")
+            except ProfileError as exc:
+                self.note(str(exc))
         if snap.goroutineleak is not None:
             try:
                 s = gr.parse(snap.goroutineleak, f"{where} goroutineleak", kind="goroutineleak")
@@ -143,6 +156,7 @@ class Watch:
             heaps=tuple(self.heaps),
             goroutines=tuple(self.goroutines),
             leaks=self.leaks,
+            goroutine_profile=self.goroutine_profile,
         )
 
     def report(self, url: str | None) -> TargetReport:
@@ -202,7 +216,7 @@ class Live:
             snap.metrics, snap.content_type = got
         heap = self._get("heap", t.pprof_url("heap"))
         snap.heap = heap[0] if heap else None
-        g = self._get("goroutine", t.pprof_url("goroutine") + "?debug=1")
+        g = self._get("goroutine", t.pprof_url("goroutine"))
         snap.goroutine = g[0] if g else None
         if final:
             total = _goroutine_total(snap.goroutine)
@@ -222,11 +236,9 @@ class Live:
 def _goroutine_total(body: bytes | None) -> int | None:
     if body is None:
         return None
-    first = body[:200].split(b"\n", 1)[0]
-    parts = first.split(b"total ")
     try:
-        return int(parts[1]) if len(parts) == 2 else None
-    except ValueError:
+        return gr.parse(body, "goroutine").total
+    except ProfileError:
         return None
 
 
@@ -349,9 +361,10 @@ def load_saved(directory: Path) -> list[tuple[Snapshot, str]]:
             ) from exc
         snap = Snapshot(at=at, content_type=meta.get("content_type"))
         for key, fname in FILES.items():
-            p = d / fname
-            if p.exists():
-                setattr(snap, key, _read_page(p) if key == "metrics" else _read(p))
+            for p in (d / fname, *(d / alt for alt in ALTERNATIVES.get(key, ()))):
+                if p.exists():
+                    setattr(snap, key, _read_page(p) if key == "metrics" else _read(p))
+                    break
         out.append((snap, str(d)))
     return out
 
@@ -571,7 +584,7 @@ def report(
 
     Files given with the same option are taken oldest first; the i-th file of
     each option forms snapshot i. A live watch reads /metrics, the heap profile
-    and goroutine?debug=1 at the start, every --interval and at the end, then a
+    and the goroutine profile at the start, every --interval and at the end, then a
     debug=2 dump and goroutineleak (where served) once at the end.
     """
     offline = bool(
