@@ -397,3 +397,24 @@ def test_values_from_recorded_pages_in_both_formats(name: str, fmt: str) -> None
     assert v.traffic == expected
     assert v.memory["go_memstats_heap_inuse_bytes"] > 0
     assert set(v.memory) <= set(off.MEMORY_METRICS)
+
+
+def test_json_stays_valid_with_nan_and_idle_traffic(demo: TargetView) -> None:
+    import json
+    import math
+
+    v = off.metric_values(
+        [("go_memstats_heap_inuse_bytes", math.nan), ("x_requests_total", math.inf)],
+        DEFAULT_RULES.defaults.heap_growth.traffic_metric,
+    )
+    assert v.memory == {} and v.traffic is None
+    # traffic that starts from zero during the watch: growth may follow load
+    points = []
+    for i, p in enumerate(demo.metrics):
+        values = dataclasses.replace(p.values, traffic=0.0 if i < 2 else 500.0)
+        points.append(dataclasses.replace(p, values=values))
+    view = dataclasses.replace(demo, metrics=tuple(points))
+    growth = [o for o in detect(view) if o.kind == "heap_growth"]
+    assert growth and all(o.severity == "info" for o in growth)
+    for o in detect(view):
+        json.dumps(o.to_dict(), allow_nan=False)

@@ -402,10 +402,12 @@ def metric_values(
     total = 0.0
     fams: set[str] = set()
     for name, value in samples:
+        if math.isnan(value) or math.isinf(value):
+            continue
         if name in MEMORY_METRICS:
             memory[name] = value
             continue
-        if name.endswith(("_bucket", "_sum", "_created")) or math.isnan(value):
+        if name.endswith(("_bucket", "_sum", "_created")):
             continue
         base = name[: -len("_count")] if name.endswith("_count") else name
         if traffic.matches(name) or (base != name and traffic.matches(base)):
@@ -1209,6 +1211,9 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
                 if not fams
                 else "traffic trend unknown (need three /metrics scrapes)"
             )
+        elif math.isinf(change):
+            traffic = "requests started during the watch: the growth may follow load"
+            severity = "info"
         elif change > rule.traffic_tolerance:
             traffic = f"request rate rose {change:.0%}: the growth may follow load"
             severity = "info"
