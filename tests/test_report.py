@@ -264,3 +264,26 @@ def test_bad_rules_file_is_reported(tmp_path: Path) -> None:
     proc = report("--from", str(SETS / "demo-current"), "--rules", str(rules), check=False)
     assert proc.returncode == 1
     assert f"{rules}:2: rules.label_explosion.severity" in proc.stderr
+
+
+def test_interrupt_reports_what_was_seen(demo: Process) -> None:
+    import signal
+
+    argv = cardguard_argv("report", demo.base_url, "--duration", "60s", "--format", "json")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "snapshot 1/" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["snapshots"] == 1
+    assert any(n.startswith("interrupted after 1 of") for n in doc["notes"])
+    find(doc, "label_explosion", family=FAMILY, label="start_point")

@@ -264,6 +264,28 @@ def _wait(seconds: float, what: str) -> None:
         sys.stderr.write("\r" + " " * 60 + "\r")
 
 
+def _one_snapshot(
+    live: Live, w: Watch, i: int, count: int, start: float, save: Path | None, url: str
+) -> None:
+    try:
+        snap = live.snapshot(i == count - 1)
+    except FetchError as exc:
+        if i == 0:
+            raise
+        w.note(f"snapshot {i + 1}: {exc}")
+        _progress(f"snapshot {i + 1}/{count} failed: {exc}")
+        return
+    if save is not None:
+        snap.save(save / f"snapshot-{i:03d}")
+    shown = w.add(snap, url)
+    for why in live.missing.values():
+        w.note(why)
+    _progress(
+        f"snapshot {i + 1}/{count} at +{time.monotonic() - start:.0f}s: "
+        + (", ".join(shown.values()) or "nothing readable")
+    )
+
+
 def watch_live(
     url: str,
     *,
@@ -290,30 +312,18 @@ def watch_live(
     w = Watch(name, rules)
     count = max(2, int(duration // interval) + 1) if duration > 0 else 1
     start = time.monotonic()
-    for i in range(count):
-        final = i == count - 1
-        try:
-            snap = live.snapshot(final)
-        except FetchError as exc:
-            if i == 0:
-                raise
-            w.note(f"snapshot {i + 1}: {exc}")
-            _progress(f"snapshot {i + 1}/{count} failed: {exc}")
-            snap = None
-        if snap is not None:
-            if save is not None:
-                snap.save(save / f"snapshot-{i:03d}")
-            shown = w.add(snap, url)
-            for endpoint, why in live.missing.items():
-                w.note(why)
-                del endpoint
-            _progress(
-                f"snapshot {i + 1}/{count} at +{time.monotonic() - start:.0f}s: "
-                + (", ".join(shown.values()) or "nothing readable")
-            )
-        if not final:
-            due = start + duration * (i + 1) / (count - 1)
-            _wait(max(0.0, due - time.monotonic()), f"snapshot {i + 2}/{count}")
+    try:
+        for i in range(count):
+            _one_snapshot(live, w, i, count, start, save, url)
+            if i < count - 1:
+                due = start + duration * (i + 1) / (count - 1)
+                _wait(max(0.0, due - time.monotonic()), f"snapshot {i + 2}/{count}")
+    except KeyboardInterrupt:
+        if not w.snapshots:
+            raise
+        # Interrupted: report on what was seen so far rather than nothing.
+        w.note(f"interrupted after {w.snapshots} of {count} snapshots")
+        _progress("interrupted; reporting on the snapshots taken so far")
     return w.report(url)
 
 
