@@ -418,3 +418,20 @@ def test_json_stays_valid_with_nan_and_idle_traffic(demo: TargetView) -> None:
     assert growth and all(o.severity == "info" for o in growth)
     for o in detect(view):
         json.dumps(o.to_dict(), allow_nan=False)
+
+
+def test_growth_alone_makes_a_label_explosion(tmp_path: Path) -> None:
+    # Only the growth rule can fire: static thresholds out of reach.
+    rules = rules_from(
+        tmp_path,
+        "rules:\n  label_explosion:\n    distinct_values: 1000000\n"
+        "    distinct_values_any: 1000000\n    series_share: 1.0\n"
+        "    min_share_values: 1000000\n",
+    )
+    found = detect(view_of("demo-current", rules), rules)
+    o = one(found, "label_explosion", family=FAMILY, label="start_point")
+    assert len(o.evidence["reasons"]) == 1 and o.evidence["reasons"][0].startswith("growing by")
+    first, last = o.evidence["trend"]["points"][0], o.evidence["trend"]["points"][-1]
+    assert o.evidence["new_values"] >= last[1] - first[1] > 0
+    # a label that does not grow is not an offender under the same rules
+    assert not [x for x in found if x.kind == "label_explosion" and x.label != "start_point"]

@@ -287,3 +287,18 @@ def test_interrupt_reports_what_was_seen(demo: Process) -> None:
     assert doc["snapshots"] == 1
     assert any(n.startswith("interrupted after 1 of") for n in doc["notes"])
     find(doc, "label_explosion", family=FAMILY, label="start_point")
+
+
+def test_target_without_pprof_still_gets_label_checks(tmp_path: Path) -> None:
+    with pushgateway(tmp_path) as proc:
+        body = "# TYPE orders_total counter\n" + "".join(
+            f'orders_total{{customer="{i:08x}-aaaa-4bbb-8ccc-{i:012x}"}} 1\n' for i in range(300)
+        )
+        requests.post(f"{proc.base_url}/metrics/job/y", data=body.encode(), timeout=10)
+        doc = report_json(proc.base_url, *WATCH, "--pprof-path", "/no/pprof")
+    notes = " ".join(doc["notes"])
+    assert "heap:" in notes and "404" in notes
+    assert "no heap profile: heap growth and children cost were not checked" in notes
+    o = find(doc, "label_explosion", family="orders_total", label="customer")
+    assert o["evidence"]["pattern"] == "uuid"
+    assert "replacement: ':uuid'" in o["fix_snippet"]
