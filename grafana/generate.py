@@ -512,8 +512,8 @@ def target_dashboard() -> dict[str, Any]:
         lay.place(
             timeseries(
                 "Longest wait per group",
-                [(f"cardguard_goroutine_group_max_wait_minutes{{{t}}}", "{{group}}")],
-                unit="m",
+                [(f"cardguard_goroutine_group_max_wait_seconds{{{t}}}", "{{group}}")],
+                unit="s",
                 description="From full goroutine dumps, taken only under the configured goroutine count.",
             ),
             12,

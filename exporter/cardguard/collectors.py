@@ -260,8 +260,9 @@ class ProfileCollector(Collector):
             gl,
         )
         group_wait = _gauge(
-            "cardguard_goroutine_group_max_wait_minutes",
-            f"Longest wait of a goroutine of the group, {gsrc}?debug=2 (full dumps only).",
+            "cardguard_goroutine_group_max_wait_seconds",
+            f"Longest wait of a goroutine of the group, {gsrc}?debug=2 (full dumps only; "
+            "Go reports whole minutes, so this is a multiple of 60).",
             ["target", "group"],
         )
         group_leaked = _gauge(
@@ -347,7 +348,7 @@ class ProfileCollector(Collector):
                 rest -= g.count
                 if state.format == "debug2":
                     if g.max_wait_minutes is not None:
-                        group_wait.add_metric([name, g.id], float(g.max_wait_minutes))
+                        group_wait.add_metric([name, g.id], 60.0 * g.max_wait_minutes)
                     if g.leaked:
                         leaked[g.id] = (lv, g.leaked)
             group_n.add_metric([name, OTHER, OTHER, OTHER], float(rest))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -186,17 +187,24 @@ def _sticky(current: frozenset[T], candidates: Iterable[T], cap: int) -> tuple[f
     return frozenset(out), folded
 
 
-def _scalar_from_page(data: bytes, fmt: exposition.Format, source: str, name: str) -> float | None:
-    """Return the value of an unlabelled gauge such as ``go_goroutines`` on a page."""
-    for event in exposition.scan(data, fmt, source):
-        if isinstance(event, exposition.Sample) and event.name == name:
-            return event.value
-        if isinstance(event, exposition.SampleBlock) and event.family == name:
-            chunk = event.data[event.start : event.end]
-            for smp in exposition.parse(chunk, "text", source):
-                if isinstance(smp, exposition.Sample) and smp.name == name:
-                    return smp.value
-    return None
+_GO_GOROUTINES = re.compile(
+    rb"^go_goroutines(?:\{\})?[ \t]+([0-9.eE+]+)[ \t]*(?:[0-9.]+)?\r?$", re.M
+)
+
+
+def goroutines_from_page(data: bytes) -> int | None:
+    """Return the value of client_golang's ``go_goroutines`` gauge on a page, if present.
+
+    One C-level regex search instead of another parse of the page: the gauge is
+    unlabelled, so its line has one fixed shape in both exposition formats.
+    """
+    m = _GO_GOROUTINES.search(data)
+    if m is None:
+        return None
+    try:
+        return int(float(m.group(1)))
+    except ValueError:
+        return None
 
 
 # --- one target -------------------------------------------------------------------
@@ -372,10 +380,10 @@ class TargetWorker:
             )
             traffic = rules.for_target(t.name).heap_growth.traffic_metric
             values = offenders.values_from_page(res.body, fmt, source, traffic)
-            goroutines = _scalar_from_page(res.body, fmt, source, "go_goroutines")
         except ParseError as exc:
             self._fail("metrics", "parse", str(exc), res.duration)
             return
+        goroutines = goroutines_from_page(res.body)
         with self._lock:
             churn = self._churn.update(page, at)
             prev = self.snapshot
@@ -390,7 +398,7 @@ class TargetWorker:
                     if fc.series_removed:
                         removed[key] = removed.get(key, 0) + fc.series_removed
             if goroutines is not None:
-                self._last_goroutines = int(goroutines)
+                self._last_goroutines = goroutines
             point = offenders.metrics_point(page, at, values, churn)
             _bounded_append(self._metrics_points, point, lambda p: p.at, MAX_METRICS_POINTS)
             self._publish(
