@@ -546,7 +546,6 @@ class _LibraryUse:
 
     total: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
-    owners: dict[str, int] = field(default_factory=dict)
     owners_by_type: dict[str, dict[str, int]] = field(default_factory=dict)
     sites: dict[tuple[str, str], int] = field(default_factory=dict)
     site_frames: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = field(
@@ -576,7 +575,6 @@ def _compute_library_use(profile: Profile) -> _LibraryUse:
         use.total += v
         use.by_type[kind] = use.by_type.get(kind, 0) + v
         leaf = frames[0].function
-        use.owners[leaf] = use.owners.get(leaf, 0) + v
         per = use.owners_by_type.setdefault(kind, {})
         per[leaf] = per.get(leaf, 0) + v
         # The instrumentation call site: the first frame outside the library
