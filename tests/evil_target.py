@@ -20,6 +20,9 @@ invalid UTF-8, an HTML error page with status 200, truncated and corrupt
 profiles (made from the real service's own profiles), protobuf with wrong
 field types, a connection reset, a redirect to another host. A DNS failure
 needs no path: point a target at a host under ``.invalid``.
+
+Not hostile but big: ``/big/<series>/metrics`` streams a valid label
+explosion of that many series, to find the largest page cardguard handles.
 """
 
 from __future__ import annotations
@@ -91,6 +94,17 @@ def _lines(prefix: str, count: int) -> Iterator[bytes]:
             batch.clear()
     if batch:
         yield b"".join(batch)
+
+
+def big_page(series: int) -> Iterator[bytes]:
+    """A valid page of one gauge family whose ``path`` label holds ``series`` distinct values."""
+    yield b"# HELP app_cache_entries Entries per cached page.\n# TYPE app_cache_entries gauge\n"
+    for start in range(0, series, 4096):
+        yield b"".join(
+            b'app_cache_entries{method="GET",path="/api/v1/users/%d/orders/%x",code="200"} %d\n'
+            % (i, (i * 2654435761) & 0xFFFFFFFF, i)
+            for i in range(start, min(start + 4096, series))
+        )
 
 
 def _wrong_wire_types() -> bytes:
@@ -179,6 +193,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         case, _, rest = parts.path.lstrip("/").partition("/")
         rest = "/" + rest + ("?" + parts.query if parts.query else "")
+        if case == "big" and rest.endswith("/metrics"):
+            # Not hostile, just big: /big/<series>/metrics is a label explosion of that size.
+            self._stream(big_page(int(rest.split("/")[1])))
+            return
         if case not in CASES:
             self._send(404, b"no such case\n")
             return
