@@ -26,7 +26,8 @@ def _go_printed_debug1(path: Path) -> tuple[int, list[tuple[int, str]]]:
     for i, line in enumerate(lines):
         m = re.match(r"^(\d+) @", line)
         if m:
-            fn = lines[i + 1].split("\t")[2] if lines[i + 1].startswith("#") else ""
+            frames = [x for x in lines[i + 1 :] if x.startswith("#\t")]
+            fn = frames[0].split("\t")[2] if frames else ""
             stacks.append((int(m.group(1)), re.sub(r"\+0x[0-9a-f]+$", "", fn)))
     return total, stacks
 

@@ -129,3 +129,21 @@ def test_value_count_mismatch_is_refused() -> None:
     msg.sample.add(location_id=[], value=[1, 2])
     with pytest.raises(ProfileError, match="2 values, profile has 1 sample types"):
         profile.decode(msg.SerializeToString(), "mismatch")
+
+
+@pytest.mark.parametrize("vdir", version_dirs(), ids=version_ids())
+def test_profiler_labels_are_kept_on_request(vdir: Path) -> None:
+    path = vdir / "goroutine.pb.gz"
+    data = path.read_bytes()
+    labelled = profile.decode(data, str(path), keep_labels=True)
+    tagged = [s for s in labelled.samples if s.labels]
+    # The demo's pollers run under pprof.Do(..., Labels("feature", "subscriptions")).
+    assert tagged and {s.labels for s in tagged} == {(("feature", "subscriptions"),)}
+    debug1 = (vdir / "goroutine.debug1.txt").read_text()
+    assert '# labels: {"feature":"subscriptions"}' in debug1
+    assert sum(s.values[0] for s in tagged) >= 100
+    plain = profile.decode(data, str(path))
+    assert all(s.labels == () for s in plain.samples)
+    assert [(s.stack, s.values) for s in plain.samples] == [
+        (s.stack, s.values) for s in labelled.samples
+    ]

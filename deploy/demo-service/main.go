@@ -17,6 +17,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -26,6 +27,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -280,8 +282,12 @@ func main() {
 	}
 	if c.leakGoroutines {
 		every(c.goroutineRate, c.leakFor, func(i int) {
-			s := subscribe(fmt.Sprintf("client-%d", i), c.tickInterval)
-			time.AfterFunc(3*c.tickInterval, s.close)
+			// The pollers inherit this profiler label, as goroutines of
+			// services that tag work with pprof.Do do.
+			pprof.Do(context.Background(), pprof.Labels("feature", "subscriptions"), func(context.Context) {
+				s := subscribe(fmt.Sprintf("client-%d", i), c.tickInterval)
+				time.AfterFunc(3*c.tickInterval, s.close)
+			})
 		})
 	}
 	if c.leakCache {
