@@ -324,3 +324,32 @@ def test_pages_dir_holds_what_record_sh_writes() -> None:
     expected = {*TEXT_PAGES, "omserver.om.txt", "pages.json"}
     assert expected <= {p.name for p in PAGES.iterdir()}
     assert re.search(r"record_metrics\(\)", (TESTDATA / "record.sh").read_text())
+
+
+def _many_families(n: int) -> bytes:
+    return "".join(
+        f"# HELP fam_{i}_total Requests of family {i}.\n"
+        f"# TYPE fam_{i}_total counter\n"
+        f'fam_{i}_total{{code="200"}} {i}\n'
+        for i in range(n)
+    ).encode()
+
+
+def test_memory_bounded_with_many_families() -> None:
+    limits = Limits(max_families=2000)
+    peaks = []
+    for n in (30_000, 90_000):
+        data = _many_families(n)
+        tracemalloc.start()
+        try:
+            a = analyse(data, content_type=None, source="many", limits=limits)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert a.total_series == n
+        assert len(a.families) == 2001 and a.other_families == n - 2000
+        other = a.family(OTHER)
+        assert other is not None and other.series == n - 2000
+        peaks.append(peak)
+    # Tripling the families must not triple what the parser and analysis hold.
+    assert peaks[1] < 1.3 * peaks[0], peaks

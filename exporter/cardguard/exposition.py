@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -350,31 +351,38 @@ def _unescape_help(raw: bytes) -> str:
 # Text format 0.0.4
 
 
-def _text_family_for(name: str, families: dict[str, str]) -> str | None:
-    """Find the declared family a sample name belongs to (exact, then _sum/_count/_bucket)."""
-    if name in families:
-        return name
-    for suffix in ("_sum", "_count", "_bucket"):
-        if name.endswith(suffix):
-            base = name[: -len(suffix)]
-            ftype = families.get(base)
-            if ftype is not None and suffix in _TEXT_SUFFIXES.get(ftype, ()):
-                return base
-    return None
+class _TextFamily:
+    """What the text parser remembers about one family name."""
+
+    __slots__ = ("announced", "help", "samples", "type", "typed")
+
+    def __init__(self, ftype: str) -> None:
+        self.type = ftype
+        self.help: str | None = None
+        self.typed = False
+        self.samples = False
+        self.announced = False
 
 
 class _TextParser:
-    """Prometheus text format 0.0.4, with the bulk fast path for sample runs."""
+    """Prometheus text format 0.0.4, with the bulk fast path for sample runs.
+
+    It remembers at most ``FAMILY_MEMORY`` family names (the most recent), so
+    its memory is bounded on pages with millions of families. A family name
+    forgotten that way and met again (only on pages that scatter a family's
+    lines far apart) starts a new family, and a second TYPE line for it is not
+    noticed.
+    """
+
+    FAMILY_MEMORY = 20_000
 
     def __init__(self, data: bytes, source: str, chunk_bytes: int) -> None:
         self.data = data
         self.source = source
         self.chunk_bytes = chunk_bytes
-        self.types: dict[str, str] = {}  # declared or created family -> type
-        self.helps: dict[str, str] = {}
-        self.with_samples: set[str] = set()
-        self.announced: set[str] = set()
-        self.typed: set[str] = set()
+        # OrderedDict: dropping the oldest is O(1) (a dict slows down when emptied from the front).
+        self.fams: OrderedDict[str, _TextFamily] = OrderedDict()
+        self.pending: str | None = None  # family whose metadata is being read
 
     def error(self, line: int, message: str) -> ParseError:
         return ParseError(self.source, line, message)
@@ -399,16 +407,32 @@ class _TextParser:
             yield from self.sample_run(pos, run_end, lineno)
             lineno += data.count(b"\n", pos, run_end)
             pos = run_end
-        yield from self.flush_pending(lineno)
+        yield from self.announce_pending(None, lineno)
 
-    def flush_pending(self, lineno: int) -> Iterator[Family]:
-        # Metadata without samples still makes a family (with no series).
-        for name, ftype in self.types.items():
-            if name not in self.announced:
-                self.announced.add(name)
-                yield Family(name, ftype, self.helps.get(name), None, lineno)
+    def family(self, name: str) -> _TextFamily:
+        """The state of ``name``, created as untyped if new; forgets the oldest past the cap."""
+        fam = self.fams.get(name)
+        if fam is None:
+            fam = self.fams[name] = _TextFamily("untyped")
+            if len(self.fams) > self.FAMILY_MEMORY:
+                oldest, state = self.fams.popitem(last=False)
+                if oldest == self.pending:
+                    self.fams[oldest] = state
+        return fam
 
-    def comment(self, line: bytes, lineno: int) -> Iterator[Family]:
+    def announce_pending(self, unless: str | None, lineno: int) -> list[Family]:
+        """Announce a family that had metadata but no samples once another begins."""
+        name = self.pending
+        if name is None or name == unless:
+            return []
+        self.pending = None
+        fam = self.fams.get(name)
+        if fam is None or fam.announced:
+            return []
+        fam.announced = True
+        return [Family(name, fam.type, fam.help, None, lineno)]
+
+    def comment(self, line: bytes, lineno: int) -> list[Family]:
         parts = line[1:].lstrip(_BLANK)
         if parts.startswith(b"HELP") and (len(parts) == 4 or parts[4] in _BLANK):
             rest = parts[4:].lstrip(_BLANK)
@@ -416,12 +440,15 @@ class _TextParser:
             if m is None or (m.end() < len(rest) and rest[m.end()] not in _BLANK):
                 raise self.error(lineno, "HELP line without a valid metric name")
             name = m.group().decode("ascii")
-            if name in self.helps:
+            events = self.announce_pending(name, lineno)
+            fam = self.family(name)
+            if fam.help is not None:
                 raise self.error(lineno, f"second HELP line for metric name {name!r}")
-            text = rest[m.end() :].lstrip(_BLANK)
-            self.helps[name] = _unescape_help(text)
-            self.types.setdefault(name, "untyped")
-        elif parts.startswith(b"TYPE") and (len(parts) == 4 or parts[4] in _BLANK):
+            fam.help = _unescape_help(rest[m.end() :].lstrip(_BLANK))
+            if not fam.announced:
+                self.pending = name
+            return events
+        if parts.startswith(b"TYPE") and (len(parts) == 4 or parts[4] in _BLANK):
             fields = parts[4:].split()
             if len(fields) != 2 or _METRIC_NAME.fullmatch(fields[0]) is None:
                 raise self.error(lineno, "TYPE line must be '# TYPE <metric name> <type>'")
@@ -429,29 +456,44 @@ class _TextParser:
             ftype = fields[1].decode("ascii", "replace").lower()
             if ftype not in TEXT_TYPES:
                 raise self.error(lineno, f"unknown metric type {ftype!r} for {name!r}")
-            if name in self.with_samples:
+            events = self.announce_pending(name, lineno)
+            fam = self.family(name)
+            if fam.samples:
                 raise self.error(lineno, f"TYPE line for {name!r} after its samples")
-            if name in self.typed:
+            if fam.typed:
                 raise self.error(lineno, f"second TYPE line for metric name {name!r}")
-            self.types[name] = ftype
-            self.typed.add(name)
+            fam.type = ftype
+            fam.typed = True
+            if not fam.announced:
+                self.pending = name
+            return events
         # Any other comment is ignored, as the text format allows.
-        return iter(())
+        return []
 
     def family_of(self, name: str, lineno: int) -> tuple[str, Family | None]:
-        fam = _text_family_for(name, self.types)
+        fams = self.fams
+        fname = name
+        fam = fams.get(name)
         if fam is None:
-            fam = name
-            self.types[fam] = "untyped"
-        self.with_samples.add(fam)
+            for suffix in ("_sum", "_count", "_bucket"):
+                if name.endswith(suffix):
+                    base = fams.get(name[: -len(suffix)])
+                    if base is not None and suffix in _TEXT_SUFFIXES.get(base.type, ()):
+                        fname, fam = name[: -len(suffix)], base
+                        break
+            if fam is None:
+                fam = self.family(name)
+        fam.samples = True
         event = None
-        if fam not in self.announced:
-            self.announced.add(fam)
-            event = Family(fam, self.types[fam], self.helps.get(fam), None, lineno)
-        return fam, event
+        if not fam.announced:
+            fam.announced = True
+            if self.pending == fname:
+                self.pending = None
+            event = Family(fname, fam.type, fam.help, None, lineno)
+        return fname, event
 
     def allowed_names(self, fam: str) -> frozenset[bytes]:
-        suffixes = _TEXT_SUFFIXES.get(self.types[fam], ("",))
+        suffixes = _TEXT_SUFFIXES.get(self.fams[fam].type, ("",))
         return frozenset((fam + s).encode() for s in suffixes)
 
     def sample_run(self, start: int, end: int, lineno: int) -> Iterator[ScanEvent]:
@@ -487,7 +529,7 @@ class _TextParser:
                 return
             if event is not None:
                 # Undo the announcement; the strict path below re-announces in order.
-                self.announced.discard(fam)
+                self.fams[fam].announced = False
         yield from self.strict_lines(start, stop, lineno)
 
     def strict_lines(self, start: int, stop: int, lineno: int) -> Iterator[ScanEvent]:
@@ -514,7 +556,7 @@ class _TextParser:
         fam, event = self.family_of(name, lineno)
         if event is not None:
             yield event
-        ftype = self.types[fam]
+        ftype = self.fams[fam].type
         try:
             if ftype == "histogram" and name.endswith("_bucket") and name != fam:
                 _check_bound(labels, "le")
