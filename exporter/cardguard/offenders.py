@@ -605,6 +605,15 @@ def _best_site(use: _LibraryUse, kind: str) -> tuple[str, str, str, tuple[str, .
     return key[1], caller, entry, stack
 
 
+def _other_sites(use: _LibraryUse, kind: str, best: str, limit: int = 4) -> list[str]:
+    """Other call sites into the client library for one metric type, heaviest first."""
+    sites = sorted(
+        ((k[1], v) for k, v in use.sites.items() if k[0] == kind and k[1] != best),
+        key=lambda kv: -kv[1],
+    )
+    return [f"{name}: {_human_bytes(v)}" for name, v in sites[:limit]]
+
+
 def _owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
     return _memo(profile, "owners", _compute_owner_totals)
 
@@ -863,13 +872,23 @@ def _label_offender(
         "This protects Prometheus but NOT the target's own heap: the process still creates "
         f"and keeps one child per {st.label} value until the instrumentation changes. "
     )
-    if site is not None:
+    if site is not None and use is not None:
         where, _caller, entry, stack = site
         evidence["call_site"] = where
         evidence["stack"] = list(stack)
+        others = _other_sites(use, st.metric_type, where)
+        if others:
+            # The heap cannot tell which vector a child belongs to, only its type.
+            evidence["other_call_sites"] = others
         fix += (
-            f"Fix the instrumentation at {where}, which calls {_short(entry)}: pass a bounded "
-            f"value (a route template, not the raw {shape}) or remove the label."
+            f"Fix the instrumentation at {where}"
+            + (
+                " (the heaviest of the call sites the heap shows for this metric type)"
+                if others
+                else ""
+            )
+            + f", which calls {_short(entry)}: pass a bounded value (a route template, not "
+            f"the raw {shape}) or remove the label."
         )
     else:
         fix += (
