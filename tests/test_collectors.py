@@ -14,6 +14,7 @@ from prometheus_client.samples import Sample
 import local_http
 from cardguard.collectors import ReloadCollector, ReloadStatus, target_collectors
 from cardguard.config import Caps, GlobalConfig, ProfilesConfig, TargetConfig, Thresholds
+from cardguard.pprof import goroutines as gr
 from cardguard.rules import DEFAULT_RULES, Rules
 from cardguard.scheduler import TargetSnapshot, TargetWorker
 from support import TESTDATA, free_port
@@ -159,6 +160,8 @@ def test_series_added_and_removed_counters(server: local_http.Running) -> None:
     ss = samples([w.snapshot])
     assert one(ss, "cardguard_family_series_added_total", family="a") == 3
     assert one(ss, "cardguard_family_series_removed_total", family="a") == 6
+    # Families that did not change are exported at 0 (so rate() has data), others fold.
+    assert one(ss, "cardguard_family_series_removed_total", family="__other__") == 0
 
 
 def _profile_server(srv: local_http.Running) -> None:
@@ -186,7 +189,7 @@ def test_profile_series_add_up(server: local_http.Running) -> None:
     w.collect_profiles()  # heap base, goroutine debug=1, goroutineleak
     ss1 = samples([w.snapshot])
     server.routes["/debug/pprof/heap"] = local_http.ok((PPROF / "heap.pb.gz").read_bytes())
-    w.collect_profiles()  # heap again (delta), goroutine debug=2 (204 < 1000)
+    w.collect_profiles()  # heap again (delta), goroutine debug=2 (about 200 < 1000)
     ss = samples([w.snapshot])
     total = one(ss, "cardguard_heap_inuse_bytes", target="t")
     owners = values(ss, "cardguard_heap_owner_inuse_bytes", target="t")
@@ -198,15 +201,18 @@ def test_profile_series_add_up(server: local_http.Running) -> None:
     assert heap is not None and heap.delta_bytes is not None
     deltas = values(ss, "cardguard_heap_owner_inuse_bytes_delta", target="t")
     assert sum(deltas.values()) == heap.delta_bytes.total_delta
+    full = gr.parse((PPROF / "goroutine.debug2.txt").read_bytes(), "x")
+    leak = gr.parse((PPROF / "goroutineleak.debug1.txt").read_bytes(), "x", kind="goroutineleak")
+    ticker = next(g for g in gr.group(full) if g.function == "main.subscribe.func1")
     gor = one(ss, "cardguard_goroutines", target="t")
     groups = values(ss, "cardguard_goroutine_group_goroutines", target="t")
-    assert sum(groups.values()) == gor == 204
+    assert sum(groups.values()) == gor == full.total
     sub = {k: v for k, v in groups.items() if dict(k)["function"] == "main.subscribe.func1"}
-    assert list(sub.values()) == [200]
+    assert list(sub.values()) == [ticker.count]
     (key,) = sub
     gid, creator = dict(key)["group"], dict(key)["created_by"]
     assert creator == "main.subscribe"
-    assert one(ss, "cardguard_goroutine_group_leaked", group=gid) == 200
+    assert one(ss, "cardguard_goroutine_group_leaked", group=gid) == leak.total
     assert one(ss, "cardguard_goroutine_group_max_wait_seconds", group=gid) % 60 == 0
     assert one(ss, "cardguard_goroutineleak_supported", target="t") == 1
     # The group's label set is the same from the debug=1 round (no creator there) and after.

@@ -391,6 +391,11 @@ class TargetWorker:
             removed = dict(prev.series_removed)
             visible, capped = self._visible_metrics(prev.visible, page, g)
             if not churn.baseline:
+                # Counters start at 0 for every shown family (and the overflow), so
+                # rate() works before the first change; the keys are bounded by the caps.
+                for key in (*visible.families, OTHER):
+                    added.setdefault(key, 0)
+                    removed.setdefault(key, 0)
                 for fc in churn.families:
                     key = fc.name if fc.name in visible.families else OTHER
                     if fc.series_added:
