@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 
 from cardguard.errors import ProfileError
 from cardguard.pprof import goroutines as gr
 from pprof_support import leak_dirs, parse_top, version_dirs, version_ids
+from support import Process
 
 LEAKER = "main.subscribe.func1"
 
@@ -220,3 +222,11 @@ def test_debug2_call_lines_lose_their_arguments(line: str, want: str) -> None:
     dump = f"goroutine 7 [select, 3 minutes]:\n{line}\n\t/x.go:1 +0x1\n".encode()
     (rec,) = gr.parse(dump, "d").records
     assert rec.frames == (want,) and rec.state == "select" and rec.wait_minutes == 3
+
+
+def test_other_count_profiles_are_not_goroutine_profiles(leaky_demo: Process) -> None:
+    url = f"{leaky_demo.base_url}/debug/pprof/threadcreate?debug=1"
+    body = requests.get(url, timeout=10).content
+    assert body.startswith(b"threadcreate profile: total ")
+    with pytest.raises(ProfileError, match=r"not a goroutine profile: a threadcreate profile"):
+        gr.parse(body, url)

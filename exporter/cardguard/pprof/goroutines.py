@@ -200,6 +200,8 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     if m is None:
         raise ProfileError(source, "line 1: expected '<kind> profile: total N'")
     header_kind = m.group(1).decode()
+    if header_kind not in KINDS:
+        raise ProfileError(source, f"not a goroutine profile: a {header_kind} profile")
     total = int(m.group(2))
     if kind is None:
         kind = "goroutineleak" if header_kind == "goroutineleak" else "goroutine"
@@ -220,9 +222,11 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             if line.startswith("# labels:"):
                 continue
             parts = line[1:].split()
-            if len(parts) < 2:
+            if not parts:
                 raise ProfileError(source, f"line {lineno}: malformed frame line")
-            frames.append(normalise_function(_OFFSET.sub("", parts[1])))
+            # "#\t0xPC" alone: Go could not name the function; the PC stands in.
+            name = parts[1] if len(parts) > 1 else parts[0]
+            frames.append(normalise_function(_OFFSET.sub("", name)))
             continue
         head, sep, _ = line.partition(" @")
         if not sep or not head.strip().isdigit():
