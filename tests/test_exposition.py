@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cardguard import exposition
 from cardguard.cardinality import analyse
@@ -21,10 +23,16 @@ def samples(text: str, fmt: exposition.Format = "text") -> list[Sample]:
     return [e for e in events(text, fmt) if isinstance(e, Sample)]
 
 
-def error(text: str, fmt: exposition.Format = "text") -> ParseError:
+def error(text: str, fmt: exposition.Format = "text", *, analysed: bool = True) -> ParseError:
+    """The error every path gives: strict parse, fast parse and (unless told) the analysis."""
     for fast in (True, False):
         with pytest.raises(ParseError) as info:
             events(text, fmt, fast=fast)
+    if analysed:
+        with pytest.raises(ParseError) as again:
+            analyse(text.encode(), content_type=None, source="page.txt", fmt=fmt)
+        assert again.value.line == info.value.line
+        assert again.value.message == info.value.message
     return info.value
 
 
@@ -123,11 +131,14 @@ def test_blank_lines_and_comments_are_ignored_in_text() -> None:
         ("# TYPE m fancy\n", 1, "unknown metric type 'fancy'"),
         ("m 1\n# TYPE m counter\n", 2, "TYPE line for 'm' after its samples"),
         ('# TYPE h histogram\nh_bucket{le="x"} 1\n', 2, "label 'le'"),
+        ('# TYPE s summary\ns{quantile="0.5"} 1\ns{quantile="a\\"b"} 1\n', 3, "'quantile'"),
         ("9m 1\n", 1, "expected a metric name"),
     ],
 )
 def test_text_errors_name_the_line(page: str, line: int, message: str | None) -> None:
-    err = error(page)
+    # Duplicate label names in one line are caught by the per-line parser only;
+    # the analysis' bulk path does not look for them (see exposition's docstring).
+    err = error(page, analysed="duplicate" not in (message or ""))
     assert err.line == line
     assert str(err).startswith(f"page.txt:{line}: ")
     if message:
@@ -182,3 +193,57 @@ def test_detect_format() -> None:
     assert exposition.detect_format(None, b"a 1\n# EOF") == "openmetrics"
     assert exposition.detect_format(None, b"a 1\n") == "text"
     assert exposition.detect_format(None, b"") == "text"
+
+
+_PIECES = st.sampled_from(
+    [
+        b"m",
+        b"_bucket",
+        b"{",
+        b"}",
+        b"=",
+        b'"',
+        b",",
+        b"le",
+        b"a",
+        b" ",
+        b"\t",
+        b"\n",
+        b"\\",
+        b"1",
+        b"-2.5e3",
+        b"NaN",
+        b"+Inf",
+        b"# TYPE m histogram\n",
+        b"# HELP m h\n",
+        b"# EOF\n",
+        b"# TYPE m counter\n",
+        b"\xff",
+        b"\xc3\xa9",
+        b"#",
+        b"quantile",
+        b"_total",
+        b"0x1p-2",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map(b"".join))
+def test_arbitrary_input_parses_or_fails_with_a_line(data: bytes) -> None:
+    def outcome(fmt: exposition.Format, how: str) -> int:
+        try:
+            if how == "analyse":
+                analyse(data, content_type=None, source="fuzz", fmt=fmt)
+            else:
+                list(exposition.parse(data, fmt, "fuzz", fast=how == "fast"))
+        except ParseError as exc:
+            assert exc.line >= 1
+            return exc.line
+        return 0
+
+    formats: tuple[exposition.Format, ...] = ("text", "openmetrics")
+    for fmt in formats:
+        outcomes = {outcome(fmt, how) for how in ("fast", "strict", "analyse")}
+        if b"{" not in data:  # no label sets: no repeated label names either
+            assert len(outcomes) == 1, outcomes

@@ -16,9 +16,12 @@ Pure: bytes in, events out; no I/O. Two entry points:
     trustworthy as the per-line samples; lines of any other shape go through
     the strict per-line parser. Consumers that count (``cardinality``) read a
     block with ``block_label_pairs`` / ``block_series_keys`` without creating
-    a Python object per sample. OpenMetrics pages always take the strict path,
-    because their semantic rules (histogram groups, exemplars, ordering) are
-    checked per sample.
+    a Python object per sample. The bulk checks are the per-line parser's
+    (syntax, UTF-8, family membership, numeric ``le``/``quantile``) except
+    one: a label name repeated within one line is only caught per line, by
+    ``parse``. OpenMetrics pages always take the strict path, because their
+    semantic rules (histogram groups, exemplars, ordering) are checked per
+    sample.
 
 Format choice follows Prometheus: ``detect_format`` looks at the Content-Type
 (``application/openmetrics-text`` means OpenMetrics, anything else the text
@@ -210,6 +213,11 @@ _FAST_LINE = re.compile(
 # Anchoring on the '{' or ',' before the name keeps the search from retrying
 # inside every word of a long value; validated lines keep it in step.
 _PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED + rb")")
+# Values of the bucket/quantile label in validated lines, per family type.
+_BOUND_VALUES = {
+    "histogram": re.compile(rb"[{,]le=(" + _QUOTED + rb")"),
+    "summary": re.compile(rb"[{,]quantile=(" + _QUOTED + rb")"),
+}
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
 
@@ -522,7 +530,7 @@ class _TextParser:
             distinct = set(names)
             first = names[0].decode("ascii")
             fam, event = self.family_of(first, lineno)
-            if distinct <= self.allowed_names(fam):
+            if distinct <= self.allowed_names(fam) and self.bounds_valid(fam, start, end):
                 if event is not None:
                     yield event
                 yield SampleBlock(fam, data, start, end, lineno, lines)
@@ -531,6 +539,23 @@ class _TextParser:
                 # Undo the announcement; the strict path below re-announces in order.
                 self.fams[fam].announced = False
         yield from self.strict_lines(start, stop, lineno)
+
+    def bounds_valid(self, fam: str, start: int, end: int) -> bool:
+        """Whether every ``le`` (histogram) or ``quantile`` (summary) value is a number.
+
+        The search is not aligned on label pairs, but a raw '"' cannot occur
+        inside a quoted value, so a false hit can only capture text with an '='
+        in it, which fails here and sends the chunk to the strict parser.
+        """
+        bound = _BOUND_VALUES.get(self.fams[fam].type)
+        if bound is None:
+            return True
+        for quoted in set(bound.findall(self.data, start, end)):
+            try:
+                float(quoted[1:-1])
+            except ValueError:
+                return False
+        return True
 
     def strict_lines(self, start: int, stop: int, lineno: int) -> Iterator[ScanEvent]:
         data = self.data
