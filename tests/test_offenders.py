@@ -435,3 +435,26 @@ def test_growth_alone_makes_a_label_explosion(tmp_path: Path) -> None:
     assert o.evidence["new_values"] >= last[1] - first[1] > 0
     # a label that does not grow is not an offender under the same rules
     assert not [x for x in found if x.kind == "label_explosion" and x.label != "start_point"]
+
+
+def test_goroutines_blocked_past_the_limit(tmp_path: Path) -> None:
+    """A Go 1.19 dump (tests/testdata/pprof, recorded over a minute after the leak stopped)."""
+    from cardguard.pprof import goroutines as gr
+
+    data = (TESTDATA / "pprof" / "go1.19" / "goroutine.debug2.txt").read_bytes()
+    snap = gr.parse(data, "goroutine.debug2.txt")
+    view = TargetView("old", goroutines=(off.GoroutinePoint.of(snap, 0.0),))
+    # one snapshot, no leak profile: only the wait-time rule can fire, and not at 10m
+    assert detect(view) == []
+    rules = rules_from(tmp_path, "rules:\n  goroutine_leak: {max_wait: 1m, min_blocked: 10}\n")
+    o = one(detect(view, rules), "goroutine_leak", function="main.subscribe.func1")
+    assert o.severity == "info"  # blocked_severity: long waits may be a worker pool
+    assert o.evidence["max_wait_minutes"] >= 1
+    assert o.evidence["reasons"][0].endswith("(limit 1)")
+    assert o.evidence["blocking"] == "chan receive"
+    rules = rules_from(
+        tmp_path, "rules:\n  goroutine_leak: {max_wait: 1m, blocked_severity: critical}\n"
+    )
+    assert one(detect(view, rules), "goroutine_leak", function="main.subscribe.func1").severity == (
+        "critical"
+    )
