@@ -258,3 +258,29 @@ def test_check_config_command(tmp_path: Path) -> None:
         cardguard_argv("check-config", str(tmp_path / "nope.yml")), capture_output=True, text=True
     )
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_example_config_validates_and_documents_every_option() -> None:
+    from cardguard import config as c
+    from support import REPO
+
+    example = REPO / "deploy" / "cardguard.yml"
+    cfg = load_config(example)
+    assert [t.name for t in cfg.targets] == ["demo", "api"]
+    text = example.read_text()
+    keys = (
+        *c._GLOBAL_KEYS,
+        *c._CAPS_KEYS,
+        *c._THRESHOLD_KEYS,
+        *c._TARGET_KEYS,
+        *c._BASIC_AUTH_KEYS,
+        *c._TLS_KEYS,
+        *c._PROFILE_KEYS,
+        *c._TOP_KEYS,
+    )
+    missing = [k for k in keys if f"{k}:" not in text]
+    assert missing == []
+    # The documented defaults are the real defaults.
+    api = cfg.targets[1]
+    assert cfg.global_ == c.GlobalConfig()
+    assert api.profiles == c.ProfilesConfig(timeout=5.0)
