@@ -159,3 +159,22 @@ def test_untracked_series_say_so() -> None:
     tracker.update(a, 0)
     fam = tracker.update(a, 60).family("m")
     assert fam is not None and not fam.tracked
+
+
+def test_value_hashes_bounded_per_page_and_per_target() -> None:
+    body = "".join(
+        f"# TYPE f{f} gauge\n" + "".join(f'f{f}{{id="{f}-{i}"}} 1\n' for i in range(3000))
+        for f in range(40)
+    )
+    limits = Limits(max_value_fingerprints_total=20_000)
+    a = analyse(body.encode(), content_type=None, source="p", limits=limits)
+    held = [lab.values for f in a.families for lab in f.labels if lab.values is not None]
+    assert len(held) == 40
+    assert sum(len(v.hashes) for v in held) <= 20_000 + 2048
+    tracker = ChurnTracker(max_value_hashes=4000)
+    tracker.update(a, 0)
+    assert sum(len(v.hashes) for v in tracker._values.values()) <= 4000
+    report = tracker.update(a, 60)
+    lab = report.label("f0", "id")
+    assert lab is not None and lab.values_added == lab.values_removed == 0
+    assert lab.estimated and abs(lab.distinct_values - 3000) < 100

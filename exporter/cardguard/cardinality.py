@@ -66,6 +66,8 @@ class Limits:
     """Series fingerprints kept per family for churn; 0 skips fingerprinting."""
     value_fingerprints: int = 2048
     """Value hashes kept per label for churn."""
+    max_value_fingerprints_total: int = 200_000
+    """Value hashes kept over all labels of a page; past it labels sample more coarsely."""
     classify_sample: int = 200
     """Values per label handed to the pattern classifier."""
 
@@ -220,10 +222,13 @@ class PageAnalysis:
 
 
 class _Budget:
-    __slots__ = ("left",)
+    """What is left of the page-wide allowances for exact values and value hashes."""
 
-    def __init__(self, left: int) -> None:
+    __slots__ = ("hashes", "left")
+
+    def __init__(self, left: int, hashes: int) -> None:
         self.left = left
+        self.hashes = hashes
 
 
 class _LabelAcc:
@@ -237,11 +242,20 @@ class _LabelAcc:
         self.hll: HyperLogLog | None = None
         self.limits = limits
         self.budget = budget
-        self.values = HashSample(limits.value_fingerprints)
+        self.values = HashSample(max(64, min(limits.value_fingerprints, budget.hashes)))
 
     def add(self, values: set[bytes]) -> None:
         """Add a set of (unescaped, UTF-8) values."""
-        self.values.add_hashes(map(hash, values))
+        sample = self.values
+        before = len(sample.hashes)
+        sample.add_hashes(map(hash, values))
+        self.budget.hashes -= len(sample.hashes) - before
+        while self.budget.hashes < 0 and sample.cap > 64:
+            # Over the page-wide allowance: this label keeps a coarser sample.
+            sample.cap = max(64, sample.cap // 2)
+            before = len(sample.hashes)
+            sample.add_hashes(())
+            self.budget.hashes += before - len(sample.hashes)
         if self.hll is not None:
             self.hll.add(values)
             return
@@ -388,7 +402,7 @@ def analyse(
 ) -> PageAnalysis:
     """Analyse one exposition page; raise ``ParseError`` if it is malformed."""
     fmt = fmt or detect_format(content_type, data)
-    budget = _Budget(limits.max_exact_values_total)
+    budget = _Budget(limits.max_exact_values_total, limits.max_value_fingerprints_total)
     families: dict[tuple[str, str], _FamilyAcc] = {}
     by_name: dict[str, _FamilyAcc] = {}
     other: _FamilyAcc | None = None

@@ -13,9 +13,9 @@ Series identity comes from the fingerprints the analysis kept
 from each label's value sample. Both are ``HashSample``s: exact up to their
 cap, beyond it a hash-selected 1/2**level sample, so added/removed counts are
 then estimates scaled by 2**level and marked ``estimated``. The tracker holds
-at most ``max_fingerprints`` series hashes per target in total (it samples
-large families more coarsely to stay under it) and at most ``max_labels``
-growth histories.
+at most ``max_fingerprints`` series hashes and about ``max_value_hashes``
+label-value hashes per target in total (it samples large families and labels
+more coarsely to stay under them) and at most ``max_labels`` growth histories.
 
 Growth per hour is the least-squares slope of a label's distinct-value count
 over the last ``window`` seconds, so a steady leak of a few values per scrape
@@ -141,11 +141,13 @@ class ChurnTracker:
         *,
         window: float = 3600.0,
         max_fingerprints: int = 200_000,
+        max_value_hashes: int = 200_000,
         max_labels: int = 10_000,
         points_per_window: int = 60,
     ) -> None:
         self.window = window
         self.max_fingerprints = max_fingerprints
+        self.max_value_hashes = max_value_hashes
         self.max_labels = max_labels
         self.min_spacing = window / points_per_window
         self._series: dict[str, HashSample] = {}
@@ -162,6 +164,8 @@ class ChurnTracker:
         values: dict[tuple[str, str], HashSample] = {}
         with_prints = [f for f in analysis.families if f.fingerprints is not None]
         budget = self.max_fingerprints // max(1, len(with_prints))
+        n_labels = sum(1 for f in analysis.families for lab in f.labels if lab.values is not None)
+        value_budget = max(64, self.max_value_hashes // max(1, min(n_labels, self.max_labels)))
         for fam in analysis.families:
             added = removed = 0
             estimated = False
@@ -189,14 +193,15 @@ class ChurnTracker:
                 v_added = v_removed = 0
                 v_est = lab.estimated
                 if lab.values is not None and len(values) < self.max_labels:
-                    values[key] = lab.values
+                    cur_values = _shrink(lab.values, value_budget)
+                    values[key] = cur_values
                     pv = self._values.get(key)
                     if pv is not None and not baseline:
-                        v_added, v_removed, sampled = _diff(pv, lab.values)
+                        v_added, v_removed, sampled = _diff(pv, cur_values)
                         v_est = v_est or sampled
                     elif not baseline:
-                        v_added = lab.values.estimate()
-                        v_est = v_est or not lab.values.exact
+                        v_added = cur_values.estimate()
+                        v_est = v_est or not cur_values.exact
                 labs.append(
                     LabelChurn(
                         fam.name,
