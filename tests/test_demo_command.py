@@ -22,7 +22,7 @@ def test_demo_once_shows_urls_and_a_leak_alert(tmp_path: Path) -> None:
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
     urls = dict(
-        re.findall(r"^\s+(demo service|cardguard|Prometheus|Alertmanager)\s+(\S+)", out, re.M)
+        re.findall(r"^  (demo service|cardguard|Prometheus|Alertmanager)\s+(http:\S+)", out, re.M)
     )
     assert set(urls) == {"demo service", "cardguard", "Prometheus", "Alertmanager"}, out
     assert re.search(
