@@ -248,6 +248,12 @@ def test_offender_series_capped(server: local_http.Running) -> None:
     w.collect_profiles()
     found = w.snapshot.offenders
     assert len(found) >= 2
+    assert one(samples([w.snapshot]), "cardguard_output_capped", kind="offender") == 0
+    capped = make_worker(server.base_url, GlobalConfig(caps=Caps(offenders=1)))
+    capped.scrape_metrics()
+    capped.collect_profiles()
+    assert len(capped.snapshot.offenders) > 1
+    assert one(samples([capped.snapshot]), "cardguard_output_capped", kind="offender") == 1
     ss = samples([w.snapshot], offender_cap=1)
     info = values(ss, "cardguard_offender", target="t")
     assert len(info) == 1

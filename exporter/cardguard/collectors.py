@@ -155,7 +155,10 @@ class CardinalityCollector(Collector):
         for snap in self._snapshots():
             name = snap.target
             for kind in OUTPUT_KINDS:
-                capped.add_metric([name, kind], 1.0 if kind in snap.visible.capped else 0.0)
+                folded = kind in snap.visible.capped or (
+                    kind == "offender" and snap.offenders_capped
+                )
+                capped.add_metric([name, kind], 1.0 if folded else 0.0)
             for fam, n in sorted(snap.series_added.items()):
                 added.add_metric([name, fam], float(n))
             for fam, n in sorted(snap.series_removed.items()):
@@ -183,11 +186,17 @@ class CardinalityCollector(Collector):
             churn = snap.churn
             growth_of = {(c.family, c.label): c for c in churn.labels} if churn else {}
             folded_max = 0
+            emitted: set[tuple[str, str]] = set()
             for f in real:
                 for lab in f.labels:
                     if (f.name, lab.name) not in vis.labels:
                         folded_max = max(folded_max, lab.distinct_values)
                         continue
+                    if (f.name, lab.name) in emitted:
+                        # OpenMetrics pages may repeat a family name with another type;
+                        # one series per label set (Prometheus rejects duplicates).
+                        continue
+                    emitted.add((f.name, lab.name))
                     lv = [name, f.name, lab.name]
                     distinct.add_metric(lv, float(lab.distinct_values))
                     estimated.add_metric(lv, 1.0 if lab.estimated else 0.0)
@@ -391,13 +400,13 @@ class OffenderCollector(Collector):
         cap = self._cap()
         for snap in self._snapshots():
             by_sev = dict.fromkeys(SEVERITIES, 0)
-            for i, o in enumerate(snap.offenders):
+            shown: set[tuple[str, ...]] = set()
+            for o in snap.offenders:
                 by_sev[o.severity] = by_sev.get(o.severity, 0) + 1
-                if i < cap:
-                    info.add_metric(
-                        [snap.target, o.id, o.kind, o.severity, o.family, o.label, o.function],
-                        1.0,
-                    )
+                lv = (snap.target, o.id, o.kind, o.severity, o.family, o.label, o.function)
+                if len(shown) < cap and lv not in shown:
+                    shown.add(lv)
+                    info.add_metric(list(lv), 1.0)
             for sev, n in by_sev.items():
                 counts.add_metric([snap.target, sev], float(n))
         yield from (info, counts)

@@ -150,6 +150,7 @@ class TargetSnapshot:
     group_creators: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     offenders: tuple[offenders.Offender, ...] = ()
     offenders_error: str | None = None
+    offenders_capped: bool = False  # more offenders than global.caps.offenders
     visible: Visible = field(default_factory=Visible)
     window_seconds: float = 0.0
     snapshots: int = 0
@@ -615,7 +616,13 @@ class TargetWorker:
                 extra={"target": self.target.name, "endpoint": "offenders", "reason": "other"},
             )
             return {"offenders_error": f"{type(exc).__name__}: {exc}", "window_seconds": window}
-        return {"offenders": tuple(found), "offenders_error": None, "window_seconds": window}
+        g, _ = self._settings()
+        return {
+            "offenders": tuple(found),
+            "offenders_error": None,
+            "offenders_capped": len(found) > g.caps.offenders,
+            "window_seconds": window,
+        }
 
     def adopt(self, old: TargetWorker) -> None:
         """Carry history and snapshot over from the worker this one replaces (same URL)."""
