@@ -628,6 +628,9 @@ class TargetWorker:
         """Carry history and snapshot over from the worker this one replaces (same URL)."""
         with old._lock:
             self._churn = old._churn
+            # The old worker's thread may still finish a fetch in flight; let it update a
+            # throwaway tracker rather than the one this worker now owns.
+            old._churn = ChurnTracker(window=HISTORY_WINDOW)
             self._metrics_points = list(old._metrics_points)
             self._heap_points = list(old._heap_points)
             self._goroutine_points = list(old._goroutine_points)
