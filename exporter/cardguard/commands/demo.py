@@ -344,12 +344,23 @@ def _bring_up(workdir: Path, for_scale: float, echo: Any) -> Iterator[_Running]:
             "demo": demo.url,
             "cardguard": cardguard.url,
             "prometheus": prom.url,
+            "prometheus_alerts": prom.url + _alerts_page(prom.url),
             "alertmanager": am.url,
         }
         yield _Running(urls, receiver.first_leak)
     finally:
         receiver.close()
         stack.stop()
+
+
+def _alerts_page(base: str) -> str:
+    """Return the path of Prometheus' alerts page: Debian's build only has the classic UI."""
+    for path in ("/alerts", "/classic/alerts"):
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            with urllib.request.urlopen(base + path, timeout=5) as r:
+                if r.status == 200:
+                    return path
+    return "/api/v1/alerts"
 
 
 def _banner(urls: dict[str, str], workdir: Path, for_scale: float) -> str:
@@ -359,7 +370,7 @@ cardguard demo is running (configs, logs and data in {workdir}).
 
   demo service   {urls["demo"]}/metrics   {urls["demo"]}/debug/pprof/
   cardguard      {urls["cardguard"]}/   report: {urls["cardguard"]}/report
-  Prometheus     {urls["prometheus"]}/alerts   (rules/ loaded, every for: divided by {for_scale:g})
+  Prometheus     {urls["prometheus_alerts"]}   (rules/ loaded, every for: divided by {for_scale:g})
   Alertmanager   {urls["alertmanager"]}/#/alerts   (deploy/alertmanager/alertmanager.yml)
   Grafana        import {grafana}/*.json into a Grafana whose Prometheus is {urls["prometheus"]}
 
@@ -406,21 +417,26 @@ def demo(duration: str, once: bool, for_scale: float, workdir: Path | None) -> N
             )
         workdir.mkdir(parents=True, exist_ok=True)
         echo = click.echo
-        got_signal = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: got_signal.set())
+        # SIGTERM (and a SIGINT before the stack is up) still unwinds through
+        # the ExitStack, so every process started is stopped.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         running = cleanup.enter_context(_bring_up(workdir, for_scale, echo))
-        leak = running.first_leak
         echo(_banner(running.urls, workdir, for_scale))
         deadline = time.monotonic() + limit if limit else None
         try:
-            while not got_signal.is_set():
-                if once and leak.is_set():
+            while True:
+                if once and running.first_leak.is_set():
                     echo("cardguard demo: a leak alert reached the receiver; stopping (--once).")
                     return
                 if deadline is not None and time.monotonic() >= deadline:
                     if once:
                         raise DemoError(f"no leak alert reached the receiver within {duration}")
+                    echo(f"cardguard demo: {duration} passed; stopping.")
                     return
-                leak.wait(0.5)
+                running.first_leak.wait(0.5)
         except KeyboardInterrupt:
             echo("\ncardguard demo: stopping.")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
