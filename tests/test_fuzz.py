@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cardguard import cardinality, exposition
+from cardguard import allowlist, cardinality, exposition, tsdb
 from cardguard.errors import ParseError, ProfileError
 from cardguard.pprof import goroutines, heap, profile, profile_pb2
 from support import TESTDATA
@@ -81,11 +81,38 @@ def check_goroutines(data: bytes) -> None:
         goroutines.by_creator(snap)
 
 
+def check_tsdb(data: bytes) -> None:
+    try:
+        status = tsdb.parse(data, "fuzz", limit=20)
+    except ParseError as exc:
+        assert str(exc).startswith("fuzz")
+        return
+    tsdb.TSDBView.new(5, 1, 1).rows(status)
+    tsdb.metrics_point(status, 0.0)
+
+
+def check_probe_target(data: bytes) -> None:
+    raw = data.decode("utf-8", "replace")
+    allow = allowlist.build(["127.0.0.0/8", "*.example", "app:80"])
+
+    def resolve(host: str, port: int) -> list[str]:
+        # Name resolution is not under test here; every name resolves outside the CIDR.
+        return ["192.0.2.1"]
+
+    r = allowlist.check(allow, raw, resolve)
+    if isinstance(r, allowlist.Refusal):
+        assert r.reason in allowlist.REASONS
+    else:
+        assert r.scheme in ("http", "https") and "@" not in r.url
+
+
 CHECKS: dict[str, Callable[[bytes], None]] = {
     "exposition-text": check_exposition_text,
     "exposition-openmetrics": check_exposition_openmetrics,
     "profile": check_profile,
     "goroutine": check_goroutines,
+    "tsdb": check_tsdb,
+    "probe-target": check_probe_target,
 }
 
 
@@ -438,6 +465,75 @@ def test_fuzz_mutated_real_inputs(real_inputs: dict[str, list[bytes]], data: st.
     _run(target, mutated)
     if target == "exposition-text":
         _run("exposition-openmetrics", mutated)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "value",
+                    "status",
+                    "data",
+                    "headStats",
+                    "numSeries",
+                    "seriesCountByMetricName",
+                    "labelValueCountByLabelName",
+                    "error",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(_json_values)
+def test_fuzz_tsdb_status(doc: object) -> None:
+    import json
+
+    body = {"status": "success", "data": doc} if not isinstance(doc, dict) else doc
+    _run("tsdb", json.dumps(body, allow_nan=True).encode())
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            lambda s, u, h, p: f"{s}{u}{h}{p}",
+            st.sampled_from(
+                ["", "http://", "https://", "HTTP://", "ftp://", "file:", "//", "http:/"]
+            ),
+            st.sampled_from(["", "a@", "a:b@", "@", "%40@"]),
+            st.sampled_from(
+                [
+                    "127.0.0.1",
+                    "[::1]",
+                    "[::ffff:127.0.0.1]",
+                    "x.example",
+                    "app",
+                    "",
+                    "0x7f.1",
+                    "2130706433",
+                    "[fe80::1%eth0]",
+                    "ex ample",
+                ]
+            ),
+            st.sampled_from(
+                ["", ":80", ":0", ":65536", ":-1", ":abc", "/path", "?q=1", "#f", ":80@x"]
+            ),
+        ),
+    )
+)
+def test_fuzz_probe_targets(raw: str) -> None:
+    _run("probe-target", raw.encode("utf-8", "surrogatepass"))
 
 
 def _regression_cases() -> list[tuple[str, Path]]:
