@@ -359,3 +359,20 @@ def test_apply_keeps_unchanged_workers_and_history(go127: local_http.Running) ->
         assert sched.snapshots() == [] and sched.worker("demo") is None
     finally:
         sched.stop()
+
+
+def test_profiles_on_their_own_interval(go127: local_http.Running) -> None:
+    t = TargetConfig(
+        name="demo",
+        url=go127.base_url,
+        interval=0.1,
+        timeout=1.0,
+        profiles=ProfilesConfig(interval=60.0, goroutine=False, goroutineleak="false"),
+    )
+    sched = Scheduler(Config(source="t", global_=GlobalConfig(), targets=(t,)))
+    sched.start()
+    try:
+        wait_for(lambda: paths(go127).count("/metrics") >= 5, 15, "five /metrics scrapes")
+    finally:
+        sched.stop()
+    assert paths(go127).count("/debug/pprof/heap") == 1  # once at start, next one in 60s

@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
+import local_http
 import promstack
 from support import Process, cardguard_argv, free_port, running, wait_for
 
@@ -299,3 +300,65 @@ def test_serve_refuses_invalid_config(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert f"{cfg}:3: targets[0].url" in out.stderr
     assert f"{cfg}:4: targets[0].timeout: expected a duration like 30s, got '1x'" in out.stderr
+
+
+def test_hostile_targets_never_break_the_server(leaky_demo: Process, tmp_path: Path) -> None:
+    """Broken targets become failure series with a bounded reason; every page stays 200."""
+    with local_http.serve({}) as evil:
+        stop = evil.stop_event
+        evil.routes.update(
+            {
+                "/bomb/metrics": local_http.gzip_bomb(256 << 20),
+                "/html/metrics": local_http.ok(b"<html>502 Bad Gateway</html>", "text/html"),
+                "/drip/metrics": local_http.drip(0.05, stop),
+                "/big/metrics": local_http.endless(),
+            }
+        )
+        no_profiles = {"enabled": False}
+        cfg = tmp_path / "cardguard.yml"
+        targets: list[dict[str, object]] = [
+            {"name": name, "url": f"{evil.base_url}/{name}", "profiles": no_profiles}
+            for name in ("bomb", "html", "drip", "big")
+        ]
+        targets.append({"name": "good", "url": leaky_demo.base_url, "profiles": no_profiles})
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": "1s",
+                        "scrape_timeout": "1s",
+                        "body_size_limit": "4MiB",
+                    },
+                    "targets": targets,
+                }
+            )
+        )
+        with start_cardguard(cfg, tmp_path / "cardguard.log") as proc:
+            expected = {"bomb": "too_large", "html": "parse", "drip": "timeout", "big": "too_large"}
+
+            def all_failed() -> bool:
+                ss = samples(proc.base_url)
+                return (
+                    all(
+                        value(
+                            ss,
+                            "cardguard_scrape_failures_total",
+                            target=name,
+                            endpoint="metrics",
+                            reason=reason,
+                        )
+                        for name, reason in expected.items()
+                    )
+                    and value(ss, "cardguard_scrape_success", target="good", endpoint="metrics")
+                    == 1
+                )
+
+            wait_for(all_failed, 60, "every hostile target to fail with its reason")
+            for path in ("/", "/metrics", "/report", "/-/healthy"):
+                assert requests.get(proc.base_url + path, timeout=30).status_code == 200, path
+            ss = samples(proc.base_url)
+            for name in expected:
+                assert value(ss, "cardguard_scrape_success", target=name) == 0
+            assert (value(ss, "cardguard_target_series", target="good") or 0) > 0
+            assert "Traceback" not in proc.logs()
+        stop.set()
