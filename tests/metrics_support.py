@@ -2,7 +2,8 @@
 
 The Debian prometheus, alertmanager and pushgateway only serve text format
 0.0.4; omserver is the real Go process the tests and the recorder use for
-OpenMetrics pages, and for the same page as text and gzip.
+OpenMetrics pages, and for the same page as text and gzip. Also the one
+place that reads ``promtool check metrics --extended`` output.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,26 @@ def start_omserver(binary: Path, log: Path, *flags: str) -> Iterator[Process]:
 
         wait_for(bound, 30, "omserver to print its address")
         yield proc
+
+
+PROMTOOL = "/usr/bin/promtool"
+
+
+def promtool_cardinality(data: bytes) -> tuple[dict[str, int], int]:
+    """Run `promtool check metrics --extended` and read its per-metric table."""
+    proc = subprocess.run(
+        [PROMTOOL, "check", "metrics", "--extended"], input=data, capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows: dict[str, int] = {}
+    total = -1
+    for line in proc.stdout.decode().splitlines()[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "Total":
+            total = int(fields[1])
+        else:
+            rows[fields[0]] = int(fields[1])
+    assert total >= 0, proc.stdout.decode()
+    return rows, total

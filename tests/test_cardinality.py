@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import math
 import re
-import subprocess
 import tracemalloc
 from collections import defaultdict
 
@@ -23,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cardguard import exposition
 from cardguard.cardinality import OTHER, HashSample, HyperLogLog, Limits, PageAnalysis, analyse
 from cardguard.errors import ParseError
+from metrics_support import promtool_cardinality
 from support import TESTDATA
 
 PAGES = TESTDATA / "metrics"
@@ -36,32 +36,11 @@ TEXT_PAGES = [
     "demo-0.txt",
     "demo-1.txt",
 ]
-PROMTOOL = "/usr/bin/promtool"
 
 
 def page(name: str) -> bytes:
     data = (PAGES / name).read_bytes()
     return gzip.decompress(data) if name.endswith(".gz") else data
-
-
-def promtool_cardinality(data: bytes) -> tuple[dict[str, int], int]:
-    """Run `promtool check metrics --extended` and read its per-metric table."""
-    proc = subprocess.run(
-        [PROMTOOL, "check", "metrics", "--extended"], input=data, capture_output=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    rows: dict[str, int] = {}
-    total = -1
-    for line in proc.stdout.decode().splitlines()[1:]:
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "Total":
-            total = int(fields[1])
-        else:
-            rows[fields[0]] = int(fields[1])
-    assert total >= 0, proc.stdout.decode()
-    return rows, total
 
 
 @pytest.mark.parametrize("name", TEXT_PAGES)

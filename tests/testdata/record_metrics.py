@@ -11,6 +11,7 @@ python). Every page comes from a running program that uses client_golang:
 - ``alertmanager.txt``          Debian's prometheus-alertmanager
 - ``pushgateway-explosion.txt`` Debian's prometheus-pushgateway after pushes whose
                                 ``start_point`` label is a request URL (one push per URL group)
+- ``pushgateway-lint.txt``      the same after a push without HELP text (promtool only lints it)
 - ``demo-0.txt`` / ``demo-1.txt`` the leaky demo service (deploy/demo-service), two scrapes
                                 ``DEMO_GAP`` seconds apart while its label explosion runs
 - ``pages.json``                 for each page: Content-Type and the scrape time
@@ -160,6 +161,15 @@ def record_pushgateway(tmp: Path) -> None:
             )
             r.raise_for_status()
         save("pushgateway-explosion.txt", get(f"{base}/metrics", TEXT_ACCEPT))
+        # What batch jobs usually push: no HELP. promtool then prints only lint
+        # complaints for the page, and no cardinality table.
+        r = requests.put(
+            f"{base}/metrics/job/cleanup",
+            data=b"# TYPE cleanup_deleted_total counter\ncleanup_deleted_total 42\n",
+            timeout=30,
+        )
+        r.raise_for_status()
+        save("pushgateway-lint.txt", get(f"{base}/metrics", TEXT_ACCEPT))
 
 
 def record_demo(tmp: Path) -> None:
