@@ -111,6 +111,34 @@ class WebhookReceiver:
             return [(path, a) for path, n in self.notifications for a in n["alerts"]]
 
 
+@contextlib.contextmanager
+def metrics_only_target(page: Path) -> Iterator[str]:
+    """Serve ``page`` (a recorded /metrics page) at /metrics and 404 elsewhere: no pprof."""
+    body = page.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/metrics":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def need(binary: str) -> None:
     if not Path(binary).exists():
         pytest.fail(f"{binary} missing: run scripts/bootstrap.sh")
@@ -159,13 +187,14 @@ def cardguard_serve(
     targets: dict[str, str],
     interval: str = "2s",
     profile_interval: str = "2s",
+    extra_global: dict[str, Any] | None = None,
 ) -> Iterator[Process]:
     """Run ``cardguard serve`` watching ``targets`` (name -> base URL) on short intervals."""
     d = workdir / "cardguard"
     d.mkdir(parents=True, exist_ok=True)
     cfg = d / "cardguard.yml"
     config = {
-        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "global": {"scrape_interval": interval, "scrape_timeout": interval, **(extra_global or {})},
         "targets": [
             {"name": name, "url": url, "profiles": {"interval": profile_interval}}
             for name, url in targets.items()

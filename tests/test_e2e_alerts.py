@@ -1,4 +1,4 @@
-"""End to end: the demo's leaks reach an Alertmanager webhook; a healthy demo raises nothing.
+"""End to end: leaks and cardguard's own failures reach an Alertmanager webhook; healthy is silent.
 
 Real components only: the demo Go service (deploy/demo-service), ``cardguard
 serve`` watching it, Debian's Prometheus scraping cardguard and the demo and
@@ -26,12 +26,13 @@ from opsstack import (
     alertmanager,
     cardguard_serve,
     longest_for,
+    metrics_only_target,
     prometheus,
     prometheus_alerts,
     query,
     shortened_rules,
 )
-from support import REPO, Process, wait_for
+from support import REPO, TESTDATA, Process, free_port, wait_for
 
 pytestmark = pytest.mark.needs_go
 
@@ -181,3 +182,71 @@ def test_healthy_demo_raises_no_alert(
         fired = {s for s in seen if s[1] == "firing"}
         assert not fired, f"alerts fired for a healthy service: {sorted(seen)}"
         assert receiver.alerts() == [], receiver.alerts()
+
+
+def test_cardguard_health_alerts(
+    tmp_path: Path, demo_service: Callable[..., AbstractContextManager[Process]]
+) -> None:
+    """A dead target, a target without pprof, capped output and cardguard itself going down."""
+    rules = shortened_rules(tmp_path / "rules")
+    page = TESTDATA / "metrics" / "prometheus.txt"  # a real page, served without pprof
+    with (
+        demo_service("current", *DEMO_FAST_FLAGS) as demo,
+        metrics_only_target(page) as nopprof,
+        WebhookReceiver() as receiver,
+        alertmanager(tmp_path, receiver) as am,
+        cardguard_serve(
+            tmp_path,
+            {"dead": f"http://127.0.0.1:{free_port()}", "nopprof": nopprof, "demo": demo.base_url},
+            extra_global={"caps": {"heap_owners": 2}},
+        ) as cg,
+        prometheus(tmp_path, {"cardguard": address(cg)}, rules, am.port) as prom,
+    ):
+        expected = {
+            ("CardguardTargetScrapeFailing", "dead"),
+            ("CardguardProfilesNotCollected", "dead"),
+            ("CardguardProfilesNotCollected", "nopprof"),
+            ("CardguardOutputCapped", "demo"),
+        }
+
+        def missing() -> set[tuple[str, str]]:
+            got = {
+                (a["labels"]["alertname"], a["labels"].get("target", ""))
+                for a in prometheus_alerts(prom)
+                if a["state"] == "firing"
+            }
+            return expected - got
+
+        try:
+            wait_for(lambda: not missing(), LEAK_TIMEOUT, "cardguard health alerts")
+        except TimeoutError:
+            raise AssertionError(f"never fired: {sorted(missing())}") from None
+        assert not query(prom, 'ALERTS{alertstate="firing", target="nopprof", '
+                         'alertname="CardguardTargetScrapeFailing"}')  # fmt: skip
+        capped = query(prom, 'ALERTS{alertname="CardguardOutputCapped", alertstate="firing"}')
+        assert {r["metric"]["kind"] for r in capped} >= {"heap_owner"}
+
+        # Routing and inhibition of what Alertmanager received: info goes to tickets,
+        # and a target whose /metrics fails gets no separate profile alert.
+        def received(name: str) -> dict[str, str]:
+            return {a["labels"]["target"]: path for path, a in firing(receiver, name)}
+
+        wait_for(
+            lambda: (
+                "nopprof" in received("CardguardProfilesNotCollected")
+                and "demo" in received("CardguardOutputCapped")
+                and "dead" in received("CardguardTargetScrapeFailing")
+            ),
+            60,
+            "health notifications",
+        )
+        assert received("CardguardOutputCapped")["demo"] == "/tickets"
+        assert received("CardguardTargetScrapeFailing")["dead"] == "/chat"
+        assert "dead" not in received("CardguardProfilesNotCollected"), "inhibition did not hold"
+
+        # cardguard itself goes away: CardguardDown pages.
+        cg.stop()
+        wait_for(lambda: bool(firing(receiver, "CardguardDown")), 60, "CardguardDown notification")
+        path, alert = firing(receiver, "CardguardDown")[0]
+        assert alert["labels"]["severity"] == "critical" and path == "/pager"
+        check_annotations(alert)
