@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from types import FrameType
 from typing import Any
 
 import click
@@ -29,6 +28,9 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -135,6 +137,11 @@ def serve(
 
     setup_logging(log_level, log_format)
     log = logging.getLogger("cardguard")
+    # Block the control signals before any thread starts, so every thread inherits the
+    # mask and the main thread alone takes them with sigwait below. (A Python handler
+    # would run only when the main thread next executes bytecode; if the kernel hands
+    # the signal to another thread while the main thread sleeps, it would never run.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     host, port = parse_listen_address(listen)
     try:
         cfg = load_config(config_file)
@@ -162,34 +169,17 @@ def serve(
         log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
         raise SystemExit(1) from None
 
-    terminate = threading.Event()
-    reload_wanted = threading.Event()
-    wake = threading.Event()
-
-    def on_stop(signum: int, frame: FrameType | None) -> None:
-        terminate.set()
-        wake.set()
-
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        reload_wanted.set()
-        wake.set()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
-
     scheduler.start()
     thread = threading.Thread(target=server.serve_forever, name="cardguard-http", daemon=True)
     thread.start()
     address = f"{server.server_address[0]!s}:{server.server_address[1]}"
     log.info("cardguard listening", extra={"address": address, "targets": len(cfg.targets)})
-    while not terminate.is_set():
-        wake.wait()
-        wake.clear()
-        if reload_wanted.is_set() and not terminate.is_set():
-            reload_wanted.clear()
-            app.reload()
-    log.info("shutting down")
+    while True:
+        sig = signal.sigwait(_CONTROL_SIGNALS)
+        if sig != signal.SIGHUP:
+            break
+        app.reload()
+    log.info("shutting down", extra={"signal": signal.Signals(sig).name})
     server.shutdown()
     server.server_close()
     scheduler.stop()
