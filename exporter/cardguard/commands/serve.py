@@ -103,7 +103,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
 @click.option(
     "--web.listen-address",
     "listen",
-    default="127.0.0.1:9187",
+    default="127.0.0.1:9648",
     show_default=True,
     help="Address to serve /metrics, /report and the landing page on.",
 )
