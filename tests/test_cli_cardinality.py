@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from cardguard.cardinality import analyse
+from cardguard.config import TargetConfig
+from cardguard.exposition import ACCEPT_HEADER
+from cardguard.fetch import Fetcher
 from metrics_support import build_omserver, promtool_cardinality, start_omserver
 from support import TESTDATA, Process, cardguard_argv, free_port, running
 
@@ -144,6 +148,14 @@ def test_live_openmetrics_negotiated_like_prometheus(omserver: Process) -> None:
     assert fam["series"] == 250 * 5
     assert fam["labels"][0]["name"] == "start_point"
     assert fam["labels"][0]["distinct_values"] == 250
+    # What the command fetched came gzip-encoded, as Prometheus gets it.
+    url = f"{omserver.base_url}/metrics"
+    got = Fetcher(TargetConfig(name="om", url=url)).get(url, accept=ACCEPT_HEADER)
+    assert got.wire_bytes < len(got.body) / 3
+    assert (
+        analyse(got.body, content_type=got.content_type, source=url).total_series
+        == (doc["total_series"])
+    )
     # The same process read as text (via stdin) gives the same total.
     text = requests.get(
         f"{omserver.base_url}/metrics", headers={"Accept": "text/plain"}, timeout=10
