@@ -46,6 +46,7 @@ from cardguard.exposition import (
 )
 
 OTHER = "__other__"
+_BATCH = 4096  # per-line samples gathered before their label values are added
 _MASK64 = (1 << 64) - 1
 
 
@@ -315,6 +316,9 @@ class _FamilyAcc:
         "labels",
         "limits",
         "name",
+        "pending",
+        "pending_count",
+        "pending_keys",
         "series",
         "truncated",
         "type",
@@ -331,6 +335,10 @@ class _FamilyAcc:
         self.fingerprints = (
             HashSample(limits.series_fingerprints) if limits.series_fingerprints > 0 else None
         )
+        # Per-line samples are gathered here and added in batches (see add_sample).
+        self.pending: dict[str, set[str]] = {}
+        self.pending_keys: list[int] = []
+        self.pending_count = 0
 
     def label(self, name: bytes) -> _LabelAcc | None:
         acc = self.labels.get(name)
@@ -362,15 +370,34 @@ class _FamilyAcc:
             self.fingerprints.add_hashes(map(hash, block_series_keys(block)))
 
     def add_sample(self, sample: Sample) -> None:
+        """Count one sample of the per-line path; values are added in batches."""
         self.series += 1
+        pending = self.pending
         for k, v in sample.labels:
+            vals = pending.get(k)
+            if vals is None:
+                pending[k] = {v}
+            else:
+                vals.add(v)
+        if self.fingerprints is not None:
+            self.pending_keys.append(hash(series_key(sample)))
+        self.pending_count += 1
+        if self.pending_count >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        for k, vals in self.pending.items():
             acc = self.label(k.encode())
             if acc is not None:
-                acc.add({v.encode()})
+                acc.add({v.encode() for v in vals})
         if self.fingerprints is not None:
-            self.fingerprints.add_hashes((hash(series_key(sample)),))
+            self.fingerprints.add_hashes(self.pending_keys)
+        self.pending = {}
+        self.pending_keys = []
+        self.pending_count = 0
 
     def stats(self) -> FamilyStats:
+        self.flush()
         labels = sorted(
             (acc.stats() for acc in self.labels.values()),
             key=lambda s: (-s.distinct_values, s.name),

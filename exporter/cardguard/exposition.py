@@ -283,8 +283,33 @@ class _LineError(Exception):
     """A problem in one line; the caller adds source and line number."""
 
 
+_PAIR_TEXT = rb"[a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED
+# A whole label set of the plain shape (no blanks), checked in one match.
+_LABELSET = {
+    True: re.compile(rb"\{(?:" + _PAIR_TEXT + rb"(?:," + _PAIR_TEXT + rb")*+)?\}"),
+    False: re.compile(rb"\{(?:" + _PAIR_TEXT + rb"(?:," + _PAIR_TEXT + rb")*+,?)?\}"),
+}
+
+
 def _parse_labels(line: bytes, pos: int, om: bool) -> tuple[tuple[tuple[str, str], ...], int]:
     """Parse ``{...}`` starting at ``line[pos] == '{'``; return labels and the offset after '}'."""
+    m = _LABELSET[om].match(line, pos)
+    if m is not None:
+        # Plain shape: split with one findall; anything odd (bad UTF-8, a repeated
+        # name) goes to the character loop below, which names the problem.
+        end = m.end()
+        out: list[tuple[str, str]] = []
+        for pair in _PAIR.findall(line, pos, end):
+            name, _, quoted = pair.partition(b"=")
+            raw = quoted[1:-1]
+            try:
+                value = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+            out.append((name.decode("ascii"), unescape(raw) if "\\" in value else value))
+        else:
+            if len({k for k, _ in out}) == len(out):
+                return tuple(out), end
     labels: list[tuple[str, str]] = []
     seen: set[str] = set()
     pos += 1
