@@ -332,3 +332,12 @@ def test_memory_bounded_with_many_families() -> None:
         peaks.append(peak)
     # Tripling the families must not triple what the parser and analysis hold.
     assert peaks[1] < 1.3 * peaks[0], peaks
+
+
+def test_long_values_are_clipped_in_examples_only() -> None:
+    long = "/" + "x" * 5000
+    data = f'm{{path="{long}"}} 1\nm{{path="/short"}} 1\n'.encode()
+    lab = analyse(data, content_type=None, source="long").families[0].labels[0]
+    assert lab.distinct_values == 2 and lab.pattern == "url_path"
+    assert sorted(len(e) for e in lab.examples) == [6, 200]
+    assert max(lab.examples, key=len).endswith("…")

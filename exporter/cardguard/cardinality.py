@@ -294,9 +294,17 @@ class _LabelAcc:
             distinct_values=distinct,
             estimated=estimated,
             pattern=pattern,
-            examples=tuple(_spread(decoded, self.limits.max_examples)),
+            examples=tuple(_clip(e) for e in _spread(decoded, self.limits.max_examples)),
             values=self.values,
         )
+
+
+EXAMPLE_CHARS = 200
+
+
+def _clip(value: str) -> str:
+    """Examples are for reading: a value longer than EXAMPLE_CHARS is cut, marked with '…'."""
+    return value if len(value) <= EXAMPLE_CHARS else value[: EXAMPLE_CHARS - 1] + "…"
 
 
 def _spread(values: list[str], n: int) -> list[str]:
