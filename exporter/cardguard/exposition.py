@@ -959,7 +959,13 @@ class _OMParser:
     ) -> None:
         ftype = self.ftype
         bound = "quantile" if ftype == "summary" else "le"
-        key = tuple(kv for kv in labels if kv[0] != bound)
+        bval: str | None = None
+        if labels and labels[-1][0] == bound:  # where client libraries put it
+            key, bval = labels[:-1], labels[-1][1]
+        else:
+            key = tuple(kv for kv in labels if kv[0] != bound)
+            if len(key) != len(labels):
+                bval = dict(labels)[bound]
         if self.group is None or self.group.key != key:
             self.finish_group(lineno)
             h = hash(key)
@@ -976,7 +982,7 @@ class _OMParser:
             raise _LineError(f"{ftype} {suffix or 'quantile'} value must be a non-negative number")
         if ftype == "summary":
             if suffix == "":
-                q = dict(labels).get("quantile")
+                q = bval
                 if q is None:
                     raise _LineError("summary quantile sample needs a 'quantile' label")
                 try:
@@ -991,7 +997,7 @@ class _OMParser:
                 raise _LineError(f"summary {suffix} must not be negative")
             return
         if suffix == "_bucket":
-            le = dict(labels).get("le")
+            le = bval
             if le is None:
                 raise _LineError("histogram bucket needs an 'le' label")
             if le == "+Inf":
