@@ -362,3 +362,20 @@ def test_hostile_targets_never_break_the_server(leaky_demo: Process, tmp_path: P
             assert (value(ss, "cardguard_target_series", target="good") or 0) > 0
             assert "Traceback" not in proc.logs()
         stop.set()
+
+
+def test_logfmt_lines_and_listen_address() -> None:
+    import logging
+
+    from cardguard.commands.serve import LogfmtFormatter, parse_listen_address
+
+    rec = logging.LogRecord(
+        "cardguard.scheduler", logging.WARNING, __file__, 1, "%s", ("a b",), None
+    )
+    rec.target, rec.endpoint, rec.reason = "api", "metrics", "timeout"
+    line = LogfmtFormatter().format(rec)
+    assert line.startswith("ts=") and " level=warn logger=cardguard.scheduler " in line
+    assert line.endswith('msg="a b" target=api endpoint=metrics reason=timeout')
+    assert parse_listen_address("127.0.0.1:9648") == ("127.0.0.1", 9648)
+    assert parse_listen_address(":9648") == ("0.0.0.0", 9648)
+    assert parse_listen_address("[::1]:9648") == ("::1", 9648)
