@@ -133,8 +133,9 @@ def test_vanished_family_counts_as_removed() -> None:
 
 
 def test_bounded_fingerprints_estimate_and_say_so() -> None:
-    limits = Limits(series_fingerprints=4000, value_fingerprints=500)
-    tracker = ChurnTracker(max_fingerprints=1000)
+    # Tolerances below are about 6 standard errors of the sampled estimates.
+    limits = Limits(series_fingerprints=8000, value_fingerprints=2000)
+    tracker = ChurnTracker(max_fingerprints=4000)
 
     def page(start: int, n: int) -> PageAnalysis:
         body = "".join(f'big{{user="u{i}"}} 1\n' for i in range(start, start + n))
@@ -142,7 +143,7 @@ def test_bounded_fingerprints_estimate_and_say_so() -> None:
 
     tracker.update(page(0, 50_000), 0)
     report = tracker.update(page(10_000, 50_000), 60)  # 10k gone, 10k new
-    assert sum(len(s.hashes) for s in tracker._series.values()) <= 1000
+    assert sum(len(s.hashes) for s in tracker._series.values()) <= 4000
     fam = report.family("big")
     assert fam is not None and fam.estimated
     assert math.isclose(fam.series_added, 10_000, rel_tol=0.25), fam.series_added

@@ -62,7 +62,7 @@ class Limits:
     max_families: int = 10_000
     """Families analysed in detail; the rest are counted as one ``__other__`` family."""
     max_labels_per_family: int = 64
-    hll_precision: int = 12
+    hll_precision: int = 14
     series_fingerprints: int = 0
     """Series fingerprints kept per family for churn; 0 skips fingerprinting."""
     value_fingerprints: int = 2048
