@@ -213,3 +213,14 @@ def test_missing_file_dead_url_and_size_limit(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.gz"
     bomb.write_bytes(gzip.compress(b"a 1\n" * 1_000_000))
     assert_clean_failure(run(str(bomb), "--max-bytes", "100000"), "exceeds 100000 bytes")
+
+
+def test_exact_values_option_makes_counts_exact() -> None:
+    page = str(PAGES / "pushgateway-explosion.txt")
+    estimated = run_json(page, "--exact-values", "100")
+    exact = run_json(page, "--exact-values", "5000")
+    top_est = estimated["families"][0]["labels"][0]  # type: ignore[index]
+    top_exact = exact["families"][0]["labels"][0]  # type: ignore[index]
+    assert top_est["name"] == top_exact["name"] == "start_point"
+    assert top_est["estimated"] and abs(top_est["distinct_values"] - 1500) <= 45
+    assert not top_exact["estimated"] and top_exact["distinct_values"] == 1500

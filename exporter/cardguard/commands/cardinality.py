@@ -167,7 +167,11 @@ def cardinality(
     max_bytes: int,
 ) -> None:
     """Measure series per family and distinct values per label of SOURCE (file, URL or -)."""
-    limits = Limits(exact_value_cap=exact_values)
+    # A larger per-label cap also needs a larger page-wide allowance to matter.
+    limits = Limits(
+        exact_value_cap=exact_values,
+        max_exact_values_total=max(Limits.max_exact_values_total, 4 * exact_values),
+    )
     fmt: Format | None = None if input_format == "auto" else input_format  # type: ignore[assignment]
     name = "<stdin>" if source == "-" else source
     try:
