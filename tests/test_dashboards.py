@@ -256,3 +256,17 @@ def test_every_query_returns_live_data(tmp_path: Path, demo_service: Any) -> Non
         wanted = {"target": "demo", "job": "demo", "instance": address(demo)}
         for path in DASHBOARDS:
             check_live(prom, path, wanted)
+
+
+def test_runbook_names_panels_that_exist() -> None:
+    runbook = (REPO / "docs" / "runbook.md").read_text()
+    named = re.findall(
+        r'"([^"]+)"(?= panel| and "[^"]+" panels)|(?<=and )"([^"]+)" panels', runbook
+    )
+    names = {a or b for a, b in named}
+    assert len(names) >= 5, names
+    all_titles = [p["title"] for path in DASHBOARDS for p in panels(load(path))]
+    for name in names:
+        assert any(t.startswith(name) for t in all_titles), (
+            f"runbook names a missing panel {name!r}"
+        )

@@ -355,3 +355,29 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     # Unknown keys and bad values are only warnings, so any output is a failure.
     assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+
+
+def test_compose_alert_receiver_prints_notifications(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-u", str(DEPLOY / "alert-receiver.py"), str(port)]
+    with running(argv, tmp_path / "receiver.log", port=port) as proc:
+        body = {
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "CardguardLabelExplosion", "severity": "warning",
+                               "target": "demo"},
+                    "annotations": {"summary": "Label start_point keeps gaining new values."},
+                }
+            ]
+        }  # fmt: skip
+
+        def post() -> bool:
+            return requests.post(f"{proc.base_url}/chat", json=body, timeout=2).status_code == 200
+
+        wait_for(post, 30, "alert-receiver to accept a notification")
+        wait_for(lambda: "CardguardLabelExplosion" in proc.logs(), 10, "the printed alert")
+        assert (
+            "/chat firing CardguardLabelExplosion severity=warning target=demo: "
+            "Label start_point keeps gaining new values." in proc.logs()
+        )
