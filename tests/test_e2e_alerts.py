@@ -59,18 +59,24 @@ Stack = tuple[WebhookReceiver, Process, Process]
 
 
 @contextlib.contextmanager
-def kit(tmp_path: Path, demo: Process) -> Iterator[Stack]:
-    """Receiver, Alertmanager, cardguard watching ``demo``, and Prometheus scraping both."""
+def kit(tmp_path: Path, demo: Process, watch_alertmanager: bool = False) -> Iterator[Stack]:
+    """Receiver, Alertmanager, cardguard watching ``demo``, and Prometheus scraping both.
+
+    With ``watch_alertmanager``, the stack's own Alertmanager (a real, healthy Go
+    service) is a second target, for cardguard and for Prometheus' Go-runtime rules.
+    """
     rules = shortened_rules(tmp_path / "rules")
-    with (
-        WebhookReceiver() as receiver,
-        alertmanager(tmp_path, receiver) as am,
-        cardguard_serve(tmp_path, {"demo": demo.base_url}) as cg,
-        prometheus(
-            tmp_path, {"cardguard": address(cg), "demo": address(demo)}, rules, am.port
-        ) as prom,
-    ):
-        yield receiver, prom, cg
+    with WebhookReceiver() as receiver, alertmanager(tmp_path, receiver) as am:
+        targets = {"demo": demo.base_url}
+        scrape = {"demo": address(demo)}
+        if watch_alertmanager:
+            targets["alertmanager"] = am.base_url
+            scrape["alertmanager"] = address(am)
+        with (
+            cardguard_serve(tmp_path, targets) as cg,
+            prometheus(tmp_path, {"cardguard": address(cg), **scrape}, rules, am.port) as prom,
+        ):
+            yield receiver, prom, cg
 
 
 def firing(receiver: WebhookReceiver, name: str) -> list[tuple[str, dict[str, Any]]]:
@@ -158,10 +164,13 @@ def test_leaks_reach_the_receiver(
             assert a["labels"]["group"] not in leaked, "inhibition did not hold"
 
 
-def test_healthy_demo_raises_no_alert(
+def test_healthy_services_raise_no_alert(
     tmp_path: Path, demo_service: Callable[..., AbstractContextManager[Process]]
 ) -> None:
-    with demo_service("current", "-healthy") as demo, kit(tmp_path, demo) as stack:
+    with (
+        demo_service("current", "-healthy") as demo,
+        kit(tmp_path, demo, watch_alertmanager=True) as stack,
+    ):
         receiver, prom, _ = stack
         # Silence only means something once every input of the rules is flowing.
         inputs = [
@@ -174,6 +183,12 @@ def test_healthy_demo_raises_no_alert(
             'cardguard_offenders{target="demo"}',
             'go_goroutines{job="demo"}',
             'up{job="cardguard"} == 1',
+            # The real, healthy Go service next to it: Debian's Alertmanager.
+            'cardguard_scrape_success{target="alertmanager", endpoint="metrics"} == 1',
+            'cardguard_scrape_success{target="alertmanager", endpoint="heap"} == 1',
+            'cardguard_target_series{target="alertmanager"}',
+            'cardguard_goroutines{target="alertmanager"}',
+            'go_goroutines{job="alertmanager"}',
         ]
         wait_for(lambda: all(query(prom, e) for e in inputs), 90, "cardguard and demo series")
         # Watch for longer than the longest (shortened) for: plus Alertmanager's group wait.
