@@ -214,9 +214,11 @@ _FAST_LINE = re.compile(
 # inside every word of a long value; validated lines keep it in step.
 _PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED + rb")")
 # Values of the bucket/quantile label in validated lines, per family type.
+# The name comes first so the regex engine can hunt for its literal text; the
+# lookbehind then checks it starts a label pair (after '{' or ',').
 _BOUND_VALUES = {
-    "histogram": re.compile(rb"[{,]le=(" + _QUOTED + rb")"),
-    "summary": re.compile(rb"[{,]quantile=(" + _QUOTED + rb")"),
+    "histogram": re.compile(rb"le=(?<=[{,]le=)(" + _QUOTED + rb")"),
+    "summary": re.compile(rb"quantile=(?<=[{,]quantile=)(" + _QUOTED + rb")"),
 }
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
