@@ -36,12 +36,16 @@ and valid; buckets in increasing ``le`` order with non-decreasing counts and a
 stateset values 0/1 and info values 1; exemplars only on ``_total`` and
 ``_bucket`` samples and at most 128 characters of labels; metadata before
 samples and not repeated; families and label groups not interleaved; repeated
-series only with non-decreasing timestamps. One leniency, for real pages: a
-complete new metadata block for the family just ended starts a second family of
-the same name (client_golang serves ``go_memstats_alloc_bytes`` as a gauge and,
-right after it, as a counter; Prometheus accepts that page). Deliberately tolerated because a
-cardinality analyser does not depend on them are listed in
-tests/test_conformance.py.
+series only with non-decreasing timestamps. One leniency, for real pages:
+metadata repeated after a family's samples starts a second family of the same
+name (client_golang serves ``go_memstats_alloc_bytes`` as a gauge and, right
+after it, as a counter; Prometheus scrapes that page). Conformance cases marked
+bad that cardguard accepts anyway would be listed, with the reason, in
+tests/test_conformance.py (there are none).
+
+Memory: the text parser remembers a bounded number of family names (see
+``_TextParser``) and the OpenMetrics parser a bounded number of finished label
+groups per family, so neither grows with millions of families or series.
 """
 
 from __future__ import annotations
