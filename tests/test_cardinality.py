@@ -305,7 +305,14 @@ def test_pages_dir_holds_what_record_sh_writes() -> None:
     assert re.search(r"record_metrics\(\)", (TESTDATA / "record.sh").read_text())
 
 
-def _many_families(n: int) -> bytes:
+def _many_families(n: int, fmt: str) -> bytes:
+    if fmt == "openmetrics":
+        body = "".join(
+            f"# HELP fam_{i} Requests of family {i}.\n# TYPE fam_{i} counter\n"
+            f'fam_{i}_total{{code="200"}} {i}\n'
+            for i in range(n)
+        )
+        return (body + "# EOF\n").encode()
     return "".join(
         f"# HELP fam_{i}_total Requests of family {i}.\n"
         f"# TYPE fam_{i}_total counter\n"
@@ -314,19 +321,22 @@ def _many_families(n: int) -> bytes:
     ).encode()
 
 
-def test_memory_bounded_with_many_families(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fmt", ["text", "openmetrics"])
+def test_memory_bounded_with_many_families(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     # Smaller caps than the defaults keep this quick; both page sizes are past them.
     monkeypatch.setattr(exposition._TextParser, "FAMILY_MEMORY", 4000)
+    monkeypatch.setattr(exposition._OMParser, "CLOSED_MEMORY", 4000)
     limits = Limits(max_families=2000)
     peaks = []
     for n in (10_000, 30_000):
-        data = _many_families(n)
+        data = _many_families(n, fmt)
         tracemalloc.start()
         try:
             a = analyse(data, content_type=None, source="many", limits=limits)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
+        assert a.format == fmt
         assert a.total_series == n
         assert len(a.families) == 2001 and a.other_families == n - 2000
         other = a.family(OTHER)

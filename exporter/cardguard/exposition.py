@@ -44,8 +44,9 @@ bad that cardguard accepts anyway would be listed, with the reason, in
 tests/test_conformance.py (there are none).
 
 Memory: the text parser remembers a bounded number of family names (see
-``_TextParser``) and the OpenMetrics parser a bounded number of finished label
-groups per family, so neither grows with millions of families or series.
+``_TextParser``) and the OpenMetrics parser a bounded number of finished
+families and label groups (``_OMParser``), so neither grows with millions of
+families or series.
 """
 
 from __future__ import annotations
@@ -723,13 +724,17 @@ class _OMGroup:
 class _OMParser:
     """Strict OpenMetrics 1.0 parser; see the module docstring for the rules it checks."""
 
-    # Bound on remembered finished label groups per family (interleaving check).
+    # Bounds on what the interleaving and clash checks remember: finished label
+    # groups per family, and names of finished families. Past them the oldest
+    # are forgotten, and a family or group coming back that late goes unnoticed.
     GROUP_MEMORY = 100_000
+    CLOSED_MEMORY = 100_000
 
     def __init__(self, data: bytes, source: str) -> None:
         self.data = data
         self.source = source
-        self.closed: set[str] = set()
+        # Names of finished families (and their sample names), oldest first, bounded.
+        self.closed: OrderedDict[str, None] = OrderedDict()
         self.fam: str | None = None
         self.ftype = "unknown"
         self.help: str | None = None
@@ -792,9 +797,9 @@ class _OMParser:
         if self.fam is not None:
             if not self.announced:
                 yield self.family_event()
-            self.closed.add(self.fam)
+            self.remember_closed(self.fam)
             for suffix in _OM_SUFFIXES.get(self.ftype, ("",)):
-                self.closed.add(self.fam + suffix)
+                self.remember_closed(self.fam + suffix)
         self.fam = None
         self.ftype = "unknown"
         self.help = None
@@ -803,6 +808,11 @@ class _OMParser:
         self.announced = False
         self.finished_groups = set()
         self.last_series = None
+
+    def remember_closed(self, name: str) -> None:
+        self.closed[name] = None
+        if len(self.closed) > self.CLOSED_MEMORY:
+            self.closed.popitem(last=False)
 
     def open_family(self, name: str, lineno: int) -> Iterator[Event]:
         yield from self.close_family(lineno)
