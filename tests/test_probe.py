@@ -181,3 +181,34 @@ def test_probe_section_loads_and_reports_every_problem(tmp_path: Path) -> None:
         "cardguard.yml:4: probe.bogus: unknown key",
     ):
         assert needle in text, text
+
+
+def test_prometheus_scrape_timeout_cuts_the_fetch(tmp_path: Path, leaky_demo: Process) -> None:
+    """A target that drips forever is cut at Prometheus' deadline, not probe.timeout (60s)."""
+    import re
+    import sys
+
+    from support import REPO, running, wait_for
+
+    argv = [sys.executable, str(REPO / "tests" / "evil_target.py"), "--hostile"]
+    argv += ["--good", leaky_demo.base_url]
+    with running(argv, tmp_path / "evil.log") as evil:
+
+        def bound() -> bool:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", evil.logs())
+            if m:
+                evil.port = int(m.group(1))
+            return m is not None
+
+        wait_for(bound, 30, "the evil target")
+        p = prober(Clock(), "127.0.0.1", timeout=60.0)
+        r = p.probe(f"http://127.0.0.1:{evil.port}/slow_drip", timeout_hint=2.0)
+        assert r.status == 200
+        name = f"127.0.0.1:{evil.port}"
+        failed = f'endpoint="metrics",reason="timeout",target="{name}"'
+        assert f"cardguard_scrape_failures_total{{{failed}}} 1.0" in r.body.decode()
+        duration = series(r.body, "cardguard_scrape_duration_seconds")
+        took = [float(d.rsplit(" ", 1)[1]) for d in duration if 'endpoint="metrics"' in d]
+        assert took and took[0] < 10, took  # 1.5s budget, far below the configured 60s
+        entry = next(iter(p._entries.values()))
+        assert entry.base_target.timeout == 60.0  # the configured limit is kept for later probes

@@ -49,7 +49,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -189,6 +189,7 @@ class _Entry:
 
     def __init__(self, worker: TargetWorker) -> None:
         self.worker = worker
+        self.base_target = worker.target  # the configured limits; a probe may cut them
         self.lock = threading.Lock()  # one fetch at a time per target
         self.last_probe = 0.0
         self.cached: bytes | None = None
@@ -272,8 +273,13 @@ class Prober:
 
     # -- the endpoint
 
-    def probe(self, raw_target: str | None) -> ProbeResponse:
-        """Answer one /probe request for ``raw_target`` (the ``target`` query parameter)."""
+    def probe(self, raw_target: str | None, timeout_hint: float | None = None) -> ProbeResponse:
+        """Answer one /probe request for ``raw_target`` (the ``target`` query parameter).
+
+        ``timeout_hint`` is the caller's own deadline in seconds (Prometheus sends
+        ``X-Prometheus-Scrape-Timeout-Seconds``); fetches are cut to fit inside
+        it, so a slow target shows as a failed fetch rather than a lost scrape.
+        """
         self._reload_file_sd()
         allow = self._config.allow.with_file_sd(self._sd_targets)
         decision = allowlist.check(allow, raw_target, self._resolve)
@@ -288,10 +294,21 @@ class Prober:
                     self._cache_hits += 1
                 return ProbeResponse(200, entry.cached)
             worker = entry.worker
+            budget = self._budget(timeout_hint)
+            base = entry.base_target
+            worker.target = (
+                base
+                if budget is None
+                else replace(base, timeout=budget, profiles=replace(base.profiles, timeout=budget))
+            )
+            started = time.monotonic()
             worker.scrape_metrics()
             interval = worker.target.profiles.interval
-            if worker.target.profiles.enabled and (
-                entry.profiles_at is None or now - entry.profiles_at >= interval
+            in_time = budget is None or time.monotonic() - started < budget / 2
+            if (
+                worker.target.profiles.enabled
+                and in_time
+                and (entry.profiles_at is None or now - entry.profiles_at >= interval)
             ):
                 entry.profiles_at = now
                 worker.collect_profiles()
@@ -301,6 +318,14 @@ class Prober:
             with self._lock:
                 self._fetches += 1
         return ProbeResponse(200, body)
+
+    def _budget(self, hint: float | None) -> float | None:
+        """The fetch timeout for one probe: the configured one, cut to fit the caller's deadline."""
+        c = self._config
+        if hint is None or hint <= 0:
+            return None
+        # Leave half a second for analysis and the answer, as blackbox_exporter does.
+        return max(0.5, min(c.timeout, c.profiles.timeout or c.timeout, hint - 0.5))
 
     def _refuse(self, refusal: Refusal, raw_target: str | None) -> ProbeResponse:
         with self._lock:
@@ -459,7 +484,11 @@ def install(app: Any) -> Prober:
         if cfg is not prober.config:
             prober.apply(cfg)
         targets = req.query.get("target") or [None]
-        r = prober.probe(targets[0])
+        try:
+            hint: float | None = float(req.headers.get("x-prometheus-scrape-timeout-seconds", ""))
+        except ValueError:
+            hint = None
+        r = prober.probe(targets[0], timeout_hint=hint)
         return Response(r.status, r.body, r.content_type)
 
     app.routes[("GET", "/probe")] = route
