@@ -149,9 +149,7 @@ def running(
     """Start ``argv``, wait until ``ready_url`` answers 200, and stop it on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as fh:
-        popen = subprocess.Popen(
-            list(argv), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd
-        )
+        popen = subprocess.Popen(list(argv), stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     proc = Process(argv=argv, log=log, popen=popen, port=port)
     try:
         if ready_url is not None:
