@@ -73,6 +73,26 @@ def test_fast_path_yields_blocks_that_expand_to_the_same_samples() -> None:
     assert exposition.split_pair(pairs[0]) == (b"path", b"/x/0")
 
 
+@pytest.mark.parametrize(
+    "page", ["prometheus.txt", "alertmanager.txt", "demo-1.txt", "pushgateway-explosion.txt"]
+)
+def test_block_values_match_the_strict_parser_on_recorded_pages(page: str) -> None:
+    data = (TESTDATA / "metrics" / page).read_bytes()
+    fast: list[tuple[str, float]] = []
+    for event in exposition.scan(data, "text", page):
+        if isinstance(event, SampleBlock):
+            fast.extend(exposition.block_values(event))
+        elif isinstance(event, Sample):
+            fast.append((event.name, event.value))
+    strict = [(e.name, e.value) for e in events(data.decode(), fast=False) if isinstance(e, Sample)]
+    assert len(fast) == len(strict) > 100
+
+    def same(a: float, b: float) -> bool:
+        return a == b or (math.isnan(a) and math.isnan(b))
+
+    assert all(fn == sn and same(fv, sv) for (fn, fv), (sn, sv) in zip(fast, strict, strict=True))
+
+
 def test_untyped_and_suffix_families() -> None:
     page = (
         "# TYPE lat histogram\n"

@@ -227,6 +227,9 @@ _BOUND_VALUES = {
 }
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
+# Name and value token of a validated fast-path line: the label block, if any,
+# ends at the line's last "}" because values and timestamps never contain one.
+_NAME_VALUE = re.compile(rb"^([^ {\n]+)(?:\{[^\n]*\})? (\S+)", re.MULTILINE)
 
 
 def _valid_utf8(data: bytes, start: int, end: int) -> bool:
@@ -259,6 +262,16 @@ def split_pair(pair: bytes) -> tuple[bytes, bytes]:
 def block_series_keys(block: SampleBlock) -> list[bytes]:
     """Return each line's series identity (metric name plus label block), raw bytes."""
     return _SERIES_KEY.findall(block.data, block.start, block.end)
+
+
+def block_values(block: SampleBlock) -> Iterator[tuple[str, float]]:
+    """Yield ``(sample name, value)`` for each line of the block, without decoding labels.
+
+    Much cheaper than expanding the block into ``Sample`` objects when only
+    values are needed (summing request counters, reading runtime gauges).
+    """
+    for name, value in _NAME_VALUE.findall(block.data, block.start, block.end):
+        yield name.decode("ascii"), float(value)
 
 
 def unescape(raw: bytes) -> str:

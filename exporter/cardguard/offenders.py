@@ -372,10 +372,7 @@ def values_from_page(
                 if wanted(event.family) or wanted(event.name):
                     yield event.name, event.value
             elif isinstance(event, exposition.SampleBlock) and wanted(event.family):
-                chunk = event.data[event.start : event.end]
-                for smp in exposition.parse(chunk, "text", source):
-                    if isinstance(smp, exposition.Sample):
-                        yield smp.name, smp.value
+                yield from exposition.block_values(event)
 
     return metric_values(samples(), traffic, container_memory_bytes)
 
