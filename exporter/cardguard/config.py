@@ -491,7 +491,7 @@ _PROFILE_KEYS = (
 )
 # Headers that cardguard sets itself; overriding them would break size limits or negotiation.
 _RESERVED_HEADERS = {"accept-encoding", "content-length", "host", "transfer-encoding"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def _positive(ctx: Ctx) -> Callable[[Node, str], int | None]:
@@ -555,7 +555,7 @@ def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
     return g
 
 
-def _check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
+def check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         ctx.error(node, path, f"expected an http:// or https:// URL, got {url!r}")
@@ -578,7 +578,7 @@ def _check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
     return True
 
 
-def _url_path(ctx: Ctx) -> Callable[[Node, str], str | None]:
+def url_path(ctx: Ctx) -> Callable[[Node, str], str | None]:
     def convert(node: Node, path: str) -> str | None:
         text = ctx.string(node, path)
         if text is not None and not text.startswith("/"):
@@ -619,7 +619,7 @@ def _load_headers(ctx: Ctx, node: Node | None, path: str) -> tuple[tuple[str, Se
     return tuple(out)
 
 
-def _load_basic_auth(ctx: Ctx, node: Node, path: str) -> BasicAuth | None:
+def load_basic_auth(ctx: Ctx, node: Node, path: str) -> BasicAuth | None:
     sec = ctx.section(node, path, _BASIC_AUTH_KEYS)
     if sec is None:
         return None
@@ -639,7 +639,7 @@ def _load_basic_auth(ctx: Ctx, node: Node, path: str) -> BasicAuth | None:
     )
 
 
-def _load_tls(ctx: Ctx, node: Node | None, path: str) -> TLSConfig:
+def load_tls(ctx: Ctx, node: Node | None, path: str) -> TLSConfig:
     sec = ctx.section(node, path, _TLS_KEYS)
     if sec is None:
         return TLSConfig()
@@ -655,7 +655,7 @@ def _load_tls(ctx: Ctx, node: Node | None, path: str) -> TLSConfig:
     return tls
 
 
-def _load_profiles(ctx: Ctx, node: Node | None, path: str, timeout: float) -> ProfilesConfig:
+def load_profiles(ctx: Ctx, node: Node | None, path: str, timeout: float) -> ProfilesConfig:
     d = ProfilesConfig()
     sec = ctx.section(node, path, _PROFILE_KEYS)
     if sec is None:
@@ -690,14 +690,14 @@ def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConf
     if sec is None:
         return None
     name = sec.required("name", ctx.string)
-    if name is not None and not _NAME_RE.match(name):
+    if name is not None and not NAME_RE.match(name):
         ctx.error(
             sec.value_node("name"),
             join(path, "name"),
             f"use 1-64 characters from A-Z a-z 0-9 _ . : -, got {name!r}",
         )
     url = sec.required("url", ctx.string)
-    if url is not None and not _check_url(ctx, sec.value_node("url"), join(path, "url"), url):
+    if url is not None and not check_url(ctx, sec.value_node("url"), join(path, "url"), url):
         url = None
     interval = sec.get("interval", ctx.duration, g.scrape_interval)
     timeout = sec.get("timeout", ctx.duration, min(g.scrape_timeout, interval))
@@ -711,7 +711,7 @@ def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConf
         )
     basic_auth_node = sec.value_node("basic_auth")
     basic_auth = (
-        _load_basic_auth(ctx, basic_auth_node, join(path, "basic_auth"))
+        load_basic_auth(ctx, basic_auth_node, join(path, "basic_auth"))
         if basic_auth_node is not None and not _is_null(basic_auth_node)
         else None
     )
@@ -720,12 +720,12 @@ def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConf
     n_auth = sum(1 for k in ("basic_auth", "bearer_token", "bearer_token_file") if sec.has(k))
     if n_auth > 1:
         ctx.error(sec.node, path, "set only one of basic_auth, bearer_token and bearer_token_file")
-    tls = _load_tls(ctx, sec.value_node("tls"), join(path, "tls"))
+    tls = load_tls(ctx, sec.value_node("tls"), join(path, "tls"))
     if url is not None and urlsplit(url).scheme == "http" and sec.has("tls"):
         ctx.error(sec.value_node("tls"), join(path, "tls"), "tls is set but the url is http://")
-    profiles = _load_profiles(ctx, sec.value_node("profiles"), join(path, "profiles"), timeout)
-    metrics_path = sec.get("metrics_path", _url_path(ctx), "/metrics")
-    pprof_path = sec.get("pprof_path", _url_path(ctx), "/debug/pprof")
+    profiles = load_profiles(ctx, sec.value_node("profiles"), join(path, "profiles"), timeout)
+    metrics_path = sec.get("metrics_path", url_path(ctx), "/metrics")
+    pprof_path = sec.get("pprof_path", url_path(ctx), "/debug/pprof")
     headers = _load_headers(ctx, sec.value_node("headers"), join(path, "headers"))
     body_size_limit = sec.get("body_size_limit", ctx.size, g.body_size_limit)
     if name is None or url is None:

@@ -35,16 +35,16 @@ from yaml.nodes import Node
 
 from cardguard import offenders, tsdb
 from cardguard.config import (
-    _NAME_RE,
+    NAME_RE,
     BasicAuth,
     Ctx,
     GlobalConfig,
     TargetConfig,
     TLSConfig,
-    _check_url,
-    _load_basic_auth,
-    _load_tls,
+    check_url,
     join,
+    load_basic_auth,
+    load_tls,
 )
 from cardguard.errors import FetchError, ParseError
 from cardguard.fetch import Fetcher
@@ -111,13 +111,13 @@ def load_fleet_config(node: Node | None, ctx: Ctx) -> tuple[FleetServer, ...]:
             continue
         d = FleetServer(name="", url="")
         name = sec.required("name", ctx.string)
-        if name is not None and not _NAME_RE.match(name):
+        if name is not None and not NAME_RE.match(name):
             ctx.error(sec.value_node("name"), join(path, "name"), f"invalid name {name!r}")
             name = None
         if name is not None and name in seen:
             ctx.error(sec.value_node("name"), join(path, "name"), f"duplicate name {name!r}")
         url = sec.required("url", ctx.string)
-        if url is not None and not _check_url(ctx, sec.value_node("url"), join(path, "url"), url):
+        if url is not None and not check_url(ctx, sec.value_node("url"), join(path, "url"), url):
             url = None
         interval = sec.get("interval", ctx.duration, d.interval)
         timeout = sec.get("timeout", ctx.duration, min(d.timeout, interval))
@@ -133,11 +133,11 @@ def load_fleet_config(node: Node | None, ctx: Ctx) -> tuple[FleetServer, ...]:
             limit=sec.get("limit", positive, d.limit),
             cap=sec.get("cap", positive, d.cap),
             body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
-            basic_auth=_load_basic_auth(ctx, ba_node, join(path, "basic_auth"))
+            basic_auth=load_basic_auth(ctx, ba_node, join(path, "basic_auth"))
             if ba_node is not None
             else None,
             bearer_token_file=sec.optional("bearer_token_file", ctx.file),
-            tls=_load_tls(ctx, sec.value_node("tls"), join(path, "tls")),
+            tls=load_tls(ctx, sec.value_node("tls"), join(path, "tls")),
         )
         if name is None or url is None:
             continue

@@ -67,8 +67,8 @@ from cardguard.config import (
     ProfilesConfig,
     Secret,
     TargetConfig,
-    _load_profiles,
-    _url_path,
+    load_profiles,
+    url_path,
 )
 from cardguard.errors import ConfigError
 from cardguard.rules import Rules
@@ -149,11 +149,11 @@ def load_probe_config(node: object, ctx: Ctx) -> ProbeConfig:
         max_targets=sec.get(
             "max_targets", lambda n, p: ctx.integer(n, p, minimum=1), d.max_targets
         ),
-        metrics_path=sec.get("metrics_path", _url_path(ctx), d.metrics_path),
-        pprof_path=sec.get("pprof_path", _url_path(ctx), d.pprof_path),
+        metrics_path=sec.get("metrics_path", url_path(ctx), d.metrics_path),
+        pprof_path=sec.get("pprof_path", url_path(ctx), d.pprof_path),
         timeout=timeout,
         body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
-        profiles=_load_profiles(ctx, sec.value_node("profiles"), "probe.profiles", timeout),
+        profiles=load_profiles(ctx, sec.value_node("profiles"), "probe.profiles", timeout),
     )
 
 
