@@ -49,6 +49,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from cardguard import patterns
 from cardguard.errors import ConfigError
 
 Severity = Literal["info", "warning", "critical"]
@@ -56,17 +57,7 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 # The value classes of cardguard.patterns that can be named as suspect.
-PATTERN_NAMES: tuple[str, ...] = (
-    "url_path",
-    "uuid",
-    "hex_id",
-    "numeric_id",
-    "ip",
-    "email",
-    "timestamp",
-    "enum",
-    "other",
-)
+PATTERN_NAMES: tuple[str, ...] = patterns.CLASSES
 DEFAULT_SUSPECT: tuple[str, ...] = (
     "url_path",
     "uuid",
