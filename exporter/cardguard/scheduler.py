@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from cardguard import cardinality, exposition, offenders
+from cardguard import cardinality, exposition, fetch, offenders
 from cardguard.cardinality import Limits, PageAnalysis
 from cardguard.churn import ChurnReport, ChurnTracker
 from cardguard.config import Config, GlobalConfig, TargetConfig
@@ -52,16 +52,10 @@ from cardguard.rules import DEFAULT_RULES, Rules
 log = logging.getLogger("cardguard.scheduler")
 
 ENDPOINTS = ("metrics", "heap", "goroutine", "goroutine_full", "goroutineleak")
+# Every fetch reason, plus what can go wrong after a body arrived ("other" stays last).
 FAILURE_REASONS = (
-    "timeout",
-    "connect",
-    "http_status",
-    "too_large",
-    "decompress",
+    *(r for r in fetch.REASONS if r != "other"),
     "parse",
-    "tls",
-    "auth",
-    "redirect",
     "refused_by_limit",
     "other",
 )
