@@ -103,11 +103,15 @@ def demo_service(
     return start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def leaky_demo(
     demo_binaries: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    """A demo on the current Go (else go1.19) with every leak on, fast; shared by the session."""
+    """A demo on the current Go (else go1.19) with every leak on, fast; shared by one module.
+
+    Not by the whole session: its leaks never stop, so after minutes its page outgrows
+    the size limits tests set, and a late module would see a different target.
+    """
     label = "current" if "current" in demo_binaries else "go1.19"
     log = tmp_path_factory.mktemp("leaky-demo") / "demo.log"
     with start_demo(demo_binaries[label], log, *DEMO_FAST_FLAGS) as proc:

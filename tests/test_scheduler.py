@@ -208,10 +208,14 @@ def test_corrupt_profile_keeps_previous_heap(go127: local_http.Running) -> None:
 def test_full_goroutine_dump_only_under_limit(go127: local_http.Running) -> None:
     profiles = ProfilesConfig(heap=False, goroutineleak="false", goroutine_full_max=1000)
     w = worker_for(go127, profiles=profiles)
-    w.collect_profiles()  # count unknown yet: the cheap counted form
-    w.collect_profiles()  # about 200 goroutines < 1000: the full dump
+    # Count unknown yet: the cheap counted form first; about 200 goroutines < 1000, so the
+    # full dump follows in the same round and groups are published with their creators.
+    w.collect_profiles()
     got = [p for p in paths(go127) if p.startswith("/debug/pprof/goroutine")]
     assert got == ["/debug/pprof/goroutine?debug=1", "/debug/pprof/goroutine?debug=2"]
+    w.collect_profiles()  # count known and under the limit: straight to the full dump
+    got = [p for p in paths(go127) if p.startswith("/debug/pprof/goroutine")]
+    assert got[2:] == ["/debug/pprof/goroutine?debug=2"]
     snap = w.snapshot
     assert snap.goroutines is not None and snap.goroutines.format == "debug2"
     assert snap.health["goroutine_full"].success

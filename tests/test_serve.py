@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -302,9 +302,12 @@ def test_serve_refuses_invalid_config(tmp_path: Path) -> None:
     assert f"{cfg}:4: targets[0].timeout: expected a duration like 30s, got '1x'" in out.stderr
 
 
-def test_hostile_targets_never_break_the_server(leaky_demo: Process, tmp_path: Path) -> None:
+def test_hostile_targets_never_break_the_server(
+    demo_service: Callable[..., AbstractContextManager[Process]], tmp_path: Path
+) -> None:
     """Broken targets become failure series with a bounded reason; every page stays 200."""
-    with local_http.serve({}) as evil:
+    # The good target is a healthy demo: a leaky one's page soon outgrows the 4MiB limit.
+    with demo_service("current", "-healthy") as good, local_http.serve({}) as evil:
         stop = evil.stop_event
         evil.routes.update(
             {
@@ -320,7 +323,7 @@ def test_hostile_targets_never_break_the_server(leaky_demo: Process, tmp_path: P
             {"name": name, "url": f"{evil.base_url}/{name}", "profiles": no_profiles}
             for name in ("bomb", "html", "drip", "big")
         ]
-        targets.append({"name": "good", "url": leaky_demo.base_url, "profiles": no_profiles})
+        targets.append({"name": "good", "url": good.base_url, "profiles": no_profiles})
         cfg.write_text(
             yaml.safe_dump(
                 {

@@ -489,17 +489,17 @@ class TargetWorker:
         full_max = t.profiles.goroutine_full_max
         known = self._last_goroutines
         full = known is not None and known < full_max
-        endpoint = "goroutine_full" if full else "goroutine"
-        url = t.pprof_url("goroutine") + ("?debug=2" if full else "?debug=1")
-        res = self._fetch(endpoint, url)
-        if res is None:
+        fetched = self._fetch_goroutines(full)
+        if fetched is None:
             return
+        if known is None and not full and fetched[1].total < full_max:
+            # First round: the count was unknown, so the cheap debug=1 form was read
+            # first. Now that it is known to be under the limit, take the full dump at
+            # once, so groups are first published with their creators and their
+            # created_by label does not change on the next round.
+            fetched = self._fetch_goroutines(True) or fetched
+        endpoint, snap, res = fetched
         at = self._clock()
-        try:
-            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else "debug1")
-        except ProfileError as exc:
-            self._fail(endpoint, "parse", str(exc), res.duration)
-            return
         groups = gr.group(snap)
         g, rules = self._settings()
         with self._lock:
@@ -533,6 +533,21 @@ class TargetWorker:
                 visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
                 **self._detect(rules),
             )
+
+    def _fetch_goroutines(self, full: bool) -> tuple[str, gr.GoroutineSnapshot, FetchResult] | None:
+        """Fetch and parse the goroutine profile, as a full dump (debug=2) or counted (debug=1)."""
+        t = self.target
+        endpoint = "goroutine_full" if full else "goroutine"
+        url = t.pprof_url("goroutine") + ("?debug=2" if full else "?debug=1")
+        res = self._fetch(endpoint, url)
+        if res is None:
+            return None
+        try:
+            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else "debug1")
+        except ProfileError as exc:
+            self._fail(endpoint, "parse", str(exc), res.duration)
+            return None
+        return endpoint, snap, res
 
     def _collect_leaks(self) -> None:
         t = self.target
