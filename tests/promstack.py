@@ -26,7 +26,13 @@ def need(binary: str) -> None:
 def pushgateway(workdir: Path) -> Iterator[Process]:
     need(PUSHGATEWAY)
     port = free_port()
-    argv = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"]
+    # Debian's default --persistence.file is shared by every pushgateway on the machine,
+    # so pushes would leak between tests and runs without a file of our own.
+    argv = [
+        PUSHGATEWAY,
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--persistence.file={workdir / 'pushgateway.data'}",
+    ]
     with running(
         argv, workdir / "pushgateway.log", port=port, ready_url=f"http://127.0.0.1:{port}/-/ready"
     ) as proc:

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from demo_support import DEMO_FAST_FLAGS
+from promstack import pushgateway
 from support import Process, cardguard_argv, free_port, running
 
 WATCH = ("--duration", "4s", "--interval", "2s")
@@ -154,20 +155,6 @@ def alertmanager(tmp: Path) -> Iterator[Process]:
     ]
     base = f"http://127.0.0.1:{port}"
     with running(argv, tmp / "alertmanager.log", port=port, ready_url=f"{base}/-/ready") as p:
-        yield p
-
-
-@contextlib.contextmanager
-def pushgateway(tmp: Path) -> Iterator[Process]:
-    port = free_port()
-    # Debian's default --persistence.file is shared by every pushgateway on the machine.
-    argv = [
-        "/usr/bin/prometheus-pushgateway",
-        f"--web.listen-address=127.0.0.1:{port}",
-        f"--persistence.file={tmp / 'pushgateway.data'}",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "pushgateway.log", port=port, ready_url=f"{base}/-/ready") as p:
         yield p
 
 
