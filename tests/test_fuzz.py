@@ -432,7 +432,7 @@ def test_fuzz_goroutine_dumps(data: bytes) -> None:
     _run("goroutine", data)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_inputs(leaky_demo) -> dict[str, list[bytes]]:  # type: ignore[no-untyped-def]
     """Pages and profiles recorded now from the real leaky demo service, as mutation seeds."""
     import requests
