@@ -179,6 +179,19 @@ def test_heap_growth_that_follows_traffic_is_only_info(demo: TargetView) -> None
     assert all("may follow load" in o.evidence["traffic"] for o in growth)
 
 
+def test_one_step_of_heap_growth_is_not_a_leak(demo: TargetView) -> None:
+    # The demo's real profiles, but the heap stops growing after the first interval (a
+    # start-up allocation such as Prometheus' tsdb.newStripeSeries looks like this).
+    first, second = demo.heaps[0], demo.heaps[1]
+    flat = dataclasses.replace(demo.heaps[-1], profile=second.profile)
+    view = dataclasses.replace(demo, heaps=(first, second, flat))
+    assert not [o for o in detect(view) if o.kind == "heap_growth"]
+    # With only two snapshots one step is all there is: named, but only as info.
+    two = dataclasses.replace(demo, heaps=(first, demo.heaps[-1]))
+    growth = [o for o in detect(two) if o.kind == "heap_growth"]
+    assert growth and all(o.severity == "info" for o in growth)
+
+
 @pytest.mark.parametrize("name", ["demo-healthy", "prometheus"])
 def test_healthy_services_name_nothing_serious(name: str) -> None:
     view = view_of(name, target=name)

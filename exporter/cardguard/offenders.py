@@ -511,6 +511,12 @@ def _trend(title: str, unit: str, points: Iterable[tuple[float, float]]) -> dict
     return {"title": title, "unit": unit, "points": [[round(t, 3), v] for t, v in points]}
 
 
+def _keeps_growing(steps: Sequence[float]) -> bool:
+    """Return whether growth went on to the last interval and in most intervals."""
+    up = [d > 0 for d in steps]
+    return up[-1] and 2 * sum(up) > len(up)
+
+
 def _monotonic(values: Sequence[float], tolerance: float = 0.02) -> bool:
     """Return whether the values never fall by more than ``tolerance`` of the previous one."""
     return all(b >= a * (1 - tolerance) for a, b in itertools.pairwise(values))
@@ -1218,7 +1224,12 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
         values = [float(s[0].get(owner, 0)) for s in series]
         if not _monotonic(values):
             continue
-        severity: Severity = rule.severity
+        steps = [b - a for a, b in itertools.pairwise(values)]
+        if len(steps) >= 2 and not _keeps_growing(steps):
+            # One step up, then flat: a one-off allocation (a start-up table, a pool
+            # sized once), not something that keeps growing.
+            continue
+        severity: Severity = rule.severity if len(steps) >= 2 else "info"
         if change is None:
             traffic = (
                 "traffic unknown (no request counter on /metrics)"
