@@ -22,17 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 
+import promstack
+from promstack import need
 from support import REPO, Process, cardguard_argv, free_port, running
 
 RULES = REPO / "rules"
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 FOR_SCALE = 120
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -139,11 +139,6 @@ def metrics_only_target(page: Path) -> Iterator[str]:
         server.server_close()
 
 
-def need(binary: str) -> None:
-    if not Path(binary).exists():
-        pytest.fail(f"{binary} missing: run scripts/bootstrap.sh")
-
-
 @contextlib.contextmanager
 def alertmanager(workdir: Path, receiver: WebhookReceiver) -> Iterator[Process]:
     """Run Alertmanager with the shipped config, its webhooks pointed at ``receiver``."""
@@ -216,9 +211,6 @@ def prometheus(
     alertmanager_port: int | None = None,
 ) -> Iterator[Process]:
     """Run Prometheus scraping ``scrape`` (job -> host:port) every second with ``rule_files``."""
-    need(PROMETHEUS)
-    d = workdir / "prometheus"
-    d.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in rule_files],
@@ -231,18 +223,7 @@ def prometheus(
         config["alerting"] = {
             "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
         }
-    cfg = d / "prometheus.yml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    argv = [
-        PROMETHEUS,
-        f"--config.file={cfg}",
-        f"--storage.tsdb.path={d / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    url = f"http://127.0.0.1:{port}/-/ready"
-    with running(argv, d / "prometheus.log", port=port, ready_url=url) as proc:
+    with promstack.prometheus(workdir, config) as proc:
         yield proc
 
 
