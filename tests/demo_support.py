@@ -13,8 +13,6 @@ Fixtures (re-exported by conftest.py):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,18 +20,15 @@ from pathlib import Path
 import pytest
 
 from support import (
-    CACHE,
     REPO,
     Process,
-    build_go_program,
-    go_version,
+    cached_go_build,
     http_ok,
-    running,
+    running_listener,
     wait_for,
 )
 
 DEMO_SRC = REPO / "deploy" / "demo-service"
-_LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
 
 # Leak rates that make every leak plain within a few seconds of start.
 DEMO_FAST_FLAGS = (
@@ -44,40 +39,16 @@ DEMO_FAST_FLAGS = (
 )
 
 
-def _demo_source_hash() -> str:
-    h = hashlib.sha256()
-    for f in sorted(DEMO_SRC.rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(DEMO_SRC).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def build_demo(go: Path) -> Path:
     """Build the demo service with ``go`` unless this exact source was built before."""
-    out = CACHE / "bin" / f"demo-service-{go_version(go)}-{_demo_source_hash()}"
-    if not out.exists():
-        tmp = out.with_name(out.name + ".tmp")
-        build_go_program(DEMO_SRC, go, tmp)
-        tmp.replace(out)
-    return out
+    return cached_go_build(DEMO_SRC, go, "demo-service")
 
 
 @contextlib.contextmanager
 def start_demo(binary: Path, log: Path, *flags: str) -> Iterator[Process]:
     """Run the demo binary on a free port; wait until /metrics answers."""
     argv = [str(binary), "-listen=127.0.0.1:0", *flags]
-    with running(argv, log) as proc:
-
-        def bound() -> bool:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"demo service exited early:\n{proc.logs()[-4000:]}")
-            m = _LISTENING.search(proc.logs())
-            if m:
-                proc.port = int(m.group(2))
-            return m is not None
-
-        wait_for(bound, 30, "demo service to print its address")
+    with running_listener(argv, log, "demo service") as proc:
         wait_for(lambda: http_ok(f"{proc.base_url}/metrics"), 30, "demo service /metrics")
         yield proc
 

@@ -9,25 +9,19 @@ place that reads ``promtool check metrics --extended`` output.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from support import (
-    CACHE,
     REPO,
     Process,
-    build_go_program,
+    cached_go_build,
     go_toolchains,
-    go_version,
-    running,
-    wait_for,
+    running_listener,
 )
 
 OMSERVER_SRC = REPO / "tests" / "testdata" / "metrics" / "omserver"
-_LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
 
 
 def build_omserver() -> Path:
@@ -36,29 +30,14 @@ def build_omserver() -> Path:
     go = tools.get("go1.19") or tools.get("current")
     if go is None:
         raise RuntimeError("no Go toolchain: run scripts/bootstrap.sh")
-    digest = hashlib.sha256((OMSERVER_SRC / "main.go").read_bytes()).hexdigest()[:12]
-    out = CACHE / "bin" / f"omserver-{go_version(go)}-{digest}"
-    if not out.exists():
-        tmp = out.with_name(out.name + ".tmp")
-        build_go_program(OMSERVER_SRC, go, tmp)
-        tmp.replace(out)
-    return out
+    return cached_go_build(OMSERVER_SRC, go, "omserver")
 
 
 @contextlib.contextmanager
 def start_omserver(binary: Path, log: Path, *flags: str) -> Iterator[Process]:
     """Run omserver on a free port and wait until it has printed its address."""
-    with running([str(binary), "-listen=127.0.0.1:0", *flags], log) as proc:
-
-        def bound() -> bool:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"omserver exited early:\n{proc.logs()[-4000:]}")
-            m = _LISTENING.search(proc.logs())
-            if m:
-                proc.port = int(m.group(2))
-            return m is not None
-
-        wait_for(bound, 30, "omserver to print its address")
+    argv = [str(binary), "-listen=127.0.0.1:0", *flags]
+    with running_listener(argv, log, "omserver") as proc:
         yield proc
 
 

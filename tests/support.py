@@ -7,7 +7,9 @@ time and waits on readiness (never a fixed sleep).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -81,6 +83,21 @@ def build_go_program(src: Path, go: Path, out: Path) -> Path:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"go build of {src} with {go} failed:\n{proc.stderr}")
+    return out
+
+
+def cached_go_build(src: Path, go: Path, name: str) -> Path:
+    """Build ``src`` with ``go`` unless this exact source (every file under it) was built before."""
+    h = hashlib.sha256()
+    for f in sorted(src.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(src).as_posix().encode())
+            h.update(f.read_bytes())
+    out = CACHE / "bin" / f"{name}-{go_version(go)}-{h.hexdigest()[:12]}"
+    if not out.exists():
+        tmp = out.with_name(out.name + ".tmp")
+        build_go_program(src, go, tmp)
+        tmp.replace(out)
     return out
 
 
@@ -168,3 +185,23 @@ def running(
 def cardguard_argv(*args: str) -> list[str]:
     """Argv that runs this checkout's cardguard with the test interpreter."""
     return [sys.executable, "-m", "cardguard", *args]
+
+
+_LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
+
+
+@contextlib.contextmanager
+def running_listener(argv: Sequence[str], log: Path, what: str) -> Iterator[Process]:
+    """Run a program that binds a free port itself; wait until it prints ``listening on``."""
+    with running(argv, log) as proc:
+
+        def bound() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{what} exited early:\n{proc.logs()[-4000:]}")
+            m = _LISTENING.search(proc.logs())
+            if m:
+                proc.port = int(m.group(2))
+            return m is not None
+
+        wait_for(bound, 30, f"{what} to print its address")
+        yield proc

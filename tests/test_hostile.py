@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import REPO, Process, cardguard_argv, free_port, running, wait_for
+from support import REPO, Process, cardguard_argv, free_port, running, running_listener, wait_for
 
 # The stated bound: cardguard's peak resident memory through the whole test.
 MEMORY_CAP_BYTES = 400 * 1024 * 1024
@@ -118,15 +118,7 @@ def hostile_setup(leaky_demo: Process, tmp_path_factory: pytest.TempPathFactory)
         "--good",
         leaky_demo.base_url,
     ]
-    with running(evil_argv, work / "evil.log") as evil:
-
-        def bound() -> bool:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", evil.logs())
-            if m:
-                evil.port = int(m.group(1))
-            return m is not None
-
-        wait_for(bound, 30, "the evil target to listen")
+    with running_listener(evil_argv, work / "evil.log", "the evil target to listen") as evil:
         targets = [
             f"  - name: good\n    url: {leaky_demo.base_url}\n    profiles: {{interval: 2s}}\n"
         ]
@@ -293,15 +285,7 @@ def test_largest_page_within_memory_cap(tmp_path: Path, leaky_demo: Process) -> 
         "--good",
         leaky_demo.base_url,
     ]
-    with running(evil_argv, tmp_path / "evil.log") as evil:
-
-        def bound() -> bool:
-            mm = re.search(r"listening on 127\.0\.0\.1:(\d+)", evil.logs())
-            if mm:
-                evil.port = int(mm.group(1))
-            return mm is not None
-
-        wait_for(bound, 30, "the evil target to listen")
+    with running_listener(evil_argv, tmp_path / "evil.log", "the evil target to listen") as evil:
         (tmp_path / "cardguard.yml").write_text(
             "targets:\n  - name: big\n"
             f"    url: {evil.base_url}/big/{LARGEST_SERIES}\n"

@@ -185,22 +185,13 @@ def test_probe_section_loads_and_reports_every_problem(tmp_path: Path) -> None:
 
 def test_prometheus_scrape_timeout_cuts_the_fetch(tmp_path: Path, leaky_demo: Process) -> None:
     """A target that drips forever is cut at Prometheus' deadline, not probe.timeout (60s)."""
-    import re
     import sys
 
-    from support import REPO, running, wait_for
+    from support import REPO, running_listener
 
     argv = [sys.executable, str(REPO / "tests" / "evil_target.py"), "--hostile"]
     argv += ["--good", leaky_demo.base_url]
-    with running(argv, tmp_path / "evil.log") as evil:
-
-        def bound() -> bool:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", evil.logs())
-            if m:
-                evil.port = int(m.group(1))
-            return m is not None
-
-        wait_for(bound, 30, "the evil target")
+    with running_listener(argv, tmp_path / "evil.log", "the evil target") as evil:
         p = prober(Clock(), "127.0.0.1", timeout=60.0)
         r = p.probe(f"http://127.0.0.1:{evil.port}/slow_drip", timeout_hint=2.0)
         assert r.status == 200
