@@ -24,7 +24,6 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "testdata"
-SHARED = REPO.parent / "shared"
 DEBIAN_GO = Path("/usr/lib/go/bin/go")
 GOCODE = Path("/usr/share/gocode")
 CACHE = Path(os.environ.get("CARDGUARD_TEST_CACHE", Path.home() / ".cache" / "cardguard-tests"))

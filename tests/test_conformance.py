@@ -1,4 +1,4 @@
-"""cardguard against the OpenMetrics conformance cases in ../shared/testdata/openmetrics-parsers.
+"""cardguard against the OpenMetrics conformance cases in tests/testdata/openmetrics-parsers.
 
 Every case that must parse parses, and the series cardguard finds per family
 are the ones prometheus_client's OpenMetrics parser finds. Every bad case is
@@ -19,9 +19,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from cardguard import exposition
 from cardguard.cardinality import analyse
 from cardguard.errors import ParseError
-from support import SHARED
+from support import TESTDATA
 
-CASES_DIR = SHARED / "testdata" / "openmetrics-parsers"
+CASES_DIR = TESTDATA / "openmetrics-parsers"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
 
 # bad_* cases cardguard accepts on purpose, with the reason. Empty: the strict
