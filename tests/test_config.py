@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,43 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "bad-yaml-syntax.yml": [
         "bad-yaml-syntax.yml:4: invalid YAML: expected ',' or ']', but got '<stream end>'",
+    ],
+    # Files that once crashed a reload (issue 9): each must be one clean, located error.
+    "bad-url-ipv6.yml": [
+        "bad-url-ipv6.yml:3: targets[0].url: invalid URL 'http://[::1': IPv6 addresses go in balanced brackets, like http://[::1]:8080",
+        "bad-url-ipv6.yml:5: targets[1].url: invalid URL 'http://[::1]x:9100': only a :port may follow ']'",
+        "bad-url-ipv6.yml:7: targets[2].url: invalid URL 'http://[not-an-address]:6379': what is in brackets is not an IPv6 address",
+        "bad-url-ipv6.yml:9: targets[3].url: invalid port in 'http://127.0.0.1:99999'",
+        "bad-url-ipv6.yml:11: targets[4].url: URL must not contain spaces or control characters, got 'http://exa mple.internal:80'",
+    ],
+    "bad-deep-nesting.yml": [
+        "bad-deep-nesting.yml:4: YAML nested deeper than 64 levels; refused",
+    ],
+    "bad-yaml-bomb.yml": [
+        "bad-yaml-bomb.yml:8: YAML aliases expand to more than 50000 nodes; refused",
+    ],
+    "bad-recursive-alias.yml": [
+        "bad-recursive-alias.yml:4: alias *targets is used inside the node it names; refused",
+    ],
+    "bad-wrong-types.yml": [
+        "bad-wrong-types.yml:4: global.caps.families: must be at most 9007199254740992, got 999999999999999999999999999999999999999999999999999999999...",
+        "bad-wrong-types.yml:5: global.thresholds.min_label_values: expected an integer, got 1.5",
+        "bad-wrong-types.yml:5: global.thresholds.min_heap_owner_share: expected a number, got .nan",
+        "bad-wrong-types.yml:2: global.scrape_interval: expected a duration like 30s, got a list",
+        "bad-wrong-types.yml:3: global.exact_count_cap: expected an integer, got many",
+        "bad-wrong-types.yml:11: targets[0]: keys must be strings",
+        "bad-wrong-types.yml:7: targets[0].name: expected a non-empty string, got a list",
+        "bad-wrong-types.yml:8: targets[0].url: expected an http:// or https:// URL, got '8080'",
+        "bad-wrong-types.yml:9: targets[0].interval: must be at most 10y, got '99999999999999999999s'",
+        "bad-wrong-types.yml:10: targets[0].profiles.enabled: expected true or false, got maybe",
+        "bad-wrong-types.yml:10: targets[0].profiles.goroutine_full_max: expected an integer, got .inf",
+        "bad-wrong-types.yml:12: targets[1]: expected a mapping, got 'db'",
+    ],
+    "bad-not-utf8.yml": [
+        "bad-not-utf8.yml:4: not UTF-8 text (byte 0xe9 at offset 79)",
+    ],
+    "bad-binary.yml": [
+        "bad-binary.yml:3: invalid YAML: character #x0000 is not allowed",
     ],
 }
 
@@ -284,3 +322,114 @@ def test_example_config_validates_and_documents_every_option() -> None:
     api = cfg.targets[1]
     assert cfg.global_ == c.GlobalConfig()
     assert api.profiles == c.ProfilesConfig(timeout=5.0)
+
+
+# --- issue 9: no file, however broken, may crash a (re)load ---------------------------
+
+HOSTILE = [
+    "bad-url-ipv6.yml",
+    "bad-deep-nesting.yml",
+    "bad-yaml-bomb.yml",
+    "bad-recursive-alias.yml",
+    "bad-wrong-types.yml",
+    "bad-not-utf8.yml",
+    "bad-binary.yml",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_file_is_refused_quickly(name: str) -> None:
+    # The bomb expands to 9**10 nodes and the nesting is 5,000 deep; both are refused
+    # while composing, long before either could exhaust memory or the stack.
+    start = time.monotonic()
+    assert problems_of(CONFIGS / name) == EXPECTED[name]
+    assert time.monotonic() - start < 5
+
+
+def test_aliases_within_bounds_still_work() -> None:
+    text = """
+targets:
+  - name: a
+    url: http://127.0.0.1:1
+    headers: &team {X-Team: payments}
+  - name: b
+    url: http://127.0.0.1:2
+    headers: *team
+"""
+    cfg = parse_config(text, "inline.yml")
+    assert [dict(t.headers)["X-Team"].reveal() for t in cfg.targets] == ["payments"] * 2
+
+
+def test_file_size_is_bounded(tmp_path: Path) -> None:
+    big = tmp_path / "big.yml"
+    big.write_text("targets: []\n" + "#" * (1 << 20) + "\n")
+    assert problems_of(big) == ["big.yml: larger than 1 MiB; refused"]
+
+
+def test_problem_list_is_bounded() -> None:
+    text = "targets:\n" + "".join(
+        f"  - {{name: t{i}, url: 'http://127.0.0.1:1', interval: x}}\n" for i in range(300)
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "many.yml")
+    problems = info.value.problems
+    assert len(problems) == 101
+    assert problems[0] == "many.yml:2: targets[0].interval: expected a duration like 30s, got 'x'"
+    assert problems[-1] == "many.yml: 200 more problems not shown"
+
+
+def test_long_values_are_clipped_in_messages() -> None:
+    value = "x" * 100_000
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            f"targets:\n  - {{name: a, url: 'http://127.0.0.1:1', interval: {value}}}\n", "f"
+        )
+    (problem,) = info.value.problems
+    assert problem.startswith("f:2: targets[0].interval: expected a duration like 30s, got 'xxx")
+    assert len(problem) < 300
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("{label_explosion: {growth_per_hour: 1e999}}", "expected a finite number, got '1e999'"),
+        ("{label_explosion: {growth_per_hour: .nan}}", "expected a finite number, got .nan"),
+        ("{label_explosion: {distinct_values: !!int lots}}", "expected a whole number, got lots"),
+        ("{heap_growth: {min_growth_bytes: " + "9" * 400 + "MiB}}", "expected a size like 64MiB"),
+        ("{goroutine_leak: {max_wait: " + "9" * 5000 + "m}}", "expected a duration like 10m"),
+        ("{allow: {families: ['re:" + "(" * 1000 + ")" * 1000 + "']}}", "nested too deeply"),
+        ("{allow: {families: ['re:a{99999999999}']}}", "the repetition number is too large"),
+        ("{targets: {[api]: {}}}", "target names must be strings"),
+    ],
+)
+def test_rules_values_that_used_to_raise(rules: str, message: str) -> None:
+    text = f"targets: []\nrules: {rules}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "r.yml")
+    (problem,) = info.value.problems
+    assert problem.startswith("r.yml:2: rules.") and message in problem, problem
+
+
+def test_included_rules_file_is_bounded_too(tmp_path: Path) -> None:
+    (tmp_path / "rules.yml").write_bytes(b"label_explosion:\n  severity: " + b"[" * 5000 + b"\n")
+    cfg = tmp_path / "cardguard.yml"
+    cfg.write_text("targets: []\nrules: rules.yml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.problems == [
+        f"{tmp_path / 'rules.yml'}:2: YAML nested deeper than 64 levels; refused"
+    ]
+
+
+def test_check_config_reports_the_same_errors() -> None:
+    for name in HOSTILE:
+        out = subprocess.run(
+            cardguard_argv("check-config", str(CONFIGS / name)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 1, name
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
+        for line in EXPECTED[name]:
+            assert line.replace(name, str(CONFIGS / name), 1) in out.stderr, (name, out.stderr)

@@ -17,6 +17,7 @@ result is passed through untouched as :attr:`Config.rules`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from cardguard import yamlfile
 from cardguard.errors import ConfigError
 from cardguard.rules import DEFAULT_RULES, Rules, load_rules
 
@@ -67,12 +69,14 @@ class Secret:
 _DURATION_RE = re.compile(
     r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
 )
+# Longer text is no duration or size; shorter, int() never meets its 4,300-digit limit.
+_MAX_NUMBER_TEXT = 100
 _DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
 
 
 def parse_duration(text: str) -> float | None:
     """Return seconds for a Prometheus-style duration (``15s``, ``1m30s``, ``2h``), else None."""
-    m = _DURATION_RE.match(text)
+    m = _DURATION_RE.match(text) if len(text) <= _MAX_NUMBER_TEXT else None
     if not text or m is None or not any(m.groups()):
         return None
     return sum(int(g) * u for g, u in zip(m.groups(), _DURATION_UNITS, strict=True) if g)
@@ -106,7 +110,7 @@ _SIZE_UNITS = {
 
 def parse_size(text: str) -> int | None:
     """Return bytes for a size such as ``64MiB``, ``500KB`` or ``1048576``, else None."""
-    m = _SIZE_RE.match(text.strip())
+    m = _SIZE_RE.match(text.strip()) if len(text) <= _MAX_NUMBER_TEXT else None
     if m is None:
         return None
     return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
@@ -237,8 +241,8 @@ def _describe(node: Node) -> str:
         if node.tag.endswith(":null"):
             return "null"
         if node.tag.endswith(":str"):
-            return repr(node.value)
-        return str(node.value)
+            return yamlfile.clip(repr(node.value))
+        return yamlfile.clip(str(node.value))
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):
@@ -246,11 +250,26 @@ def _describe(node: Node) -> str:
     return "an unknown node"
 
 
-_constructor = yaml.constructor.SafeConstructor()
+# The largest integer, size or duration (in seconds) a config value may hold: far above
+# anything sensible, and small enough for every C API and float it reaches.
+MAX_INT = 2**53
+MAX_DURATION = 10 * 365 * 86400.0
+_MAX_DURATION_TEXT = "10y"
+_INVALID = object()
+_DIGITS_RE = re.compile(r"^[-+]?[0-9_]+$")
 
 
 def _scalar(node: ScalarNode) -> Any:
-    return _constructor.construct_object(node, deep=True)
+    """Return the scalar as YAML 1.1 reads it, or ``_INVALID`` when its text does not fit its tag.
+
+    ``!!int abc``, ``!!bool maybe`` and 5,000-digit integers raise inside PyYAML's
+    constructor (ValueError, KeyError, ...); here they are just invalid values. A
+    fresh constructor per call: a shared one caches every node it ever saw.
+    """
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return _INVALID
 
 
 class Ctx:
@@ -263,8 +282,7 @@ class Ctx:
 
     def error(self, node: Node | None, path: str, message: str) -> None:
         """Record one problem at ``node``'s line (or without a line when node is None)."""
-        where = f"{self.source}:{node.start_mark.line + 1}" if node is not None else self.source
-        self.problems.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        self.problems.append(yamlfile.problem(self.source, node, path, message))
 
     def section(self, node: Node | None, path: str, keys: Iterable[str]) -> Section | None:
         """Check that ``node`` is a mapping with only ``keys``; None after recording a problem.
@@ -283,7 +301,7 @@ class Ctx:
                 self.error(knode, path, "keys must be strings")
                 continue
             key = str(knode.value)
-            kpath = join(path, key)
+            kpath = join(path, yamlfile.clip(key))
             if key in items:
                 first = items[key][0].start_mark.line + 1
                 self.error(knode, kpath, f"duplicate key (first given on line {first})")
@@ -317,29 +335,41 @@ class Ctx:
 
     def boolean(self, node: Node, path: str) -> bool | None:
         if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
-            return bool(_scalar(node))
+            value = _scalar(node)
+            if isinstance(value, bool):
+                return value
         self.error(node, path, f"expected true or false, got {_describe(node)}")
         return None
 
     def integer(self, node: Node, path: str, minimum: int = 0) -> int | None:
-        if isinstance(node, ScalarNode) and node.tag.endswith(":int"):
-            value = int(_scalar(node))
-            if value < minimum:
-                self.error(node, path, f"must be at least {minimum}, got {value}")
-                return None
-            return value
-        self.error(node, path, f"expected an integer, got {_describe(node)}")
-        return None
+        value = _scalar(node) if isinstance(node, ScalarNode) else _INVALID
+        if value is _INVALID and node.tag.endswith(":int") and _DIGITS_RE.match(node.value):
+            # More digits than int() takes: certainly out of range, on the side of its sign.
+            value = -(MAX_INT + 1) if node.value.startswith("-") else MAX_INT + 1
+        if not isinstance(value, int) or isinstance(value, bool) or not node.tag.endswith(":int"):
+            self.error(node, path, f"expected an integer, got {_describe(node)}")
+            return None
+        if value < minimum:
+            self.error(node, path, f"must be at least {minimum}, got {_describe(node)}")
+            return None
+        if value > MAX_INT:
+            self.error(node, path, f"must be at most {MAX_INT}, got {_describe(node)}")
+            return None
+        return value
 
     def number(self, node: Node, path: str, minimum: float = 0.0) -> float | None:
-        if isinstance(node, ScalarNode) and node.tag.endswith((":int", ":float")):
-            value = float(_scalar(node))
-            if value < minimum:
-                self.error(node, path, f"must be at least {minimum:g}, got {node.value}")
-                return None
-            return value
-        self.error(node, path, f"expected a number, got {_describe(node)}")
-        return None
+        ok = isinstance(node, ScalarNode) and node.tag.endswith((":int", ":float"))
+        value = _scalar(node) if ok and isinstance(node, ScalarNode) else _INVALID
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+            self.error(node, path, f"expected a number, got {_describe(node)}")
+            return None
+        if value < minimum:
+            self.error(node, path, f"must be at least {minimum:g}, got {_describe(node)}")
+            return None
+        if value > MAX_INT:  # also .inf, and ints too large for a float
+            self.error(node, path, f"must be at most {MAX_INT}, got {_describe(node)}")
+            return None
+        return float(value)
 
     def duration(self, node: Node, path: str) -> float | None:
         value = parse_duration(str(node.value)) if isinstance(node, ScalarNode) else None
@@ -348,6 +378,9 @@ class Ctx:
             return None
         if value <= 0:
             self.error(node, path, f"must be longer than 0s, got {node.value!r}")
+            return None
+        if value > MAX_DURATION:
+            self.error(node, path, f"must be at most {_MAX_DURATION_TEXT}, got {_describe(node)}")
             return None
         return value
 
@@ -359,6 +392,9 @@ class Ctx:
                 path,
                 f"expected a size like 64MiB or a number of bytes, got {_describe(node)}",
             )
+            return None
+        if value > MAX_INT:
+            self.error(node, path, f"must be at most {MAX_INT} bytes, got {_describe(node)}")
             return None
         return value
 
@@ -377,8 +413,12 @@ class Ctx:
         p = Path(text)
         if not p.is_absolute():
             p = self.base_dir / p
-        if not p.is_file():
-            self.error(node, path, f"file not found: {text}")
+        try:
+            found = p.is_file()
+        except (OSError, ValueError):  # a name too long for the OS, or with a NUL in it
+            found = False
+        if not found:
+            self.error(node, path, f"file not found: {yamlfile.clip(text)}")
             return None
         return p
 
@@ -555,25 +595,62 @@ def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
     return g
 
 
+_HOST_RE = re.compile(r"^[\w.-]+$")  # a DNS name or IPv4 address (IPv6 is checked apart)
+_BRACKETED_RE = re.compile(r"^\[[^\[\]]+\](?::[0-9]*)?$")  # [IPv6] or [IPv6]:port
+
+
 def check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        ctx.error(node, path, f"expected an http:// or https:// URL, got {url!r}")
+    """Check a base URL as it is loaded, so a typo is a config error, not a fetch-time crash.
+
+    It must be http(s) with a host and a valid port, parse with ``urlsplit`` (IPv6
+    addresses in balanced brackets) and carry no credentials, query or fragment.
+    """
+    # A URL with credentials is never echoed: the message would carry them.
+    shown = "(not shown: it may hold credentials)" if "@" in url else yamlfile.clip(repr(url))
+    if any(c.isspace() or not c.isprintable() for c in url):
+        ctx.error(node, path, f"URL must not contain spaces or control characters, got {shown}")
         return False
-    if not parts.hostname:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        if url.count("[") != url.count("]"):
+            reason = "IPv6 addresses go in balanced brackets, like http://[::1]:8080"
+        elif "[" in url:
+            reason = "what is in brackets is not an IPv6 address"
+        else:
+            reason = "cannot be parsed"
+        ctx.error(node, path, f"invalid URL {shown}: {reason}")
+        return False
+    if parts.scheme not in ("http", "https"):
+        ctx.error(node, path, f"expected an http:// or https:// URL, got {shown}")
+        return False
+    host = parts.hostname
+    if not host:
         ctx.error(node, path, "URL has no host")
         return False
     if parts.username is not None or parts.password is not None:
-        # Never echo the URL here: it holds the credentials.
         ctx.error(node, path, "credentials in the URL are not allowed; use basic_auth")
         return False
     if parts.query or parts.fragment:
         ctx.error(node, path, "the base URL must not have a query or fragment")
         return False
+    bracketed = "[" in parts.netloc
+    if bracketed and not _BRACKETED_RE.match(parts.netloc):
+        ctx.error(node, path, f"invalid URL {shown}: only a :port may follow ']'")
+        return False
     try:
-        _ = parts.port
+        port = parts.port
+        if bracketed:
+            ipaddress.IPv6Address(host)
     except ValueError:
-        ctx.error(node, path, f"invalid port in {url!r}")
+        what = "IPv6 address" if bracketed and parts.netloc.endswith("]") else "port"
+        ctx.error(node, path, f"invalid {what} in {shown}")
+        return False
+    if port == 0:
+        ctx.error(node, path, f"invalid port in {shown}")
+        return False
+    if not bracketed and not _HOST_RE.match(host):
+        ctx.error(node, path, f"invalid host in {shown}")
         return False
     return True
 
@@ -751,22 +828,17 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
     """Parse and validate config ``text``; ``source`` names it in every message.
 
     Raises:
-        ConfigError: with every problem found, each as ``source:line: path: message``.
+        ConfigError: with every problem found, each as ``source:line: path: message``
+            (the first :data:`~cardguard.yamlfile.MAX_PROBLEMS` of them), and for any
+            text that is not a valid config: bad YAML, too deep, too large, wrong types.
     """
     ctx = Ctx(source, base_dir)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(source, [f"{source}{line}: invalid YAML: {exc.problem}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"{source}: invalid YAML: {exc}"]) from None
+    root = yamlfile.compose(text, source)
     if root is None:
         raise ConfigError(source, [f"{source}: the file is empty; at least targets is required"])
     top = ctx.section(root, "", _TOP_KEYS)
     if top is None:
-        raise ConfigError(source, ctx.problems)
+        raise ConfigError(source, yamlfile.limited(source, ctx.problems))
     g = _load_global(ctx, top.value_node("global"))
     targets: list[TargetConfig] = []
     seen: dict[str, int] = {}
@@ -799,7 +871,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
 
         fleet = load_fleet_config(top.value_node("fleet"), ctx)
     if ctx.problems:
-        raise ConfigError(source, ctx.problems)
+        raise ConfigError(source, yamlfile.limited(source, ctx.problems))
     return Config(
         source=source, global_=g, targets=tuple(targets), rules=rules, probe=probe, fleet=fleet
     )
@@ -812,8 +884,5 @@ def load_config(path: str | Path) -> Config:
     resolved against the config file's directory.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"{path}: cannot read: {exc}"]) from None
+    text = yamlfile.read(p, str(path))
     return parse_config(text, str(path), base_dir=p.resolve().parent)

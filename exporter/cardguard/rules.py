@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -49,7 +50,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
-from cardguard import patterns
+from cardguard import patterns, yamlfile
 from cardguard.errors import ConfigError
 
 Severity = Literal["info", "warning", "critical"]
@@ -276,7 +277,8 @@ _BOOL = "tag:yaml.org,2002:bool"
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB|kB)?\s*$")
+# Digit counts are bounded: int() refuses strings of more than 4,300 digits.
+_SIZE_RE = re.compile(r"^\s*(\d{1,18}(?:\.\d{1,18})?)\s*(B|KB|MB|GB|KiB|MiB|GiB|kB)?\s*$")
 _SIZE_UNITS = {
     None: 1,
     "B": 1,
@@ -289,7 +291,7 @@ _SIZE_UNITS = {
     "GiB": 1024**3,
 }
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION_RE = re.compile(r"^(?:(\d{1,18})h)?(?:(\d{1,18})m)?(?:(\d{1,18})s)?$")
 
 
 class _Reader:
@@ -355,13 +357,20 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(node, path, f"expected a number, got {_describe(node)}")
             return None
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+        if not math.isfinite(value):
+            self.fail(node, path, f"expected a finite number, got {_describe(node)}")
+            return None
         if value < minimum or (maximum is not None and value > maximum):
             bound = (
                 f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
             )
             self.fail(node, path, f"must be {bound}, got {value:g}")
             return None
-        return float(value)
+        return value
 
     def ratio(self, node: yaml.Node, path: str) -> float | None:
         return self.number(node, path, 0.0, 1.0)
@@ -393,7 +402,7 @@ class _Reader:
         if m is None:
             self.fail(node, path, f"expected a size like 64MiB, got {_describe(node)}")
             return None
-        return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+        return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])  # finite: 18 digits at most
 
     def minutes(self, node: yaml.Node, path: str) -> float | None:
         value = self.scalar(node)
@@ -412,7 +421,14 @@ class _Reader:
         try:
             return Matcher.parse(value)
         except re.error as exc:
-            self.fail(node, path, f"invalid regular expression {value[3:]!r}: {exc}")
+            shown = yamlfile.clip(repr(value[3:]))
+            self.fail(node, path, f"invalid regular expression {shown}: {exc}")
+            return None
+        except (RecursionError, OverflowError) as exc:
+            # The re module's parser recurses per group and refuses huge repeat counts.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            shown = yamlfile.clip(repr(value[3:]))
+            self.fail(node, path, f"invalid regular expression {shown}: {reason}")
             return None
 
     def sequence(self, node: yaml.Node, path: str) -> list[yaml.Node]:
@@ -454,8 +470,8 @@ def _plain(node: yaml.ScalarNode) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.YAMLError:
-        return node.value
+    except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return node.value  # text that does not fit its tag (``!!int abc``, 5,000 digits)
 
 
 def _describe(node: yaml.Node) -> str:
@@ -465,7 +481,7 @@ def _describe(node: yaml.Node) -> str:
         return "a list"
     if node.tag == _NULL:
         return "nothing"
-    return repr(node.value) if node.tag == _STR else str(node.value)
+    return yamlfile.clip(repr(node.value) if node.tag == _STR else str(node.value))
 
 
 # Field readers per section: field name -> reader(reader, node, path) -> value | None.
@@ -733,8 +749,7 @@ class FileProblems:
         self.problems: list[str] = []
 
     def error(self, node: yaml.Node | None, path: str, message: str) -> None:
-        where = f"{self.source}:{node.start_mark.line + 1}" if node is not None else self.source
-        self.problems.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        self.problems.append(yamlfile.problem(self.source, node, path, message))
 
 
 def _include(node: yaml.ScalarNode, ctx: ProblemSink, path: str) -> Rules:
@@ -743,8 +758,13 @@ def _include(node: yaml.ScalarNode, ctx: ProblemSink, path: str) -> Rules:
     target = Path(node.value)
     if not target.is_absolute() and base is not None:
         target = Path(base) / target
-    if not target.is_file():
-        ctx.error(node, path, f"cannot read included rules file {str(target)!r}")
+    try:
+        found = target.is_file()
+    except (OSError, ValueError):  # a name too long for the OS, or with a NUL in it
+        found = False
+    if not found:
+        shown = yamlfile.clip(repr(str(target)), 200)
+        ctx.error(node, path, f"cannot read included rules file {shown}")
         return DEFAULT_RULES
     try:
         return load_rules_file(target)
@@ -764,17 +784,9 @@ def load_rules_file(path: str | Path) -> Rules:
     The file holds either a top-level ``rules:`` key or the rule sections directly.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [f"{source}: cannot read: {exc}"]) from exc
+    text = yamlfile.read(path, source)
     sink = FileProblems(source)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(source, [f"{source}{line}: invalid YAML: {exc}"]) from exc
+    root = yamlfile.compose(text, source)
     rules_node: yaml.Node | None = root
     if isinstance(root, yaml.MappingNode) and [k.value for k, _ in root.value] == ["rules"]:
         rules_node = root.value[0][1]
@@ -783,7 +795,7 @@ def load_rules_file(path: str | Path) -> Rules:
         rules_node = None
     rules = load_rules(rules_node, sink)
     if sink.problems:
-        raise ConfigError(source, sink.problems)
+        raise ConfigError(source, yamlfile.limited(source, sink.problems))
     return rules
 
 
