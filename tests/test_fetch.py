@@ -264,3 +264,29 @@ def test_tls_client_certificate(tls_server: local_http.Running, certs: Path) -> 
         ),
     )
     assert Fetcher(with_cert).get(with_cert.url + "/whoami").body == b"True"
+
+
+def test_tls_to_a_pinned_address_checks_the_host_name(certs: Path) -> None:
+    """Connected to an approved address, TLS still speaks to and verifies the URL's host name."""
+    names: list[str | None] = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs / "server.pem", certs / "server.key")
+    ctx.sni_callback = lambda _sock, name, _ctx: names.append(name)
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise AssertionError(f"resolved {host} although its address was given")
+
+    with local_http.serve({"/ok": local_http.ok(PAGE)}, tls=ctx) as srv:
+        tls = TLSConfig(ca_file=certs / "ca.pem")
+        # The certificate names localhost (and 127.0.0.1); the socket goes to 127.0.0.1.
+        good = target(f"https://localhost:{srv.port}", tls=tls, addresses=("127.0.0.1",))
+        assert Fetcher(good, resolve=no_dns).get(good.url + "/ok").body == PAGE
+        assert names[-1] == "localhost"
+        assert srv.server.requests[-1][1]["Host"] == f"localhost:{srv.port}"
+        # Same address, a name the certificate does not hold: refused, though the
+        # certificate is valid for the address itself.
+        wrong = target(f"https://other.test:{srv.port}", tls=tls, addresses=("127.0.0.1",))
+        with pytest.raises(FetchError) as info:
+            Fetcher(wrong, resolve=no_dns).get(wrong.url + "/ok")
+        assert info.value.reason == "tls" and "certificate verification failed" in str(info.value)
+        assert names[-1] == "other.test"

@@ -204,6 +204,9 @@ class TargetConfig:
     bearer_token_file: Path | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+    # Connect only to these addresses (already approved, e.g. by /probe's allow-list) rather
+    # than resolving the URL's host; never read from a config file.
+    addresses: tuple[str, ...] = ()
 
     @property
     def metrics_url(self) -> str:
