@@ -12,9 +12,9 @@ What makes it safe and cheap:
   globs, CIDRs (checked on every address a name resolves to) and a file_sd
   file re-read when it changes. Refusals answer 403 (400 for a malformed
   target) with the reason in the body, and count in
-  ``cardguard_probe_refused_total{reason}``. For plain http the fetch goes
-  to the address that was checked (Host header kept), so a name cannot be
-  re-pointed between the check and the fetch.
+  ``cardguard_probe_refused_total{reason}``. The fetch connects only to the
+  addresses this probe's check approved (the Host header and TLS keep the
+  name), so a name cannot be re-pointed between the check and the fetch.
 * **State between probes**: each target keeps a
   :class:`~cardguard.scheduler.TargetWorker` (baselines, churn, heap base,
   goroutine growth) in a bounded LRU (``max_targets``); a target not probed
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -53,19 +52,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cardguard import allowlist, collectors
+from cardguard import allowlist, collectors, fetch
 from cardguard.allowlist import AllowList, Refusal, Resolver
 from cardguard.config import (
     Ctx,
     GlobalConfig,
     ProfilesConfig,
-    Secret,
     TargetConfig,
     load_profiles,
     url_path,
@@ -157,12 +154,6 @@ def load_probe_config(node: object, ctx: Ctx) -> ProbeConfig:
     )
 
 
-def system_resolve(host: str, port: int) -> Sequence[str]:
-    """Resolve ``host`` with the system resolver; raise OSError when it does not resolve."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(ai[4][0]) for ai in infos})
-
-
 @dataclass(frozen=True)
 class ProbeResponse:
     """What the HTTP layer sends back for one /probe request."""
@@ -206,7 +197,7 @@ class Prober:
         settings: Callable[[], tuple[GlobalConfig, Rules]],
         render: Render = render_snapshots,
         *,
-        resolve: Resolver = system_resolve,
+        resolve: Resolver = fetch.resolve_host,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -289,6 +280,9 @@ class Prober:
         entry = self._entry(decision, now)
         with entry.lock:
             entry.last_probe = now
+            if decision.addresses != entry.base_target.addresses:
+                # Connect to what this check approved, never to what an earlier one did.
+                self._repin(entry, decision.addresses)
             if entry.cached is not None and now - entry.cached_at < self._config.cache_ttl:
                 with self._lock:
                     self._cache_hits += 1
@@ -344,27 +338,26 @@ class Prober:
 
     def _target_config(self, t: allowlist.Target) -> TargetConfig:
         c = self._config
-        name = f"{t.host}:{t.port}"[:64]
-        url = t.url
-        headers: tuple[tuple[str, Secret], ...] = ()
-        if t.scheme == "http" and t.addresses:
-            # Fetch from the address the allow-list checked, so DNS cannot change it
-            # between the check and the fetch; the Host header keeps virtual hosts working.
-            addr = t.addresses[0]
-            netloc = f"[{addr}]:{t.port}" if ":" in addr else f"{addr}:{t.port}"
-            url = f"http://{netloc}{urlsplit(t.url).path}"
-            headers = (("Host", Secret(f"{t.host}:{t.port}")),)
         return TargetConfig(
-            name=name,
-            url=url.rstrip("/"),
+            name=f"{t.host}:{t.port}"[:64],
+            url=t.url.rstrip("/"),
             metrics_path=c.metrics_path,
             pprof_path=c.pprof_path,
             interval=max(c.cache_ttl, 1.0),
             timeout=c.timeout,
             body_size_limit=c.body_size_limit,
-            headers=headers,
             profiles=c.profiles,
+            # The fetcher connects to these and nothing else (empty for targets allowed by
+            # name, which it resolves itself, once per fetch).
+            addresses=t.addresses,
         )
+
+    def _repin(self, entry: _Entry, addresses: tuple[str, ...]) -> None:
+        """Point ``entry`` at newly approved addresses, keeping its state between probes."""
+        base = replace(entry.base_target, addresses=addresses)
+        worker = TargetWorker(base, self._settings, self._clock)
+        worker.adopt(entry.worker)
+        entry.worker, entry.base_target = worker, base
 
     def _entry(self, t: allowlist.Target, now: float) -> _Entry:
         key = t.url
