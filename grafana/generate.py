@@ -2,14 +2,18 @@
 """Generate cardguard's Grafana dashboards (grafana/dashboards/*.json) from one description.
 
 Panels are built by a few helpers so every panel gets the same datasource
-variable, units and layout. Run after editing:
+variable, units, layout and a description. Job selectors, the cluster label and
+cardguard's URL come from rules/settings.yml, the file the alert rules are
+generated from too (rules/generate.py), so the two never disagree. Run after
+editing this file or the settings:
 
     python3 grafana/generate.py          # rewrite the JSON files
     python3 grafana/generate.py --check  # exit 1 if they are stale
 
-tests/test_dashboards.py runs the --check form and sends every query to a live
-Prometheus. Queries use fixed range windows (no Grafana-only macros) so that
-the same text runs in Grafana and against the Prometheus API.
+tests/test_dashboards.py runs the --check form, sends every query to a live
+Prometheus (with ``$__rate_interval`` replaced as Grafana would) and
+round-trips both dashboards through Grafana's own models
+(grafana-foundation-sdk) to prove no field is one Grafana would drop.
 """
 
 # ruff: noqa: E501  (PromQL and panel descriptions read better unbroken)
@@ -22,11 +26,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "dashboards"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "rules"))
+import settings as settings_file  # noqa: E402  (rules/settings.py, shared with the rules)
+
+OUT = HERE / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 WIDTH = 24
+TARGET_UID = "cardguard-target"
 
 Panel = dict[str, Any]
+Settings = settings_file.Settings
 
 
 class Layout:
@@ -57,6 +67,18 @@ class Layout:
         return panel
 
 
+class Selectors:
+    """The label matchers every query starts with, from rules/settings.yml."""
+
+    def __init__(self, s: Settings) -> None:
+        cluster = f'{s.cluster_label}="$cluster", ' if s.show_multi_cluster else ""
+        self.cluster = cluster
+        self.cardguard = f"{cluster}{s.cardguard_selector}"
+        self.go = f"{cluster}{s.go_selector}"
+        # ALERTS carries the alert's own labels; the cluster label is there in a global view.
+        self.alerts = f'{cluster}alertname=~"Cardguard.*", alertstate="firing"'
+
+
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> dict[str, Any]:
     t: dict[str, Any] = {"refId": ref, "datasource": DS, "expr": expr, "legendFormat": legend}
     if instant:
@@ -69,8 +91,8 @@ def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -
 def timeseries(
     title: str,
     queries: list[tuple[str, str]],
+    description: str,
     unit: str = "short",
-    description: str = "",
     stack: bool = False,
 ) -> Panel:
     refs = "ABCDEFGHIJ"
@@ -92,13 +114,19 @@ def timeseries(
             "overrides": [],
         },
         "options": {
-            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
+            "legend": {
+                "displayMode": "table",
+                "placement": "right",
+                "calcs": ["lastNotNull"],
+                "showLegend": True,
+            },
             "tooltip": {"mode": "multi", "sort": "desc"},
         },
     }
 
 
-def stat(title: str, expr: str, unit: str = "short", description: str = "") -> Panel:
+def stat(title: str, expr: str, description: str, unit: str = "short") -> Panel:
+    """A stat that turns red from 1: a count of things that should be zero."""
     return {
         "type": "stat",
         "title": title,
@@ -123,23 +151,50 @@ def stat(title: str, expr: str, unit: str = "short", description: str = "") -> P
     }
 
 
-def plain_stat(title: str, expr: str, unit: str = "short", description: str = "") -> Panel:
-    panel = stat(title, expr, unit, description)
+def plain_stat(title: str, expr: str, description: str, unit: str = "short") -> Panel:
+    panel = stat(title, expr, description, unit)
     panel["fieldConfig"]["defaults"]["thresholds"]["steps"] = [{"color": "blue", "value": None}]
     return panel
 
 
-def table(title: str, expr: str, description: str = "", hide: tuple[str, ...] = ()) -> Panel:
+def table(
+    title: str,
+    expr: str,
+    description: str,
+    hide: tuple[str, ...] = (),
+    links: list[dict[str, Any]] | None = None,
+) -> Panel:
     excluded = {name: True for name in ("Time", "__name__", *hide)}
+    defaults: dict[str, Any] = {"links": links} if links else {}
     return {
         "type": "table",
         "title": title,
         "description": description,
         "datasource": DS,
         "targets": [target(expr, instant=True)],
-        "fieldConfig": {"defaults": {}, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {"showHeader": True},
         "transformations": [{"id": "organize", "options": {"excludeByName": excluded}}],
+    }
+
+
+def target_dashboard_link(s: Settings, target_ref: str) -> dict[str, Any]:
+    """A data link to the per-target dashboard for ``target_ref`` (a row field or variable)."""
+    params = "${datasource:queryparam}"
+    if s.show_multi_cluster:
+        params += "&${cluster:queryparam}"
+    return {
+        "title": f"cardguard / Target: {target_ref}",
+        "url": f"/d/{TARGET_UID}/cardguard-target?{params}&var-target={target_ref}&${{__url_time_range}}",
+    }
+
+
+def report_link() -> dict[str, Any]:
+    """A data link to the row's offender on cardguard's /report page (anchor ``o-<id>``)."""
+    return {
+        "title": "Evidence and fix on cardguard's /report",
+        "url": "${cardguard_url}/report#o-${__data.fields.id}",
+        "targetBlank": True,
     }
 
 
@@ -147,6 +202,7 @@ def datasource_var() -> dict[str, Any]:
     return {
         "name": "datasource",
         "label": "Data source",
+        "description": "The Prometheus that scrapes cardguard and the Go services.",
         "type": "datasource",
         "query": "prometheus",
         "refresh": 1,
@@ -155,13 +211,19 @@ def datasource_var() -> dict[str, Any]:
     }
 
 
-def query_var(name: str, query: str, multi: bool = False, label: str = "") -> dict[str, Any]:
+def query_var(
+    name: str,
+    query: str,
+    description: str,
+    multi: bool = False,
+    label: str = "",
+) -> dict[str, Any]:
     var: dict[str, Any] = {
         "name": name,
         "label": label or name,
+        "description": description,
         "type": "query",
         "datasource": DS,
-        "definition": query,
         "query": {"query": query, "refId": f"{name}-variable"},
         "refresh": 2,
         "sort": 1,
@@ -175,12 +237,45 @@ def query_var(name: str, query: str, multi: bool = False, label: str = "") -> di
     return var
 
 
+def cluster_vars(s: Settings, sel: Selectors) -> list[dict[str, Any]]:
+    if not s.show_multi_cluster:
+        return []
+    return [
+        query_var(
+            "cluster",
+            f"label_values(cardguard_target_series{{{s.cardguard_selector}}}, {s.cluster_label})",
+            f"Value of the {s.cluster_label} label (rules/settings.yml: cluster_label).",
+        )
+    ]
+
+
+def cardguard_url_var(s: Settings) -> dict[str, Any]:
+    return {
+        "name": "cardguard_url",
+        "label": "cardguard URL",
+        "description": (
+            "Where your browser reaches cardguard, for the links to its /report page "
+            "(default from rules/settings.yml: cardguard_url)."
+        ),
+        "type": "textbox",
+        "query": s.cardguard_url,
+        "current": {"text": s.cardguard_url, "value": s.cardguard_url},
+        "hide": 0,
+    }
+
+
 def dashboard(
-    uid: str, title: str, variables: list[dict[str, Any]], panels: list[Panel]
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    panels: list[Panel],
+    sel: Selectors,
 ) -> dict[str, Any]:
     return {
         "uid": uid,
         "title": title,
+        "description": description,
         "tags": ["cardguard"],
         "timezone": "browser",
         "editable": True,
@@ -211,14 +306,14 @@ def dashboard(
                     "type": "dashboard",
                 },
                 {
+                    # Only `expr`: Grafana's dashboard schema has no titleFormat/textFormat,
+                    # so the alert's label values (alertname, target, family, ...) are the
+                    # annotation's tags instead.
                     "datasource": DS,
                     "enable": True,
                     "iconColor": "red",
                     "name": "cardguard alerts",
-                    "expr": 'ALERTS{alertname=~"Cardguard.*", alertstate="firing"}',
-                    "titleFormat": "{{alertname}}",
-                    "textFormat": "{{target}} {{family}} {{label}} {{function}}",
-                    "step": "60s",
+                    "expr": f"ALERTS{{{sel.alerts}}}",
                 },
             ]
         },
@@ -227,15 +322,17 @@ def dashboard(
     }
 
 
-def fleet() -> dict[str, Any]:
-    t = 'target=~"$target"'
+def fleet(s: Settings) -> dict[str, Any]:
+    sel = Selectors(s)
+    t = f'{sel.cardguard}, target=~"$target"'
     lay = Layout()
+    to_target = [target_dashboard_link(s, "${__data.fields.target}")]
     p = [
         lay.place(
             plain_stat(
                 "Targets",
                 f"count(cardguard_target_series{{{t}}})",
-                description="Go services cardguard watches.",
+                "Go services cardguard reads a /metrics page of, configured or probed for Prometheus.",
             ),
             4,
             4,
@@ -244,7 +341,7 @@ def fleet() -> dict[str, Any]:
             stat(
                 "Targets failing",
                 f'count(cardguard_scrape_success{{{t}, endpoint="metrics"}} == 0) or vector(0)',
-                description="Targets whose /metrics cardguard could not read on the last try.",
+                "Targets whose /metrics cardguard could not read on the last try. The reason is on the Target dashboard's 'Scrape failures per reason' panel and in cardguard's log.",
             ),
             4,
             4,
@@ -253,6 +350,7 @@ def fleet() -> dict[str, Any]:
             stat(
                 "Critical offenders",
                 f'sum(cardguard_offenders{{{t}, severity="critical"}}) or vector(0)',
+                "Offenders of severity critical across the chosen targets: act now (CardguardOffenderCritical pages after 10 minutes).",
             ),
             4,
             4,
@@ -261,6 +359,7 @@ def fleet() -> dict[str, Any]:
             stat(
                 "Warning offenders",
                 f'sum(cardguard_offenders{{{t}, severity="warning"}}) or vector(0)',
+                "Offenders of severity warning: a leak under way, to fix within working hours.",
             ),
             4,
             4,
@@ -269,7 +368,7 @@ def fleet() -> dict[str, Any]:
             stat(
                 "Leaked goroutines",
                 f"sum(cardguard_goroutine_group_leaked{{{t}}}) or vector(0)",
-                description="Goroutines the Go runtime reports as leaked (Go 1.26+).",
+                "Goroutines the Go runtime itself reports as leaked (goroutineleak profile or (leaked) markers, Go 1.26+); they can never exit.",
             ),
             4,
             4,
@@ -277,7 +376,8 @@ def fleet() -> dict[str, Any]:
         lay.place(
             stat(
                 "Firing cardguard alerts",
-                'count(ALERTS{alertname=~"Cardguard.*", alertstate="firing"}) or vector(0)',
+                f"count(ALERTS{{{sel.alerts}}}) or vector(0)",
+                "Alerts from rules/ (all named Cardguard*) firing in this Prometheus now.",
             ),
             4,
             4,
@@ -287,7 +387,7 @@ def fleet() -> dict[str, Any]:
             timeseries(
                 "Series per target",
                 [(f"cardguard_target_series{{{t}}}", "{{target}}")],
-                description="Series on each target's /metrics page.",
+                "Series on each target's /metrics page. A line that only goes up is a label explosion on its way; the Target dashboard shows which family.",
             ),
             12,
             8,
@@ -296,7 +396,7 @@ def fleet() -> dict[str, Any]:
             timeseries(
                 "Goroutines per target",
                 [(f"cardguard_goroutines{{{t}}}", "{{target}}")],
-                description="From each target's goroutine profile.",
+                "Goroutines in each target's goroutine profile. Steady growth without more load is a goroutine leak.",
             ),
             12,
             8,
@@ -305,8 +405,8 @@ def fleet() -> dict[str, Any]:
             timeseries(
                 "Heap in use per target",
                 [(f"cardguard_heap_inuse_bytes{{{t}}}", "{{target}}")],
+                "Sum of inuse_space in each target's heap profile: live heap as Go sampled it, without idle or released memory.",
                 unit="bytes",
-                description="Sum of inuse_space in each target's heap profile.",
             ),
             12,
             8,
@@ -320,6 +420,7 @@ def fleet() -> dict[str, Any]:
                         "{{target}} {{severity}}",
                     )
                 ],
+                "Offenders cardguard names per target and severity, stacked.",
                 stack=True,
             ),
             12,
@@ -330,8 +431,9 @@ def fleet() -> dict[str, Any]:
             table(
                 "Offenders",
                 f"cardguard_offender{{{t}}}",
-                description="Evidence and the fix for each offender are on cardguard's /report page.",
+                "One row per offender. Click a row for the target's dashboard or for the offender's evidence and fix on cardguard's /report page (targets cardguard probes for Prometheus are not on /report; set the cardguard URL variable to where your browser reaches cardguard).",
                 hide=("Value", "job", "instance"),
+                links=[*to_target, report_link()],
             ),
             24,
             8,
@@ -340,8 +442,9 @@ def fleet() -> dict[str, Any]:
             table(
                 "Leaking goroutine groups",
                 f"cardguard_goroutine_group_leaked{{{t}}} > 0",
-                description="Groups with goroutines the Go runtime reports as leaked.",
+                "Goroutine groups (same stack and creator) with goroutines the Go runtime reports as leaked; the value is how many. Click a row for the target's dashboard.",
                 hide=("job", "instance"),
+                links=to_target,
             ),
             12,
             8,
@@ -350,7 +453,9 @@ def fleet() -> dict[str, Any]:
             table(
                 "Fastest-growing goroutine groups (per hour)",
                 f"topk(10, deriv(cardguard_goroutine_group_goroutines{{{t}}}[30m]) * 3600 > 0)",
+                "Goroutines added per hour per group, from a linear fit over the last 30 minutes, so bursts that drain do not count. Click a row for the target's dashboard.",
                 hide=("job", "instance"),
+                links=to_target,
             ),
             12,
             8,
@@ -359,7 +464,9 @@ def fleet() -> dict[str, Any]:
             table(
                 "Labels with the most values",
                 f"topk(15, cardguard_label_distinct_values{{{t}}})",
+                "Distinct values per label across targets (shown once past thresholds.min_label_values). Thousands of values in a label like path or user_id is the usual explosion. Click a row for the target's dashboard.",
                 hide=("job", "instance"),
+                links=to_target,
             ),
             12,
             8,
@@ -367,7 +474,8 @@ def fleet() -> dict[str, Any]:
         lay.place(
             table(
                 "Firing cardguard alerts",
-                'ALERTS{alertname=~"Cardguard.*", alertstate="firing"}',
+                f"ALERTS{{{sel.alerts}}}",
+                "Alerts from rules/ firing now, with their labels; each alert's runbook_url says what to do.",
                 hide=("Value", "alertstate"),
             ),
             12,
@@ -378,6 +486,7 @@ def fleet() -> dict[str, Any]:
             timeseries(
                 "Scrape success",
                 [(f"cardguard_scrape_success{{{t}}}", "{{target}} {{endpoint}}")],
+                "1 when cardguard's last fetch of that target's endpoint (metrics, heap, goroutine, ...) worked, 0 when it failed.",
             ),
             12,
             8,
@@ -386,6 +495,7 @@ def fleet() -> dict[str, Any]:
             timeseries(
                 "Scrape duration",
                 [(f"cardguard_scrape_duration_seconds{{{t}}}", "{{target}} {{endpoint}}")],
+                "How long cardguard's last fetch of each endpoint took, body included. Close to the timeout means the next one may fail.",
                 unit="s",
             ),
             12,
@@ -393,24 +503,73 @@ def fleet() -> dict[str, Any]:
         ),
     ]
     variables = [
-        query_var("target", "label_values(cardguard_target_series, target)", multi=True),
+        *cluster_vars(s, sel),
+        query_var(
+            "target",
+            f"label_values(cardguard_target_series{{{sel.cardguard}}}, target)",
+            "cardguard targets: a configured target's name, or the address of a probed one.",
+            multi=True,
+        ),
+        cardguard_url_var(s),
     ]
-    return dashboard("cardguard-fleet", "cardguard / Fleet", variables, p)
+    return dashboard(
+        "cardguard-fleet",
+        "cardguard / Fleet",
+        "Every Go service cardguard watches: series, goroutines, heap, offenders and cardguard's own health.",
+        variables,
+        p,
+        sel,
+    )
 
 
-def target_dashboard() -> dict[str, Any]:
-    t = 'target="$target"'
-    go = 'job="$job", instance="$instance"'
+def target_dashboard(s: Settings) -> dict[str, Any]:
+    sel = Selectors(s)
+    t = f'{sel.cardguard}, target="$target"'
+    go = f'{sel.cluster}job="$job", instance="$instance"'
     lay = Layout()
     p = [
-        lay.place(plain_stat("Series", f"cardguard_target_series{{{t}}}"), 4, 4),
-        lay.place(plain_stat("Families", f"cardguard_target_families{{{t}}}"), 4, 4),
-        lay.place(plain_stat("Goroutines", f"cardguard_goroutines{{{t}}}"), 4, 4),
-        lay.place(plain_stat("Heap in use", f"cardguard_heap_inuse_bytes{{{t}}}", "bytes"), 4, 4),
+        lay.place(
+            plain_stat(
+                "Series",
+                f"cardguard_target_series{{{t}}}",
+                "Series on the target's /metrics page at cardguard's last scrape.",
+            ),
+            4,
+            4,
+        ),
+        lay.place(
+            plain_stat(
+                "Families",
+                f"cardguard_target_families{{{t}}}",
+                "Metric families (names with HELP/TYPE) on the target's /metrics page.",
+            ),
+            4,
+            4,
+        ),
+        lay.place(
+            plain_stat(
+                "Goroutines",
+                f"cardguard_goroutines{{{t}}}",
+                "Goroutines in the target's last goroutine profile.",
+            ),
+            4,
+            4,
+        ),
+        lay.place(
+            plain_stat(
+                "Heap in use",
+                f"cardguard_heap_inuse_bytes{{{t}}}",
+                "Sum of inuse_space in the target's last heap profile.",
+                "bytes",
+            ),
+            4,
+            4,
+        ),
         lay.place(
             stat(
                 "Offenders (warning and worse)",
                 f'sum(cardguard_offenders{{{t}, severity=~"critical|warning"}}) or vector(0)',
+                "Offenders of severity warning or critical on this target; the Offenders table below lists them.",
             ),
             4,
             4,
@@ -419,7 +578,7 @@ def target_dashboard() -> dict[str, Any]:
             plain_stat(
                 "goroutineleak profile",
                 f"cardguard_goroutineleak_supported{{{t}}}",
-                description="1 when the target serves /debug/pprof/goroutineleak (Go 1.26+).",
+                "1 when the target serves /debug/pprof/goroutineleak (Go 1.26+ with the experiment, 1.27+), so leaks are confirmed by the runtime rather than inferred from growth.",
             ),
             4,
             4,
@@ -429,6 +588,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Series per family",
                 [(f'cardguard_family_series{{{t}, family=~"$family"}}', "{{family}}")],
+                "Series per metric family (families past thresholds.min_family_series). The family whose line climbs is the one with an unbounded label.",
             ),
             12,
             9,
@@ -442,6 +602,7 @@ def target_dashboard() -> dict[str, Any]:
                         "{{family}} / {{label}}",
                     )
                 ],
+                "Distinct values of each label per family (labels past thresholds.min_label_values). Past global.exact_count_cap the count is a HyperLogLog estimate.",
             ),
             12,
             9,
@@ -455,6 +616,7 @@ def target_dashboard() -> dict[str, Any]:
                         "{{family}} / {{label}}",
                     )
                 ],
+                "New distinct values each label gains per hour. Sustained growth on a label that already has many values is what CardguardLabelExplosion alerts on.",
             ),
             12,
             8,
@@ -464,15 +626,15 @@ def target_dashboard() -> dict[str, Any]:
                 "Series added and removed per second",
                 [
                     (
-                        f'sum by (family) (rate(cardguard_family_series_added_total{{{t}, family=~"$family"}}[5m]))',
+                        f'sum by (family) (rate(cardguard_family_series_added_total{{{t}, family=~"$family"}}[$__rate_interval]))',
                         "+ {{family}}",
                     ),
                     (
-                        f'-sum by (family) (rate(cardguard_family_series_removed_total{{{t}, family=~"$family"}}[5m]))',
+                        f'-sum by (family) (rate(cardguard_family_series_removed_total{{{t}, family=~"$family"}}[$__rate_interval]))',
                         "- {{family}}",
                     ),
                 ],
-                description="Added above zero, removed below. Only ever added means series that are never deleted.",
+                "Added above zero, removed below. Only ever added means series that are never deleted.",
             ),
             12,
             8,
@@ -487,6 +649,7 @@ def target_dashboard() -> dict[str, Any]:
                         "{{function}} ({{group}})",
                     )
                 ],
+                "The ten largest goroutine groups (same stack and creator), named by the function they wait in.",
             ),
             12,
             9,
@@ -495,7 +658,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Leaked goroutines per group",
                 [(f"cardguard_goroutine_group_leaked{{{t}}}", "{{function}} ({{group}})")],
-                description="Confirmed by the goroutineleak profile or (leaked) markers (Go 1.26+).",
+                "Confirmed by the goroutineleak profile or (leaked) markers (Go 1.26+).",
             ),
             12,
             9,
@@ -504,6 +667,7 @@ def target_dashboard() -> dict[str, Any]:
             table(
                 "Goroutine groups",
                 f"cardguard_goroutine_group_goroutines{{{t}}}",
+                "Every group cardguard shows for this target (past thresholds.min_goroutine_group): the function it waits in, who created it, and how many goroutines it has now.",
                 hide=("job", "instance", "target"),
             ),
             12,
@@ -513,8 +677,8 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Longest wait per group",
                 [(f"cardguard_goroutine_group_max_wait_seconds{{{t}}}", "{{group}}")],
+                "From full goroutine dumps, taken only under the configured goroutine count.",
                 unit="s",
-                description="From full goroutine dumps, taken only under the configured goroutine count.",
             ),
             12,
             8,
@@ -524,6 +688,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "In-use bytes per function (top 10, flat)",
                 [(f"topk(10, cardguard_heap_owner_inuse_bytes{{{t}}})", "{{function}}")],
+                "Heap held by the function that allocated it (flat inuse_space), as `go tool pprof -top` shows; standard-library frames are skipped for the caller that owns them.",
                 unit="bytes",
             ),
             12,
@@ -538,8 +703,8 @@ def target_dashboard() -> dict[str, Any]:
                         "{{function}}",
                     )
                 ],
+                "Linear fit over 30 minutes. Steady growth is what CardguardHeapOwnerGrowing alerts on.",
                 unit="bytes",
-                description="Linear fit over 30 minutes. Steady growth is what CardguardHeapOwnerGrowing alerts on.",
             ),
             12,
             9,
@@ -548,6 +713,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "In-use objects per function (top 10)",
                 [(f"topk(10, cardguard_heap_owner_inuse_objects{{{t}}})", "{{function}}")],
+                "Live objects per allocating function (flat inuse_objects). Many small objects growing is a map or slice that is never emptied.",
             ),
             12,
             8,
@@ -556,6 +722,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Change since the previous heap profile (top 10)",
                 [(f"topk(10, cardguard_heap_owner_inuse_bytes_delta{{{t}}})", "{{function}}")],
+                "In-use bytes each function gained since cardguard's previous heap profile, as `go tool pprof -base` shows.",
                 unit="bytes",
             ),
             12,
@@ -575,12 +742,8 @@ def target_dashboard() -> dict[str, Any]:
                     (f"go_memstats_heap_released_bytes{{{go}}}", "heap released to the OS"),
                     (f"go_memstats_stack_inuse_bytes{{{go}}}", "goroutine stacks"),
                 ],
+                "A leak shows as heap in use rising with RSS. RSS well above heap in use is idle heap Go keeps, released memory the kernel has not reclaimed yet, stacks or non-Go memory; container usage may also count page cache.",
                 unit="bytes",
-                description=(
-                    "A leak shows as heap in use rising with RSS. RSS well above heap in use "
-                    "is idle heap Go keeps, released memory the kernel has not reclaimed yet, "
-                    "stacks or non-Go memory; container usage may also count page cache."
-                ),
             ),
             12,
             9,
@@ -598,12 +761,8 @@ def target_dashboard() -> dict[str, Any]:
                         "obtained from OS - released",
                     ),
                 ],
+                "Memory the process holds beyond live heap and stacks: idle spans, runtime metadata, memory released with MADV_FREE that still counts in RSS. Its growth alone is not a leak.",
                 unit="bytes",
-                description=(
-                    "Memory the process holds beyond live heap and stacks: idle spans, runtime "
-                    "metadata, memory released with MADV_FREE that still counts in RSS. Its growth "
-                    "alone is not a leak."
-                ),
             ),
             12,
             9,
@@ -613,9 +772,12 @@ def target_dashboard() -> dict[str, Any]:
                 "Live heap objects against request rate",
                 [
                     (f"go_memstats_heap_objects{{{go}}}", "heap objects"),
-                    (f'sum(rate({{__name__=~".*http_requests_total", {go}}}[5m]))', "requests/s"),
+                    (
+                        f'sum(rate({{__name__=~".*http_requests_total", {go}}}[$__rate_interval]))',
+                        "requests/s",
+                    ),
                 ],
-                description="Objects growing while requests stay flat is what CardguardGoHeapObjectsGrowing alerts on.",
+                "Objects growing while requests stay flat is what CardguardGoHeapObjectsGrowing alerts on.",
             ),
             12,
             8,
@@ -626,10 +788,11 @@ def target_dashboard() -> dict[str, Any]:
                 [
                     (f"go_goroutines{{{go}}}", "goroutines"),
                     (
-                        f"rate(go_gc_duration_seconds_count{{{go}}}[5m]) * 60",
+                        f"rate(go_gc_duration_seconds_count{{{go}}}[$__rate_interval]) * 60",
                         "GC cycles per minute",
                     ),
                 ],
+                "The service's own goroutine count and garbage collections per minute. More GC at the same load means more live heap to scan.",
             ),
             12,
             8,
@@ -639,8 +802,9 @@ def target_dashboard() -> dict[str, Any]:
             table(
                 "Offenders",
                 f"cardguard_offender{{{t}}}",
-                description="Evidence and the fix for each are on cardguard's /report page.",
+                "Offenders on this target. Click a row for its evidence and fix on cardguard's /report page (set the cardguard URL variable to where your browser reaches cardguard; probed targets are not on /report).",
                 hide=("Value", "job", "instance", "target"),
+                links=[report_link()],
             ),
             24,
             7,
@@ -649,6 +813,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Scrape success per endpoint",
                 [(f"cardguard_scrape_success{{{t}}}", "{{endpoint}}")],
+                "1 when cardguard's last fetch of the endpoint worked. heap and goroutine at 0 leave the leak panels above empty.",
             ),
             8,
             8,
@@ -662,6 +827,7 @@ def target_dashboard() -> dict[str, Any]:
                         "{{endpoint}} {{reason}}",
                     )
                 ],
+                "Failed fetches in the ten minutes before each point, by endpoint and reason (timeout, connect, http_status, too_large, ...). docs/runbook.md says what each reason means.",
             ),
             8,
             8,
@@ -670,6 +836,7 @@ def target_dashboard() -> dict[str, Any]:
             timeseries(
                 "Body size per endpoint",
                 [(f"cardguard_scrape_body_bytes{{{t}}}", "{{endpoint}}")],
+                "Decompressed size of the last response per endpoint. A /metrics page that keeps growing is the explosion itself; near body_size_limit, fetches start failing with too_large.",
                 unit="bytes",
             ),
             8,
@@ -677,18 +844,44 @@ def target_dashboard() -> dict[str, Any]:
         ),
     ]
     variables = [
-        query_var("target", "label_values(cardguard_target_series, target)"),
+        *cluster_vars(s, sel),
+        query_var(
+            "target",
+            f"label_values(cardguard_target_series{{{sel.cardguard}}}, target)",
+            "A cardguard target: a configured target's name, or the address of a probed one.",
+        ),
         query_var(
             "family",
-            'label_values(cardguard_family_series{target="$target"}, family)',
+            f'label_values(cardguard_family_series{{{sel.cardguard}, target="$target"}}, family)',
+            "Metric families of the target that cardguard shows (past thresholds.min_family_series).",
             multi=True,
         ),
-        query_var("job", "label_values(go_goroutines, job)", label="Go job"),
+        # The Go runtime panels read the service's own series, which Prometheus scrapes
+        # directly: follow the target by address. A probed target is named by its address
+        # (instance); a configured one matches when it is named after its host (demo ->
+        # demo:6060).
         query_var(
-            "instance", 'label_values(go_goroutines{job="$job"}, instance)', label="Go instance"
+            "instance",
+            f'label_values(go_goroutines{{{sel.go}, instance=~"${{target}}(:[0-9]+)?"}}, instance)',
+            "The Go service's instance for the Go runtime panels: the one whose address is the target's name, with or without a port.",
+            label="Go instance",
         ),
+        query_var(
+            "job",
+            f'label_values(go_goroutines{{{sel.go}, instance="$instance"}}, job)',
+            "The Prometheus job that scrapes that instance's own /metrics.",
+            label="Go job",
+        ),
+        cardguard_url_var(s),
     ]
-    return dashboard("cardguard-target", "cardguard / Target", variables, p)
+    return dashboard(
+        TARGET_UID,
+        "cardguard / Target",
+        "One Go service: its families and labels, goroutine groups, heap owners, runtime memory and offenders.",
+        variables,
+        p,
+        sel,
+    )
 
 
 DASHBOARDS = {
@@ -697,23 +890,30 @@ DASHBOARDS = {
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, sort_keys=False) + "\n"
+def render(build: Any, s: Settings) -> str:
+    return json.dumps(build(s), indent=2, sort_keys=False) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
+    parser.add_argument("--settings", type=Path, default=settings_file.PATH)
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write the JSON files")
     args = parser.parse_args()
+    try:
+        s = settings_file.load(args.settings)
+    except settings_file.SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     stale = []
     for name, build in DASHBOARDS.items():
-        path = OUT / name
-        text = render(build)
+        path = args.out / name
+        text = render(build, s)
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(name)
         else:
-            OUT.mkdir(exist_ok=True)
+            args.out.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path}")
     if stale:

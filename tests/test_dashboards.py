@@ -1,18 +1,25 @@
-"""Grafana dashboards in grafana/: structure, provisioning, and every query against live data.
+"""Grafana dashboards in grafana/: structure, links, Grafana's own models, and live queries.
 
 The live test runs the leaky demo service, ``cardguard serve`` watching it and a
-real Prometheus scraping both, then sends every panel query (template
-variables substituted) and every variable query to Prometheus' HTTP API.
+real Prometheus scraping both (and a Pushgateway, a second Go service the
+dashboards must not mix up with the target), then sends every panel query
+(template variables and ``$__rate_interval`` substituted as Grafana does) and
+every variable query to Prometheus' HTTP API, and follows the offender links to
+cardguard's /report page. No Grafana server runs here: the dashboards are
+round-tripped through grafana-foundation-sdk's models of the Grafana the compose
+stack runs instead.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -20,12 +27,17 @@ import yaml
 
 from demo_support import DEMO_FAST_FLAGS
 from opsstack import address, cardguard_serve, prometheus, query, shortened_rules
+from promstack import pushgateway
 from support import REPO, wait_for
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROVISIONING = GRAFANA / "provisioning"
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
+SETTINGS = yaml.safe_load((REPO / "rules" / "settings.yml").read_text())
+# What Grafana puts for $__rate_interval with its default 15s datasource scrape interval:
+# max(4 * 15s, interval + 15s).
+RATE_INTERVAL = "1m"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -82,15 +94,147 @@ def test_dashboard_structure(path: Path) -> None:
         assert p["targets"], p["title"]
         for t in p["targets"]:
             assert t["datasource"]["uid"] == "${datasource}" and t["expr"].strip()
+        assert p.get("description", "").strip(), f"{p['title']}: no description"
     for v in variables.values():
         if v["type"] == "query":
             assert v["datasource"]["uid"] == "${datasource}"
-    # Every $variable a query uses is defined.
-    texts = [e for _, e in queries(d)] + [
-        v["definition"] for v in variables.values() if v["type"] == "query"
-    ]
-    used = {m for e in texts for m in re.findall(r"\$(\w+)", e)}
+        assert v.get("description", "").strip(), f"${v['name']}: no description"
+    # Every $variable a query or link uses is defined ($__name are Grafana's own).
+    texts = [e for _, e in queries(d)] + [var_query(v) for v in query_vars(d)]
+    texts += [link["url"] for p in panels(d) for link in data_links(p)]
+    used = {m for e in texts for m in re.findall(r"\$\{?(\w+)", e)}
+    used = {u for u in used if not u.startswith("__")}
     assert used <= set(variables), used - set(variables)
+
+
+def query_vars(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in d["templating"]["list"] if v["type"] == "query"]
+
+
+def var_query(var: dict[str, Any]) -> str:
+    return str(var["query"]["query"])
+
+
+def data_links(panel: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(panel.get("fieldConfig", {}).get("defaults", {}).get("links", []))
+
+
+METRIC = re.compile(r"\b((?:cardguard|go|process)_\w+)\{([^}]*)\}")
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_queries_use_the_settings_selectors_and_rate_interval(path: Path) -> None:
+    """Selectors come from rules/settings.yml; rate windows follow Grafana's step."""
+    d = load(path)
+    texts = [e for _, e in queries(d)] + [var_query(v) for v in query_vars(d)]
+    seen = 0
+    for text in texts:
+        for metric, matchers in METRIC.findall(text):
+            seen += 1
+            if metric.startswith("cardguard_"):
+                assert SETTINGS["cardguard_selector"] in matchers, text
+            else:
+                # The Go service's own series: the instance chosen for the target.
+                assert 'instance="$instance"' in matchers or (
+                    SETTINGS["go_selector"] in matchers and "instance=~" in matchers
+                ), text
+        assert "[5m]" not in text, f"fixed rate window in {text}"
+        for window in re.findall(r"\b(?:rate|increase)\([^\[]*\[([^\]]+)\]", text):
+            assert window in {"$__rate_interval", "10m"}, text
+    assert seen >= 10
+
+
+def test_go_instance_follows_the_target() -> None:
+    d = load(GRAFANA / "dashboards" / "cardguard-target.json")
+    names = [v["name"] for v in d["templating"]["list"]]
+    # Grafana resolves variables in order: target, then the instance named after it, then its job.
+    assert names.index("target") < names.index("instance") < names.index("job")
+    variables = {v["name"]: v for v in query_vars(d)}
+    assert "${target}" in var_query(variables["instance"])
+    assert 'instance="$instance"' in var_query(variables["job"])
+    rates = [e for _, e in queries(d) if "rate(" in e]
+    assert len(rates) >= 3 and all("[$__rate_interval]" in e for e in rates), rates
+
+
+def test_offender_rows_link_to_the_target_dashboard_and_the_report() -> None:
+    fleet = load(GRAFANA / "dashboards" / "cardguard-fleet.json")
+    target = load(GRAFANA / "dashboards" / "cardguard-target.json")
+    offenders = next(p for p in panels(fleet) if p["title"] == "Offenders")
+    to_target, to_report = data_links(offenders)
+    url = urlsplit(to_target["url"])
+    assert url.path.startswith(f"/d/{target['uid']}/")
+    params = parse_qs(url.query.replace("${datasource:queryparam}", "var-datasource=x"))
+    assert params["var-target"] == ["${__data.fields.target}"]
+    assert "${__url_time_range}" in url.query
+    assert {v["name"] for v in target["templating"]["list"]} >= {"datasource", "target"}
+    assert to_report["url"] == REPORT_LINK
+    target_offenders = next(p for p in panels(target) if p["title"] == "Offenders")
+    assert [link["url"] for link in data_links(target_offenders)] == [REPORT_LINK]
+    # The row field the links read is a column the table keeps.
+    for panel in (offenders, target_offenders):
+        (organize,) = panel["transformations"]
+        assert "id" not in organize["options"]["excludeByName"]
+    assert "target" not in offenders["transformations"][0]["options"]["excludeByName"]
+    url_var = next(v for v in fleet["templating"]["list"] if v["name"] == "cardguard_url")
+    assert url_var["type"] == "textbox" and url_var["query"] == SETTINGS["cardguard_url"]
+
+
+REPORT_LINK = "${cardguard_url}/report#o-${__data.fields.id}"
+
+
+def grafana_sdk_version() -> str:
+    try:
+        return importlib.metadata.version("grafana-foundation-sdk")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail("grafana-foundation-sdk missing: run scripts/bootstrap.sh (dev extra)")
+
+
+def lost(original: Any, back: Any, path: str = "") -> list[str]:
+    """Fields of ``original`` missing or changed in ``back`` (fields only ``back`` has are fine)."""
+    if isinstance(original, dict):
+        if not isinstance(back, dict):
+            return [f"{path}: became {type(back).__name__}"]
+        out = []
+        for key, value in original.items():
+            if key not in back:
+                out.append(f"{path}.{key}")
+            else:
+                out.extend(lost(value, back[key], f"{path}.{key}"))
+        return out
+    if isinstance(original, list):
+        if not isinstance(back, list) or len(back) != len(original):
+            return [f"{path}: list changed"]
+        return [
+            m
+            for i, (a, b) in enumerate(zip(original, back, strict=True))
+            for m in lost(a, b, f"{path}[{i}]")
+        ]
+    return [] if original == back else [f"{path}: {original!r} became {back!r}"]
+
+
+def test_grafana_sdk_is_the_grafana_compose_runs() -> None:
+    image = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]["image"]
+    # Epoch-numbered builds: "<epoch>!<grafana version>"; the version must be compose's.
+    assert grafana_sdk_version().split("!")[-1] == image.split(":")[1]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_round_trips_through_grafana_models(path: Path) -> None:
+    """Grafana's own schema, as grafana-foundation-sdk models it, keeps every field we write."""
+    grafana_sdk_version()
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()
+    original = load(path)
+    model = Dashboard.from_json(original)
+    back = json.loads(JSONEncoder(sort_keys=True).encode(model))
+    assert lost(original, back) == []
+    # Typed, not passed through: panels and queries went through their plugins' models.
+    assert {type(p).__name__ for p in model.panels or []} >= {"Panel", "RowPanel"}
+    first = next(p for p in model.panels or [] if type(p).__name__ == "Panel")
+    assert type(first.targets[0]).__module__.endswith("models.prometheus")
 
 
 def cells(p: dict[str, Any]) -> set[tuple[int, int]]:
@@ -188,6 +332,7 @@ def resolve_variable(prom: Any, definition: str, values: dict[str, str]) -> list
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
+    values = {"__rate_interval": RATE_INTERVAL, **values}
     for name in sorted(values, key=len, reverse=True):
         expr = expr.replace(f"${{{name}}}", values[name]).replace(f"${name}", values[name])
     return expr
@@ -196,10 +341,8 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 def variable_values(prom: Any, d: dict[str, Any], wanted: dict[str, str]) -> dict[str, str]:
     """Resolve the template variables in order, as Grafana does, choosing ``wanted`` values."""
     values: dict[str, str] = {}
-    for var in d["templating"]["list"]:
-        if var["type"] != "query":
-            continue
-        name, definition = var["name"], var["definition"]
+    for var in query_vars(d):
+        name, definition = var["name"], var_query(var)
         wait_for(
             lambda: bool(resolve_variable(prom, definition, values)),  # noqa: B023
             120,
@@ -207,11 +350,19 @@ def variable_values(prom: Any, d: dict[str, Any], wanted: dict[str, str]) -> dic
         )
         options = resolve_variable(prom, definition, values)
         if name in wanted:
-            assert wanted[name] in options, (name, options)
+            assert options == [wanted[name]] if name in ONLY else wanted[name] in options, (
+                name,
+                options,
+            )
             values[name] = wanted[name]
         else:
             values[name] = var.get("allValue") or options[0]
     return values
+
+
+# Variables whose only option must be the wanted one: the Go instance and job follow the
+# target, so the Pushgateway (another Go service Prometheus scrapes) must not be offered.
+ONLY = {"instance", "job"}
 
 
 def check_live(prom: Any, path: Path, wanted: dict[str, str]) -> None:
@@ -250,12 +401,31 @@ def test_every_query_returns_live_data(tmp_path: Path, demo_service: Any) -> Non
     rules = shortened_rules(tmp_path / "rules")  # so ALERTS panels have alerts to show
     with (
         demo_service("current", *DEMO_FAST_FLAGS) as demo,
-        cardguard_serve(tmp_path, {"demo": demo.base_url}) as cg,
-        prometheus(tmp_path, {"cardguard": address(cg), "demo": address(demo)}, rules) as prom,
+        pushgateway(tmp_path) as pgw,
+        # Named by its address, as a probed target is, so the Go panels can follow it.
+        cardguard_serve(tmp_path, {address(demo): demo.base_url}) as cg,
+        prometheus(
+            tmp_path,
+            {"cardguard": address(cg), "demo": address(demo), "pushgateway": address(pgw)},
+            rules,
+        ) as prom,
     ):
-        wanted = {"target": "demo", "job": "demo", "instance": address(demo)}
+        wanted = {"target": address(demo), "job": "demo", "instance": address(demo)}
         for path in DASHBOARDS:
             check_live(prom, path, wanted)
+        check_report_links(prom, cg.base_url, address(demo))
+
+
+def check_report_links(prom: Any, cardguard_url: str, target: str) -> None:
+    """Each offender row's /report link lands on that offender's section of the page."""
+    rows = query(prom, f'cardguard_offender{{target="{target}"}}')
+    assert rows, "no offenders for the leaky demo"
+    page = requests.get(f"{cardguard_url}/report", timeout=10).text
+    for row in rows:
+        link = REPORT_LINK.replace("${cardguard_url}", cardguard_url)
+        link = link.replace("${__data.fields.id}", row["metric"]["id"])
+        anchor = urlsplit(link).fragment
+        assert f'id="{anchor}"' in page, f"{link}: no such anchor on /report"
 
 
 def test_runbook_names_panels_that_exist() -> None:
