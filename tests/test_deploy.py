@@ -154,31 +154,114 @@ def test_compose_addresses_match_services() -> None:
     assert PORT in ports["cardguard"]
 
 
-def test_compose_cardguard_config_is_valid() -> None:
-    svc = compose()["services"]["cardguard"]
-    flag = next(a for a in svc["command"] if a.startswith("--config.file="))
-    mounted = flag.split("=", 1)[1]
-    source = next(v.split(":")[0] for v in svc["volumes"] if v.split(":")[1] == mounted)
-    config = COMPOSE.parent / source
+def container_layout(
+    service: str, root: Path, rewrite: dict[str, str] | None = None
+) -> tuple[Path, list[str]]:
+    """Recreate ``service``'s container files from the compose bind mounts under ``root``.
+
+    Files are copied (a symlink would make cardguard resolve relative paths against
+    the repository), with each key of ``rewrite`` replaced by its value: addresses
+    only. Returns the root and the service's command with container paths moved
+    under ``root``.
+    """
+    svc = compose()["services"][service]
+    for spec in svc["volumes"]:
+        source, target, *_ = spec.split(":")
+        if not source.startswith("."):
+            continue
+        src = (COMPOSE.parent / source).resolve()
+        dest = root / target.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for path in [src] if src.is_file() else sorted(src.rglob("*")):
+            if path.is_dir():
+                continue
+            out = dest / path.relative_to(src) if src.is_dir() else dest
+            out.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_text()
+            for old, new in (rewrite or {}).items():
+                text = text.replace(old, new)
+            out.write_text(text)
+    command = [
+        re.sub(r"^(--[\w.]+=)(/etc/.*)$", lambda m: m.group(1) + str(root) + m.group(2), arg)
+        for arg in svc["command"]
+    ]
+    return root, command
+
+
+def flag(command: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in command if a.startswith(f"--{name}="))
+
+
+def test_compose_cardguard_config_is_valid(tmp_path: Path) -> None:
+    _, command = container_layout("cardguard", tmp_path / "container")
+    config = Path(flag(command, "config.file"))
     proc = check_config(config)
     assert proc.returncode == 0, proc.stderr
     assert "demo" in proc.stdout
     assert "http://demo:6060" in config.read_text()
 
 
+def compose_probe_targets(root: Path) -> list[str]:
+    """Addresses Prometheus' cardguard-probe job sends to /probe, as its container has them."""
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "cardguard-probe")
+    (sd,) = job["file_sd_configs"]
+    found = []
+    for pattern in sd["files"]:
+        # Relative to the config file, /etc/prometheus, where compose mounts targets/.
+        for path in sorted((root / "etc" / "prometheus").glob(pattern)):
+            for group in yaml.safe_load(path.read_text()):
+                found.extend(group["targets"])
+    return found
+
+
+_CARDGUARD_LISTENING = re.compile(r'msg="cardguard listening" address=(\S+):(\d+)')
+
+
+@pytest.mark.needs_go
+def test_compose_probe_job_gets_cardguard_series(tmp_path: Path, demo_service: Any) -> None:
+    """cardguard run as compose runs it answers the cardguard-probe job's scrapes with 200.
+
+    The compose files are used as they are, with only addresses rewritten: the demo
+    service's to a real demo on a free port, cardguard's listen address to port 0.
+    """
+    with demo_service("current") as demo:
+        rewrite = {"demo:6060": f"127.0.0.1:{demo.port}"}
+        _, command = container_layout("cardguard", tmp_path / "cardguard", rewrite)
+        container_layout("prometheus", tmp_path / "prometheus", rewrite)
+        targets = compose_probe_targets(tmp_path / "prometheus")
+        assert targets == [f"127.0.0.1:{demo.port}"]
+        assert flag(command, "web.listen-address") == f":{PORT}"
+        command = [
+            "--web.listen-address=127.0.0.1:0" if a.startswith("--web.listen-address=") else a
+            for a in command
+        ]
+        with running(cardguard_argv(*command), tmp_path / "cardguard.log") as cg:
+
+            def listening() -> bool:
+                if cg.popen.poll() is not None:
+                    raise RuntimeError(f"cardguard exited:\n{cg.logs()[-3000:]}")
+                m = _CARDGUARD_LISTENING.search(cg.logs())
+                if m:
+                    cg.port = int(m.group(2))
+                return m is not None
+
+            wait_for(listening, 30, "cardguard to log its address")
+            for target in targets:
+                r = requests.get(f"{cg.base_url}/probe", params={"target": target}, timeout=30)
+                assert r.status_code == 200, r.text
+                assert f'cardguard_target_series{{target="{target}"}}' in r.text
+                ok = f'cardguard_scrape_success{{endpoint="metrics",target="{target}"}} 1.0'
+                assert ok in r.text
+            # Still deny by default: an address Prometheus does not list is refused.
+            r = requests.get(f"{cg.base_url}/probe", params={"target": "127.0.0.1:1"}, timeout=10)
+            assert r.status_code == 403 and "not_allowed" in r.text
+
+
 def prometheus_container_layout(tmp_path: Path) -> Path:
-    """Recreate the prometheus container's files from the compose bind mounts."""
-    svc = compose()["services"]["prometheus"]
-    root = tmp_path / "container"
-    for spec in svc["volumes"]:
-        source, target, *_ = spec.split(":")
-        if not source.startswith("."):
-            continue
-        dest = root / target.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to((COMPOSE.parent / source).resolve())
-    flag = next(a for a in svc["command"] if a.startswith("--config.file="))
-    return root / flag.split("=", 1)[1].lstrip("/")
+    """Recreate the prometheus container's files; return its config file's path."""
+    _, command = container_layout("prometheus", tmp_path / "container")
+    return Path(flag(command, "config.file"))
 
 
 def test_promtool_check_config_as_mounted(tmp_path: Path) -> None:
