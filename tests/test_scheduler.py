@@ -381,3 +381,180 @@ def test_profiles_on_their_own_interval(go127: local_http.Running) -> None:
     finally:
         sched.stop()
     assert paths(go127).count("/debug/pprof/heap") == 1  # once at start, next one in 60s
+
+
+# --- issue 9: an exception nobody expected is a failure, never a healthy-looking endpoint ------
+#
+# The fetch and the parsers raise only their typed errors on every real input we have
+# (tests/test_fuzz.py, tests/test_hostile.py): the last real trigger, a malformed redirect
+# Location, is now a FetchError("redirect"). So these tests inject the fault at a clear
+# seam instead -- a module function the worker calls (analysis, detection, the fetcher's
+# get) replaced by one that raises -- to prove the defensive path itself.
+
+
+def exposition(w: TargetWorker) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cardguard.collectors import ScrapeHealthCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeHealthCollector(lambda: [w.snapshot]))
+    return generate_latest(registry).decode()
+
+
+def boom(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("injected fault\nsecond line")
+
+
+def test_internal_is_a_fixed_failure_reason() -> None:
+    from cardguard import fetch
+    from cardguard.scheduler import FAILURE_REASONS, INTERNAL
+
+    assert INTERNAL == "internal" and INTERNAL in FAILURE_REASONS
+    assert set(fetch.REASONS) <= set(FAILURE_REASONS)
+    assert len(set(FAILURE_REASONS)) == len(FAILURE_REASONS) and FAILURE_REASONS[-1] == "other"
+
+
+def test_analysis_exception_fails_the_endpoint_and_keeps_good_data(
+    go127: local_http.Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: cardinality.analyse raises, as a bug in the analysis would."""
+    w = worker_for(go127)
+    w.scrape_metrics()
+    good = w.snapshot
+    assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 1.0' in exposition(w)
+    monkeypatch.setattr(cardinality, "analyse", boom)
+    with caplog.at_level(logging.WARNING, logger="cardguard.scheduler"):
+        w.scrape_metrics()  # must not raise
+        w.scrape_metrics()
+    snap = w.snapshot
+    assert snap.analysis is good.analysis  # earlier good data is never dropped
+    h = snap.health["metrics"]
+    assert not h.success and h.last_reason == "internal" and dict(h.failures) == {"internal": 2}
+    assert h.last_success == good.health["metrics"].last_success
+    assert (
+        h.last_error == "internal error while collecting: RuntimeError: injected fault second line"
+    )
+    text = exposition(w)
+    assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 0.0' in text
+    assert (
+        'cardguard_scrape_failures_total{endpoint="metrics",reason="internal",target="demo"} 2.0'
+        in text
+    )
+    records = [r for r in caplog.records if getattr(r, "reason", None) == "internal"]
+    assert len(records) == 2  # one structured line per failure, with the traceback
+    rec = records[0]
+    assert (rec.target, rec.endpoint) == ("demo", "metrics")  # type: ignore[attr-defined]
+    assert rec.exc_info is not None and rec.exc_info[0] is RuntimeError
+    # Once the bug is gone, the endpoint recovers.
+    monkeypatch.undo()
+    w.scrape_metrics()
+    assert w.snapshot.health["metrics"].success
+
+
+def test_fetcher_exception_is_blamed_on_the_endpoint_being_fetched(
+    go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the fetcher's get raises ValueError for the goroutine dump only.
+
+    That is what urllib's urlsplit did on a redirect to 'http://[::1' before fetch.py
+    turned it into a FetchError; the other profiles of the round must still be read.
+    """
+    profiles = ProfilesConfig(goroutineleak="false", goroutine_full_max=100000)
+    w = worker_for(go127, profiles=profiles)
+    w.scrape_metrics()  # go_goroutines is known: the round asks for the full dump directly
+    real_get = w._fetcher.get
+
+    def get(url: str, **kw: object) -> object:
+        if "goroutine" in url:
+            raise ValueError("Invalid IPv6 URL")
+        return real_get(url, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(w._fetcher, "get", get)
+    w.collect_profiles()
+    health = w.snapshot.health
+    assert health["heap"].success  # the step before is unaffected ...
+    assert dict(health["goroutine_full"].failures) == {"internal": 1}
+    assert not health["goroutine_full"].success
+    assert "ValueError: Invalid IPv6 URL" in (health["goroutine_full"].last_error or "")
+    assert not health["goroutine"].attempted  # ... and no other endpoint is blamed
+    assert health["metrics"].success
+
+
+def test_detection_exception_publishes_fresh_data_but_not_as_healthy(
+    go119: local_http.Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: offenders.detect raises after a good fetch and parse."""
+    w = worker_for(go119)
+    w.scrape_metrics()
+    before = w.snapshot
+    assert before.offenders_error is None
+    monkeypatch.setattr(offenders, "detect", boom)
+    go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
+    w.scrape_metrics()
+    snap = w.snapshot
+    assert snap.analysis is not before.analysis and snap.snapshots == 2  # fresh data is kept
+    assert snap.offenders == before.offenders  # the last offenders found stay
+    assert (snap.offenders_error or "").startswith("offender detection failed: RuntimeError")
+    h = snap.health["metrics"]
+    assert not h.success and dict(h.failures) == {"internal": 1}
+    assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 0.0' in exposition(w)
+
+
+def test_a_target_that_keeps_raising_never_stops_the_others(
+    go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the analysis raises for one target's pages only."""
+    real = cardinality.analyse
+
+    def analyse(data: bytes, **kw: object) -> object:
+        if str(kw.get("source", "")).startswith("broken "):
+            raise KeyError("injected")
+        return real(data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cardinality, "analyse", analyse)
+    off = ProfilesConfig(enabled=False)
+    targets = tuple(
+        TargetConfig(name=n, url=go127.base_url, interval=0.1, timeout=1.0, profiles=off)
+        for n in ("broken", "fine")
+    )
+    sched = Scheduler(Config(source="t", global_=GlobalConfig(), targets=targets))
+    sched.start()
+    try:
+        by_name = lambda: {s.target: s for s in sched.snapshots()}  # noqa: E731
+        wait_for(
+            lambda: by_name()["broken"].health["metrics"].failures.get("internal", 0) >= 3,
+            15,
+            "the broken target to fail three times (its loop goes on)",
+        )
+        wait_for(lambda: by_name()["fine"].snapshots >= 3, 15, "the fine target scraped")
+        assert by_name()["fine"].health["metrics"].success
+        assert (
+            by_name()["broken"].analysis is None
+            and not by_name()["broken"].health["metrics"].success
+        )
+    finally:
+        sched.stop()
+
+
+def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
+    go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: building the new target's worker raises."""
+    from cardguard import scheduler
+
+    off = ProfilesConfig(enabled=False)
+    t = TargetConfig(name="demo", url=go127.base_url, interval=0.2, timeout=1.0, profiles=off)
+    old_cfg = Config(source="a", global_=GlobalConfig(), targets=(t,))
+    sched = Scheduler(old_cfg)
+    sched.start()
+    try:
+        w = sched.worker("demo")
+        monkeypatch.setattr(scheduler, "TargetWorker", boom)
+        other = TargetConfig(name="new", url=go127.base_url, profiles=off)
+        with pytest.raises(RuntimeError):
+            sched.apply(Config(source="b", global_=GlobalConfig(), targets=(other,)))
+        assert sched.config is old_cfg and sched.worker("demo") is w and not w._stop.is_set()
+        assert sched.worker("new") is None
+    finally:
+        sched.stop()

@@ -11,6 +11,12 @@ a consistent view without locks. A failed fetch keeps the last good data and
 only updates the endpoint's health (success 0, a failure counted by reason,
 one log line with ``target``, ``endpoint`` and ``reason``).
 
+Every collection step runs under :meth:`TargetWorker._guard`: an exception
+nobody expected (a bug in the fetch, the parsers or the analysis) is a failure
+of the endpoint being collected with reason ``internal``, logged once with its
+traceback, never an endpoint that goes on looking healthy, and never the end of
+the target's loop or anyone else's.
+
 Being gentle on targets:
 
 * the ``debug=2`` goroutine dump stops the world, so it is taken only when
@@ -52,13 +58,17 @@ from cardguard.rules import DEFAULT_RULES, Rules
 log = logging.getLogger("cardguard.scheduler")
 
 ENDPOINTS = ("metrics", "heap", "goroutine", "goroutine_full", "goroutineleak")
+# An exception cardguard did not expect while collecting: a bug, reported as a failure.
+INTERNAL = "internal"
 # Every fetch reason, plus what can go wrong after a body arrived ("other" stays last).
 FAILURE_REASONS = (
     *(r for r in fetch.REASONS if r != "other"),
     "parse",
     "refused_by_limit",
+    INTERNAL,
     "other",
 )
+MAX_ERROR_CHARS = 300
 OTHER = cardinality.OTHER
 OUTPUT_KINDS = ("family", "label", "heap_owner", "goroutine_group", "offender")
 
@@ -230,6 +240,8 @@ class TargetWorker:
         self._last_goroutines: int | None = None
         self._leak_404_at: float | None = None
         self._started_at = clock()
+        # The endpoint each thread is collecting right now, so _guard can blame the right one.
+        self._current = threading.local()
         if target.tls.insecure_skip_verify:
             log.warning(
                 "TLS certificate verification is off for this target",
@@ -267,11 +279,11 @@ class TargetWorker:
             try:
                 work()
             except Exception:
-                # A bug in analysis must not end this target's loop (or anyone else's);
-                # it is logged with its traceback and the loop carries on.
+                # Not reached: every step runs under _guard. Should recording a failure
+                # itself fail, the loop must still carry on.
                 log.exception(
                     "internal error while collecting",
-                    extra={"target": self.target.name, "endpoint": name, "reason": "other"},
+                    extra={"target": self.target.name, "endpoint": name, "reason": INTERNAL},
                 )
             step = interval()
             next_run += step
@@ -279,6 +291,32 @@ class TargetWorker:
             if next_run < now:  # overran: skip the missed runs rather than bunching up
                 next_run = now + step
             self._stop.wait(next_run - now)
+
+    def _guard(self, endpoint: str, step: Callable[[], None]) -> None:
+        """Run one collection step; an exception it did not expect fails the endpoint it was on.
+
+        Expected failures (fetch, parse) are handled inside the step with their own
+        reason. Anything else is a bug: the endpoint the step was fetching or
+        processing gets success 0 and a failure with reason ``internal``, one log
+        line carries the traceback, and what earlier rounds published stays.
+        """
+        self._current.endpoint = endpoint
+        start = time.monotonic()
+        try:
+            step()
+        except Exception as exc:
+            where: str = getattr(self._current, "endpoint", endpoint)
+            message = _internal_message(exc)
+            log.exception(
+                "%s",
+                message,
+                extra={"target": self.target.name, "endpoint": where, "reason": INTERNAL},
+            )
+            self._fail(where, INTERNAL, message, time.monotonic() - start, logged=True)
+
+    def _collecting(self, endpoint: str) -> None:
+        """Note the endpoint this thread works on from now on (see :meth:`_guard`)."""
+        self._current.endpoint = endpoint
 
     # -- snapshot plumbing
 
@@ -295,6 +333,7 @@ class TargetWorker:
         reason: str | None = None,
         error: str | None = None,
         duration: float = 0.0,
+        logged: bool = False,
     ) -> dict[str, EndpointHealth]:
         now = self._clock()
         health = dict(self.snapshot.health)
@@ -324,20 +363,37 @@ class TargetWorker:
                 last_error=error,
                 last_reason=reason,
             )
-            log.warning(
-                "%s",
-                error,
-                extra={"target": self.target.name, "endpoint": endpoint, "reason": reason},
-            )
+            if not logged:
+                log.warning(
+                    "%s",
+                    error,
+                    extra={"target": self.target.name, "endpoint": endpoint, "reason": reason},
+                )
         return health
 
-    def _fail(self, endpoint: str, reason: str, error: str, duration: float) -> None:
+    def _fail(
+        self, endpoint: str, reason: str, error: str, duration: float, logged: bool = False
+    ) -> None:
         with self._lock:
-            self._publish(
-                health=MappingProxyType(
-                    self._health(endpoint, reason=reason, error=error, duration=duration)
-                )
+            health = self._health(
+                endpoint, reason=reason, error=error, duration=duration, logged=logged
             )
+            self._publish(health=MappingProxyType(health))
+
+    def _publish_round(self, endpoint: str, res: FetchResult, rules: Rules, **changes: Any) -> None:
+        """Publish what one fetch brought, offenders re-detected; called with ``_lock`` held.
+
+        Should detection fail (a bug), the fresh data is still published, but the
+        endpoint says so (success 0, reason ``internal``) instead of looking healthy.
+        """
+        detected, error = self._detect(rules, endpoint)
+        if error is None:
+            health = self._health(endpoint, result=res)
+        else:
+            health = self._health(
+                endpoint, reason=INTERNAL, error=error, duration=res.duration, logged=True
+            )
+        self._publish(health=MappingProxyType(health), **changes, **detected)
 
     def _fetch(self, endpoint: str, url: str, accept: str | None = None) -> FetchResult | None:
         start = time.monotonic()
@@ -346,6 +402,7 @@ class TargetWorker:
             if endpoint == "metrics"
             else (self.target.profiles.timeout or self.target.timeout)
         )
+        self._collecting(endpoint)
         try:
             return self._fetcher.get(url, accept=accept, timeout=timeout)
         except FetchError as exc:
@@ -356,6 +413,9 @@ class TargetWorker:
 
     def scrape_metrics(self) -> None:
         """Fetch and analyse /metrics once; on failure keep the last good analysis."""
+        self._guard("metrics", self._scrape_metrics)
+
+    def _scrape_metrics(self) -> None:
         g, rules = self._settings()
         t = self.target
         res = self._fetch("metrics", t.metrics_url, accept=exposition.ACCEPT_HEADER)
@@ -401,8 +461,10 @@ class TargetWorker:
                 self._last_goroutines = goroutines
             point = offenders.metrics_point(page, at, values, churn)
             _bounded_append(self._metrics_points, point, lambda p: p.at, MAX_METRICS_POINTS)
-            self._publish(
-                health=MappingProxyType(self._health("metrics", result=res)),
+            self._publish_round(
+                "metrics",
+                res,
+                rules,
                 analysis=page,
                 analysis_at=at,
                 churn=churn,
@@ -410,7 +472,6 @@ class TargetWorker:
                 series_removed=MappingProxyType(removed),
                 visible=dataclasses.replace(visible, capped=capped),
                 snapshots=prev.snapshots + 1,
-                **self._detect(rules),
             )
 
     def _visible_metrics(
@@ -446,11 +507,11 @@ class TargetWorker:
         """Read heap, goroutine and goroutineleak profiles once, as configured."""
         p = self.target.profiles
         if p.heap:
-            self._collect_heap()
+            self._guard("heap", self._collect_heap)
         if p.goroutine:
-            self._collect_goroutines()
+            self._guard("goroutine", self._collect_goroutines)
         if p.goroutineleak != "false":
-            self._collect_leaks()
+            self._guard("goroutineleak", self._collect_leaks)
 
     def _collect_heap(self) -> None:
         t = self.target
@@ -477,11 +538,12 @@ class TargetWorker:
             owners = [f.name for f in inuse.functions if f.flat > 0 and f.flat >= floor]
             names, folded = _sticky(vis.heap_owners, owners, g.caps.heap_owners)
             capped = vis.capped | ({"heap_owner"} if folded else set())
-            self._publish(
-                health=MappingProxyType(self._health("heap", result=res)),
+            self._publish_round(
+                "heap",
+                res,
+                rules,
                 heap=HeapState(at, inuse, objects, delta),
                 visible=dataclasses.replace(vis, heap_owners=names, capped=frozenset(capped)),
-                **self._detect(rules),
             )
 
     def _collect_goroutines(self) -> None:
@@ -499,6 +561,7 @@ class TargetWorker:
             # created_by label does not change on the next round.
             fetched = self._fetch_goroutines(True) or fetched
         endpoint, snap, res = fetched
+        self._collecting(endpoint)  # the dump being processed, whichever was fetched last
         at = self._clock()
         groups = gr.group(snap)
         g, rules = self._settings()
@@ -524,14 +587,15 @@ class TargetWorker:
                 if grp.id in ids and grp.created_by and grp.id not in creators:
                     creators[grp.id] = grp.created_by
             capped = vis.capped | ({"goroutine_group"} if folded else set())
-            self._publish(
-                health=MappingProxyType(self._health(endpoint, result=res)),
+            self._publish_round(
+                endpoint,
+                res,
+                rules,
                 goroutines=GoroutineState(
                     at, snap.total, snap.format, tuple(groups), tuple(growth)
                 ),
                 group_creators=MappingProxyType(creators),
                 visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
-                **self._detect(rules),
             )
 
     def _fetch_goroutines(self, full: bool) -> tuple[str, gr.GoroutineSnapshot, FetchResult] | None:
@@ -560,6 +624,7 @@ class TargetWorker:
         ):
             return
         start = time.monotonic()
+        self._collecting("goroutineleak")
         try:
             res = self._fetcher.get(
                 t.pprof_url("goroutineleak") + "?debug=1",
@@ -591,12 +656,13 @@ class TargetWorker:
             vis = self.snapshot.visible
             ids, folded = _sticky(vis.groups, (lg.id for lg in leaks), g.caps.goroutine_groups)
             capped = vis.capped | ({"goroutine_group"} if folded else set())
-            self._publish(
-                health=MappingProxyType(self._health("goroutineleak", result=res)),
+            self._publish_round(
+                "goroutineleak",
+                res,
+                rules,
                 leaks=leaks,
                 goroutineleak_supported=True,
                 visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
-                **self._detect(rules),
             )
 
     # -- offenders
@@ -610,8 +676,11 @@ class TargetWorker:
             leaks=self.snapshot.leaks,
         )
 
-    def _detect(self, rules: Rules) -> dict[str, Any]:
-        """Run offender detection on the history; called with ``_lock`` held."""
+    def _detect(self, rules: Rules, endpoint: str) -> tuple[dict[str, Any], str | None]:
+        """Run offender detection on the history; called with ``_lock`` held.
+
+        Returns the snapshot changes and, when detection failed, the error.
+        """
         view = self.view()
         points = [p.at for p in view.metrics] + [h.at for h in view.heaps]
         window = max(points) - min(points) if points else 0.0
@@ -619,19 +688,22 @@ class TargetWorker:
             found = offenders.detect(view, rules)
         except Exception as exc:
             # Detection is pure code over data we hold; a failure is a bug. Keep the
-            # fresh scrape data, record the error on the snapshot and log the traceback.
+            # fresh data and the last offenders, record the error and log the traceback.
+            error = _internal_message(exc, "offender detection failed")
             log.exception(
-                "offender detection failed",
-                extra={"target": self.target.name, "endpoint": "offenders", "reason": "other"},
+                "%s",
+                error,
+                extra={"target": self.target.name, "endpoint": endpoint, "reason": INTERNAL},
             )
-            return {"offenders_error": f"{type(exc).__name__}: {exc}", "window_seconds": window}
+            return {"offenders_error": error, "window_seconds": window}, error
         g, _ = self._settings()
-        return {
+        changes = {
             "offenders": tuple(found),
             "offenders_error": None,
             "offenders_capped": len(found) > g.caps.offenders,
             "window_seconds": window,
         }
+        return changes, None
 
     def adopt(self, old: TargetWorker) -> None:
         """Carry history and snapshot over from the worker this one replaces (same URL)."""
@@ -646,6 +718,12 @@ class TargetWorker:
             self._last_goroutines = old._last_goroutines
             self._leak_404_at = old._leak_404_at
             self.snapshot = dataclasses.replace(old.snapshot, url=self.target.url)
+
+
+def _internal_message(exc: BaseException, what: str = "internal error while collecting") -> str:
+    """A bounded one-line description of an unexpected exception, for health and logs."""
+    text = f"{what}: {type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 # --- all targets --------------------------------------------------------------------
@@ -683,22 +761,33 @@ class Scheduler:
         w.start()
 
     def apply(self, config: Config) -> None:
-        """Switch to ``config``: unchanged targets keep running, others restart or stop."""
+        """Switch to ``config``: unchanged targets keep running, others restart or stop.
+
+        The new workers are built before any running one is touched, so should that
+        fail, the previous config is still the one running, whole.
+        """
         with self._lock:
-            self._config = config
             if not self._started:
+                self._config = config
                 return
             wanted = {t.name: t for t in config.targets}
+            fresh = {
+                name: TargetWorker(t, self.settings, self._clock)
+                for name, t in wanted.items()
+                if name not in self._workers or self._workers[name].target != t
+            }
+            self._config = config
             for name in list(self._workers):
                 if name not in wanted:
                     self._workers.pop(name).stop(wait=0)
-            for name, t in wanted.items():
+            for name, w in fresh.items():
                 old = self._workers.get(name)
-                if old is not None and old.target == t:
-                    continue
                 if old is not None:
                     old.stop(wait=0)
-                self._spawn(t, old)
+                    if old.target.url == w.target.url:
+                        w.adopt(old)
+                self._workers[name] = w
+                w.start()
 
     def stop(self, wait: float = 2.0) -> None:
         """Stop every worker; wait at most ``wait`` seconds in all for fetches in flight.
