@@ -288,6 +288,104 @@ def test_reload_keeps_old_config_when_invalid(tmp_path: Path) -> None:
         assert "shutting down" in proc.logs()
 
 
+# Files that once killed the exporter on reload (issue 9), with their pinned messages.
+BROKEN_FILES = (
+    "bad-url-ipv6.yml",
+    "bad-deep-nesting.yml",
+    "bad-yaml-bomb.yml",
+    "bad-recursive-alias.yml",
+    "bad-wrong-types.yml",
+    "bad-not-utf8.yml",
+    "bad-binary.yml",
+)
+
+
+def test_broken_files_never_stop_a_running_exporter(
+    demo_service: Callable[..., AbstractContextManager[Process]], tmp_path: Path
+) -> None:
+    """Reload each broken file by SIGHUP and by POST /-/reload against a real Go target.
+
+    Each time the process lives on, /metrics answers, the running target is still
+    scraped, the reload gauge says 0 and every problem is reported as file:line (in
+    the log for SIGHUP, in the answer for POST); the next good file brings 1 back.
+    """
+    from test_config import CONFIGS, EXPECTED
+
+    cfg = tmp_path / "cardguard.yml"
+    with demo_service("current", "-healthy") as good:
+
+        def write_good() -> None:
+            target = {"name": "good", "url": good.base_url, "profiles": {"enabled": False}}
+            write_config(cfg, [target])
+
+        write_good()
+        with start_cardguard(cfg, tmp_path / "cardguard.log") as proc:
+            base = proc.base_url
+
+            def scraped_at() -> float:
+                ts = value(
+                    samples(base),
+                    "cardguard_last_scrape_success_timestamp_seconds",
+                    target="good",
+                    endpoint="metrics",
+                )
+                return ts or 0.0
+
+            wait_for(lambda: scraped_at() > 0, 30, "the good target to be scraped")
+
+            def still_serving(name: str, how: str) -> None:
+                assert proc.popen.poll() is None, (name, how, proc.logs()[-3000:])
+                ss = samples(base)  # /metrics answers
+                assert value(ss, "cardguard_config_last_reload_successful") == 0, (name, how)
+                assert value(ss, "cardguard_scrape_success", target="good") == 1
+                assert value(ss, "cardguard_scrape_success", target="api") is None  # not applied
+                before = scraped_at()
+                wait_for(lambda: scraped_at() > before, 10, f"a scrape after {how} of {name}")
+                assert requests.get(base + "/-/healthy", timeout=5).status_code == 200
+
+            for name in BROKEN_FILES:
+                expected = [p.replace(name, str(cfg), 1) for p in EXPECTED[name]]
+
+                # SIGHUP: the answer is the log and the gauge.
+                cfg.write_bytes((CONFIGS / name).read_bytes())
+                proc.popen.send_signal(signal.SIGHUP)
+                wait_for(
+                    lambda: value(samples(base), "cardguard_config_last_reload_successful") == 0,
+                    20,
+                    f"SIGHUP with {name} to fail",
+                )
+                logged = [
+                    json.loads(line)
+                    for line in proc.logs().splitlines()
+                    if line.startswith("{") and "config reload failed" in line
+                ]
+                assert all(p in logged[-1]["msg"] for p in expected), (expected, logged[-1])
+                still_serving(name, "SIGHUP")
+
+                write_good()
+                r = requests.post(base + "/-/reload", timeout=10)
+                assert r.status_code == 200, r.text
+                assert value(samples(base), "cardguard_config_last_reload_successful") == 1
+
+                # POST /-/reload: the answer carries every problem, as check-config prints them.
+                cfg.write_bytes((CONFIGS / name).read_bytes())
+                r = requests.post(base + "/-/reload", timeout=10)
+                assert r.status_code == 400, (name, r.status_code, r.text)
+                assert r.text.splitlines() == expected
+                still_serving(name, "POST")
+                assert "last reload failed" in requests.get(base + "/", timeout=5).text
+
+                write_good()
+                assert requests.post(base + "/-/reload", timeout=10).status_code == 200
+
+            ss = samples(base)
+            assert value(ss, "cardguard_config_last_reload_successful") == 1
+            assert value(ss, "cardguard_scrape_success", target="good") == 1
+            assert "Traceback" not in proc.logs()
+            proc.popen.send_signal(signal.SIGTERM)
+            assert proc.popen.wait(timeout=15) == 0
+
+
 def test_serve_refuses_invalid_config(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yml"
     cfg.write_text("targets:\n  - name: a\n    url: nope\n    timeout: 1x\n")
@@ -382,3 +480,46 @@ def test_logfmt_lines_and_listen_address() -> None:
     assert parse_listen_address("127.0.0.1:9648") == ("127.0.0.1", 9648)
     assert parse_listen_address(":9648") == ("0.0.0.0", 9648)
     assert parse_listen_address("[::1]:9648") == ("::1", 9648)
+
+
+def test_reload_bug_is_a_500_and_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: loading raises ValueError, as url parsing did before issue 9.
+
+    No real file reaches this path any more (test_broken_files_never_stop_a_running_exporter
+    covers those); a bug must still answer 500 with its text, keep the running config
+    and leave the server up, for POST /-/reload and for SIGHUP (both call App.reload).
+    """
+    import threading
+
+    from cardguard import server
+    from cardguard.config import load_config
+    from cardguard.scheduler import Scheduler
+
+    cfg_path = tmp_path / "cardguard.yml"
+    write_config(cfg_path, [{"name": "one", "url": "http://127.0.0.1:1"}])
+    cfg = load_config(cfg_path)
+    app = server.App(cfg_path, cfg, Scheduler(cfg))
+    httpd = server.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+
+        def broken(path: object) -> object:
+            raise ValueError("Invalid IPv6 URL")
+
+        monkeypatch.setattr(server, "load_config", broken)
+        r = requests.post(base + "/-/reload", timeout=10)
+        assert r.status_code == 500
+        assert r.text == f"{cfg_path}: internal error in cardguard: ValueError: Invalid IPv6 URL\n"
+        assert app.config is cfg and not app.reload_status.successful
+        ss = samples(base)
+        assert value(ss, "cardguard_config_last_reload_successful") == 0
+        monkeypatch.undo()
+        assert requests.post(base + "/-/reload", timeout=10).status_code == 200
+        assert value(samples(base), "cardguard_config_last_reload_successful") == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

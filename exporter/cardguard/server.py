@@ -91,26 +91,45 @@ class App:
     def config(self) -> Config:
         return self.scheduler.config
 
-    def reload(self) -> tuple[bool, str]:
-        """Reload the config file; keep the running config when the new one is invalid."""
+    def reload(self) -> tuple[int, str]:
+        """Reload the config file; keep the running config when the new one cannot be used.
+
+        Never raises: SIGHUP and ``POST /-/reload`` both land here, and neither may end
+        the process or the server. Returns the HTTP status for ``/-/reload`` and a
+        message: 200, 400 when the file is wrong (every problem as file:line), 500 when
+        cardguard itself failed (a bug, logged with its traceback).
+        """
         with self._reload_lock:
             try:
                 cfg = load_config(self.config_path)
+                self.scheduler.apply(cfg)
             except ConfigError as exc:
-                self.reload_status.successful = False
-                self.reload_status.last_error = str(exc)
                 log.error(
                     "config reload failed; keeping the previous config: %s",
                     "; ".join(exc.problems),
                     extra={"reason": "config"},
                 )
-                return False, str(exc)
-            self.scheduler.apply(cfg)
+                return self._reload_failed(400, exc.problems)
+            except Exception as exc:
+                log.exception(
+                    "config reload failed with an internal error; keeping the previous config",
+                    extra={"reason": "internal"},
+                )
+                what = f"{type(exc).__name__}: {exc}"[:300]
+                return self._reload_failed(
+                    500, [f"{self.config_path}: internal error in cardguard: {what}"]
+                )
             self.reload_status.successful = True
             self.reload_status.success_timestamp = time.time()
             self.reload_status.last_error = None
             log.info("config reloaded", extra={"targets": len(cfg.targets)})
-            return True, f"reloaded {self.config_path}: {len(cfg.targets)} target(s)"
+            return 200, f"reloaded {self.config_path}: {len(cfg.targets)} target(s)"
+
+    def _reload_failed(self, status: int, problems: list[str]) -> tuple[int, str]:
+        message = "\n".join(problems)
+        self.reload_status.successful = False
+        self.reload_status.last_error = message
+        return status, message
 
     def reports(self) -> list[render.TargetReport]:
         """One report per target for the /report page, built from the current snapshots."""
@@ -155,9 +174,9 @@ def _ready(app: App, req: Request) -> Response:
 
 
 def _reload(app: App, req: Request) -> Response:
-    ok, message = app.reload()
-    # 400, not 500: the file on disk is wrong, cardguard is fine and keeps the old config.
-    return Response(200 if ok else 400, (message + "\n").encode())
+    # 400 when the file on disk is wrong: cardguard is fine and keeps the old config.
+    status, message = app.reload()
+    return Response(status, (message + "\n").encode())
 
 
 def _report(app: App, req: Request) -> Response:
