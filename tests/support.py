@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -203,4 +204,26 @@ def running_listener(argv: Sequence[str], log: Path, what: str) -> Iterator[Proc
             return m is not None
 
         wait_for(bound, 30, f"{what} to print its address")
+        yield proc
+
+
+@contextlib.contextmanager
+def running_cardguard_serve(log: Path, *args: str) -> Iterator[Process]:
+    """Run ``cardguard serve`` on 127.0.0.1 port 0 with JSON logs; wait until it says where.
+
+    ``proc.port`` is read back from its ``cardguard listening`` line.
+    """
+    argv = cardguard_argv("serve", "--web.listen-address=127.0.0.1:0", "--log.format=json", *args)
+    with running(argv, log) as proc:
+
+        def bound() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"cardguard serve exited early:\n{proc.logs()[-4000:]}")
+            for line in proc.logs().splitlines():
+                if line.startswith("{") and '"cardguard listening"' in line:
+                    proc.port = int(json.loads(line)["address"].rpartition(":")[2])
+                    return True
+            return False
+
+        wait_for(bound, 60, "cardguard serve to log its address")
         yield proc
