@@ -27,6 +27,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import secrets
 import ssl
 import threading
 from collections import OrderedDict
@@ -41,6 +43,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from cardguard.config import Ctx, Section, join
 from cardguard.errors import ConfigError
+
+log = logging.getLogger("cardguard.webconfig")
 
 # Go's tls.ClientAuthType names. Python's ssl module always verifies a client
 # certificate it asks for, so the two "request but do not verify" modes cannot
@@ -395,9 +399,12 @@ def peer_allowed(tls: TLSServerConfig, peercert: Mapping[str, Any] | None) -> bo
     return any(s in sans for s in tls.client_allowed_sans)
 
 
-# A valid hash of a random password, checked when the user name is unknown so
-# that unknown and known users take the same time to refuse.
-_DUMMY_HASH = bcrypt.hashpw(b"cardguard-no-such-user", bcrypt.gensalt(rounds=10))
+BCRYPT_MAX_PASSWORD = 72  # bcrypt reads no further; Go's CompareHashAndPassword neither
+
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """Return the cost (log2 rounds) of a bcrypt hash: 12 for ``$2b$12$...``."""
+    return int(hashed[4:6])
 
 
 class BasicAuth:
@@ -406,6 +413,12 @@ class BasicAuth:
     bcrypt is deliberately slow, so verified (user, password) pairs are cached
     by a SHA-256 of user, password and hash: a Prometheus scraping every 15s
     does not pay a bcrypt round per scrape. The cache is bounded.
+
+    An unknown user name is checked against a dummy hash made at load time
+    with a cost the configured hashes use, so refusing it takes as long as
+    refusing a known user's wrong password: response times do not tell which
+    user names exist. With several costs configured, each unknown name gets
+    one of them, fixed per name by a keyed hash and weighted like the users.
     """
 
     def __init__(self, users: tuple[tuple[str, bytes], ...], cache_size: int = 256) -> None:
@@ -413,10 +426,27 @@ class BasicAuth:
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._costs = tuple(sorted(bcrypt_cost(h) for h in self._users.values()))
+        dummy_password = secrets.token_hex(16).encode()
+        self._dummies = {
+            cost: bcrypt.hashpw(dummy_password, bcrypt.gensalt(rounds=cost))
+            for cost in set(self._costs)
+        }
+        self._key = secrets.token_bytes(32)
 
     @property
     def enabled(self) -> bool:
         return bool(self._users)
+
+    @property
+    def dummy_costs(self) -> tuple[int, ...]:
+        """The bcrypt costs of the dummy hashes unknown users are checked against."""
+        return tuple(sorted(self._dummies))
+
+    def _dummy(self, user: str) -> bytes:
+        digest = hmac.digest(self._key, user.encode("utf-8", "surrogateescape"), "sha256")
+        cost = self._costs[int.from_bytes(digest[:8], "big") % len(self._costs)]
+        return self._dummies[cost]
 
     def check(self, header: str | None) -> bool:
         """Return True when ``header`` (the Authorization value) names a valid user."""
@@ -426,9 +456,10 @@ class BasicAuth:
         if creds is None:
             return False
         user, password = creds
+        password = password[:BCRYPT_MAX_PASSWORD]
         hashed = self._users.get(user)
         known = hashed is not None
-        hashed = hashed if hashed is not None else _DUMMY_HASH
+        hashed = hashed if hashed is not None else self._dummy(user)
         key = hashlib.sha256(
             user.encode("utf-8", "surrogateescape") + b"\0" + password + b"\0" + hashed
         ).digest()
@@ -477,6 +508,14 @@ def server_options(cfg: WebConfig | None) -> dict[str, Any]:
     if tls is not None:
         out["ssl_context"] = ssl_context(tls, cfg.source)
     auth = BasicAuth(cfg.basic_auth_users)
+    fields: dict[str, Any] = {"file": cfg.source, "tls": tls is not None}
+    if tls is not None:
+        fields["client_auth_type"] = tls.client_auth_type
+    if auth.enabled:
+        fields["basic_auth_users"] = len(cfg.basic_auth_users)
+        # What unknown user names are checked at; equal to the configured costs.
+        fields["dummy_bcrypt_costs"] = ",".join(str(c) for c in auth.dummy_costs)
+    log.info("web config loaded", extra=fields)
     if auth.enabled or (tls is not None and tls.client_allowed_sans):
 
         def authenticate(handler: Any) -> bool:
