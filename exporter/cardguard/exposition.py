@@ -60,10 +60,17 @@ from typing import Literal
 
 from cardguard.errors import ParseError
 
-Format = Literal["text", "openmetrics"]
+Format = Literal["text", "openmetrics", "protobuf"]
 
 ACCEPT_HEADER = (
     "application/openmetrics-text;version=1.0.0,"
+    "application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+# What Prometheus 2.42 sends with native histograms on: protobuf first (cardguard.exposition_proto).
+ACCEPT_HEADER_PROTOBUF = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,"
     "application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
@@ -139,10 +146,20 @@ ScanEvent = Family | Sample | SampleBlock
 
 
 def detect_format(content_type: str | None, data: bytes) -> Format:
-    """Choose the parser as Prometheus does: by media type, else sniff for ``# EOF``."""
+    """Choose the parser as Prometheus does: by media type, else sniff for ``# EOF``.
+
+    Without a media type, a page that cannot be text but is framed as
+    protobuf is protobuf (``exposition_proto.looks_like_protobuf``).
+    """
+    from cardguard import exposition_proto  # it builds on this module's event types
+
     if content_type:
         media = content_type.split(";", 1)[0].strip().lower()
+        if media == exposition_proto.MEDIA_TYPE:
+            return "protobuf"
         return "openmetrics" if media == "application/openmetrics-text" else "text"
+    if exposition_proto.looks_like_protobuf(data):
+        return "protobuf"
     tail = data[-64:].rstrip(b"\n")
     return "openmetrics" if tail.endswith(b"# EOF") and _last_line(tail) == b"# EOF" else "text"
 
@@ -174,6 +191,10 @@ def scan(
     """
     if fmt == "openmetrics":
         yield from _OMParser(data, source).run()
+    elif fmt == "protobuf":
+        from cardguard import exposition_proto  # it builds on this module's event types
+
+        yield from exposition_proto.parse(data, source)
     elif fmt == "text":
         yield from _TextParser(data, source, chunk_bytes if fast else 0).run()
     else:
