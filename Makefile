@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps demo test test-fast lint typecheck bench soak fixtures proto clean
+.PHONY: deps demo test test-fast lint typecheck bench soak fixtures proto generate clean
 
 deps:
 	scripts/bootstrap.sh
@@ -29,6 +29,13 @@ soak: deps
 
 fixtures: deps
 	tests/testdata/record.sh
+
+# Regenerate what derives from rules/settings.yml, rules/src/ and grafana/generate.py, in order:
+# alert rules, dashboards, then the Kubernetes PrometheusRule and dashboards ConfigMap.
+generate: deps
+	$(PY) rules/generate.py
+	$(PY) grafana/generate.py
+	$(PY) deploy/kubernetes/generate.py
 
 # Regenerate the pprof protobuf module from its schema (needs: pip install grpcio-tools).
 proto:
