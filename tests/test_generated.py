@@ -178,3 +178,44 @@ def test_other_settings_reach_every_dashboard_query(tmp_path: Path) -> None:
             for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", []):
                 if "/d/" in link["url"]:
                     assert "${cluster:queryparam}" in link["url"]
+
+
+def selects(selector: str, job: str) -> bool:
+    """Whether a settings selector's job matcher matches ``job`` (other matchers ignored)."""
+    m = re.search(r'\bjob(=~|=|!=|!~)"([^"]*)"', selector)
+    assert m, selector
+    op, value = m.groups()
+    hit = re.fullmatch(value, job) is not None if "~" in op else value == job
+    return hit if op in ("=", "=~") else not hit
+
+
+def shipped_prometheus_jobs() -> set[str]:
+    deploy = REPO / "deploy"
+    configs = [
+        yaml.safe_load((deploy / "prometheus" / "prometheus.yml").read_text()),
+        yaml.safe_load((deploy / "prometheus-sharded.yml").read_text()),
+    ]
+    for doc in yaml.safe_load_all((deploy / "kubernetes" / "cardguard-sharded.yaml").read_text()):
+        if doc["kind"] == "ConfigMap" and "prometheus.yml" in doc["data"]:
+            configs.append(yaml.safe_load(doc["data"]["prometheus.yml"]))
+    jobs = {job["job_name"] for c in configs for job in c["scrape_configs"]}
+    for name in ("probe.yaml", "scrapeconfig.yaml"):
+        jobs.add(yaml.safe_load((deploy / "kubernetes" / name).read_text())["spec"]["jobName"])
+    # A ServiceMonitor's job is its Service's name.
+    jobs.add(
+        yaml.safe_load((deploy / "kubernetes" / "service.yaml").read_text())["metadata"]["name"]
+    )
+    return jobs
+
+
+def test_every_shipped_job_is_selected_as_meant() -> None:
+    s = settings_file.load()
+    jobs = shipped_prometheus_jobs()
+    cardguard_jobs = {j for j in jobs if j.startswith("cardguard")}
+    assert cardguard_jobs == {"cardguard", "cardguard-probe"}, jobs
+    for job in cardguard_jobs:
+        assert selects(s.cardguard_selector, job), job
+    assert selects(s.cardguard_self_selector, "cardguard")
+    assert not selects(s.cardguard_self_selector, "cardguard-probe")
+    for job in jobs - cardguard_jobs:  # the Go services, scraped directly
+        assert selects(s.go_selector, job) and not selects(s.cardguard_selector, job), job
