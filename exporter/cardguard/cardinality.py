@@ -177,7 +177,14 @@ class LabelStats:
 
 @dataclass(frozen=True)
 class FamilyStats:
-    """One metric family: its type, series (sample lines) and per-label detail."""
+    """One metric family: its type, series (sample lines) and per-label detail.
+
+    ``native_histogram_series`` is set for classic histograms only (families
+    with ``_bucket`` series): the series the family would need as a native
+    histogram, one per label set (counted from its ``le="+Inf"`` buckets)
+    instead of one per bucket plus ``_sum`` and ``_count``. ``None`` for
+    other types and for histograms that already are native.
+    """
 
     name: str
     type: str
@@ -185,6 +192,7 @@ class FamilyStats:
     labels: tuple[LabelStats, ...]
     labels_truncated: bool = False
     fingerprints: HashSample | None = field(default=None, compare=False, repr=False)
+    native_histogram_series: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +201,7 @@ class FamilyStats:
             "series": self.series,
             "labels": [lab.to_json() for lab in self.labels],
             "labels_truncated": self.labels_truncated,
+            "native_histogram_series": self.native_histogram_series,
         }
 
 
@@ -321,6 +330,8 @@ class _FamilyAcc:
     __slots__ = (
         "budget",
         "fingerprints",
+        "histogram",
+        "inf_buckets",
         "labels",
         "limits",
         "name",
@@ -347,6 +358,9 @@ class _FamilyAcc:
         self.pending: dict[str, set[str]] = {}
         self.pending_keys: list[int] = []
         self.pending_count = 0
+        # Classic histograms: their le="+Inf" buckets, one per label set.
+        self.histogram = ftype in ("histogram", "gaugehistogram")
+        self.inf_buckets = 0
 
     def label(self, name: bytes) -> _LabelAcc | None:
         acc = self.labels.get(name)
@@ -359,6 +373,12 @@ class _FamilyAcc:
 
     def add_block(self, block: SampleBlock) -> None:
         self.series += block.lines
+        if self.histogram:
+            # In validated lines a raw '"' only delimits values, so these are label pairs.
+            data, start, end = block.data, block.start, block.end
+            self.inf_buckets += data.count(b'{le="+Inf"', start, end) + data.count(
+                b',le="+Inf"', start, end
+            )
         grouped: dict[bytes, set[bytes]] = {}
         for pair in set(block_label_pairs(block)):
             name, _, raw = pair.partition(b'="')  # split_pair, inlined: hot loop
@@ -380,6 +400,8 @@ class _FamilyAcc:
     def add_sample(self, sample: Sample) -> None:
         """Count one sample of the per-line path; values are added in batches."""
         self.series += 1
+        if self.histogram and ("le", "+Inf") in sample.labels:
+            self.inf_buckets += 1
         pending = self.pending
         for k, v in sample.labels:
             vals = pending.get(k)
@@ -411,7 +433,13 @@ class _FamilyAcc:
             key=lambda s: (-s.distinct_values, s.name),
         )
         return FamilyStats(
-            self.name, self.type, self.series, tuple(labels), self.truncated, self.fingerprints
+            self.name,
+            self.type,
+            self.series,
+            tuple(labels),
+            self.truncated,
+            self.fingerprints,
+            self.inf_buckets or None,
         )
 
 

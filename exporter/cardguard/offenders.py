@@ -136,6 +136,8 @@ class LabelStat:
     family_series: int
     growth_per_hour: float | None = None
     values_added: int | None = None
+    native_histogram_series: int | None = None
+    """A classic histogram's series as a native one (``FamilyStats.native_histogram_series``)."""
 
 
 @dataclass(frozen=True)
@@ -295,13 +297,17 @@ def children_of(family: FamilyStats) -> int:
     """Estimate a family's children (label sets without ``le``/``quantile``) from its series.
 
     A summary child writes one line per quantile plus ``_sum`` and ``_count``;
-    a histogram child one per bucket plus ``_sum`` and ``_count``.
+    a classic histogram child one per bucket plus ``_sum`` and ``_count``
+    (counted exactly, from its ``+Inf`` buckets); a native histogram child one.
     """
+    if family.native_histogram_series is not None:
+        return family.native_histogram_series
     per_child = 1
     if family.type in ("summary", "histogram", "gaugehistogram"):
         structural = "quantile" if family.type == "summary" else "le"
         n = next((lab.distinct_values for lab in family.labels if lab.name == structural), 0)
-        per_child = n + 2
+        # A histogram without buckets is a native one: one series per child.
+        per_child = n + 2 if n or family.type == "summary" else 1
     return max(1, round(family.series / per_child)) if family.series else 0
 
 
@@ -330,6 +336,7 @@ def metrics_point(
                     pattern=lab.pattern,
                     examples=lab.examples,
                     family_series=fam.series,
+                    native_histogram_series=fam.native_histogram_series,
                     growth_per_hour=ch.growth_per_hour if ch is not None else None,
                     values_added=(
                         ch.values_added if ch is not None and not churn.baseline else None
@@ -900,6 +907,16 @@ def _label_offender(
         )
     if st.metric_type in ("summary", "histogram"):
         fix += " Series that the rewrite makes identical collide; prefer the code fix."
+    native = st.native_histogram_series
+    if native is not None and native < st.family_series:
+        # Each label value costs a classic histogram a series per bucket; a native one, one.
+        evidence["native_histogram_series"] = native
+        fix += (
+            f" As a native histogram {st.family} would need {native} series instead of "
+            f"{st.family_series} (one per label set, not one per bucket plus _sum and _count): "
+            "set NativeHistogramBucketFactor in client_golang and scrape with native "
+            "histograms on; that shrinks every label value's cost but does not bound the values."
+        )
     return _offender(
         "label_explosion",
         target,
