@@ -390,6 +390,28 @@ def test_long_values_are_clipped_in_messages() -> None:
 
 
 @pytest.mark.parametrize(
+    ("profiles", "message"),
+    [
+        (
+            "{goroutineleak: !!bool maybe}",
+            "goroutineleak: expected one of auto, true, false, got maybe",
+        ),
+        ("{enabled: !!bool maybe}", "enabled: expected true or false, got maybe"),
+        ("{goroutine_full_max: !!int 12abc}", "goroutine_full_max: expected an integer, got 12abc"),
+        (
+            "{interval: 1y1w1d1h1m1s1ms1}",
+            "interval: expected a duration like 30s, got '1y1w1d1h1m1s1ms1'",
+        ),
+    ],
+)
+def test_tagged_values_that_do_not_fit_their_tag(profiles: str, message: str) -> None:
+    text = f"targets:\n  - {{name: a, url: 'http://127.0.0.1:1', profiles: {profiles}}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "p.yml")
+    assert info.value.problems == [f"p.yml:2: targets[0].profiles.{message}"]
+
+
+@pytest.mark.parametrize(
     ("rules", "message"),
     [
         ("{label_explosion: {growth_per_hour: 1e999}}", "expected a finite number, got '1e999'"),

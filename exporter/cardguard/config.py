@@ -743,8 +743,9 @@ def load_profiles(ctx: Ctx, node: Node | None, path: str, timeout: float) -> Pro
 
     def leak_mode(node: Node, kpath: str) -> str | None:
         # YAML reads bare true/false as booleans; they name the matching mode.
-        if isinstance(node, ScalarNode) and node.tag.endswith(":bool"):
-            return "true" if _scalar(node) else "false"
+        value = _scalar(node) if isinstance(node, ScalarNode) else _INVALID
+        if isinstance(value, bool):
+            return "true" if value else "false"
         return ctx.choice(node, kpath, GOROUTINELEAK_MODES)
 
     p = ProfilesConfig(
