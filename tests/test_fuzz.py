@@ -2,9 +2,10 @@
 
 Targets: the exposition parser (text 0.0.4 and OpenMetrics) and the page
 analysis built on it, the pprof ``profile.proto`` decoder with heap owners on
-top, and the goroutine dump parser (debug=1, debug=2 and proto). Inputs are
-bounded in size so that a hang shows up as a hypothesis deadline miss rather
-than a stuck CI job.
+top, the goroutine dump parser (debug=1, debug=2 and proto), and the config
+loader (whose only way to say no is ``ConfigError``: a reload must never crash).
+Inputs are bounded in size so that a hang shows up as a hypothesis deadline
+miss rather than a stuck CI job.
 
 Crashing inputs found here are kept under ``tests/testdata/fuzz-regressions/<target>/``
 and replayed by ``test_regressions`` on every run. To add one, save the bytes
@@ -17,16 +18,19 @@ import gzip
 import hashlib
 import os
 import struct
+import tempfile
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cardguard import allowlist, cardinality, exposition, tsdb
-from cardguard.errors import ParseError, ProfileError
+from cardguard import allowlist, cardinality, config, exposition, rules, tsdb, yamlfile
+from cardguard.errors import ConfigError, ParseError, ProfileError
 from cardguard.pprof import goroutines, heap, profile, profile_pb2
 from support import TESTDATA
 
@@ -106,6 +110,28 @@ def check_probe_target(data: bytes) -> None:
         assert r.scheme in ("http", "https") and "@" not in r.url
 
 
+# A config file may take at most this long to accept or refuse (a reload blocks on it).
+CONFIG_SECONDS = 5.0
+
+
+def check_config(data: bytes) -> None:
+    """Loading a config file gives a Config or a ConfigError, within bounded time, nothing else."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "fuzz.yml"
+        path.write_bytes(data)
+        start = time.monotonic()
+        try:
+            cfg = config.load_config(path)
+        except ConfigError as exc:
+            assert exc.problems, "a ConfigError must say what is wrong"
+            assert len(exc.problems) <= yamlfile.MAX_PROBLEMS + 1
+            for problem in exc.problems:
+                assert problem.startswith(d) and len(problem) <= yamlfile.MAX_PROBLEM_CHARS
+        else:
+            assert isinstance(cfg, config.Config)
+        assert time.monotonic() - start < CONFIG_SECONDS
+
+
 CHECKS: dict[str, Callable[[bytes], None]] = {
     "exposition-text": check_exposition_text,
     "exposition-openmetrics": check_exposition_openmetrics,
@@ -113,6 +139,7 @@ CHECKS: dict[str, Callable[[bytes], None]] = {
     "goroutine": check_goroutines,
     "tsdb": check_tsdb,
     "probe-target": check_probe_target,
+    "config": check_config,
 }
 
 
@@ -534,6 +561,148 @@ def test_fuzz_tsdb_status(doc: object) -> None:
 )
 def test_fuzz_probe_targets(raw: str) -> None:
     _run("probe-target", raw.encode("utf-8", "surrogatepass"))
+
+
+# --------------------------------------------------------------------------
+# The config loader: random YAML trees at the keys it knows, wrong types, odd URLs,
+# deep nesting and alias bombs, dumped by PyYAML and sometimes mangled byte-wise.
+
+_CONFIG_KEYS = sorted(
+    {
+        *config._TOP_KEYS,
+        *config._GLOBAL_KEYS,
+        *config._CAPS_KEYS,
+        *config._THRESHOLD_KEYS,
+        *config._TARGET_KEYS,
+        *config._BASIC_AUTH_KEYS,
+        *config._TLS_KEYS,
+        *config._PROFILE_KEYS,
+        *rules._SECTIONS,
+        *rules._LABEL_FIELDS,
+        *rules._GOROUTINE_FIELDS,
+        *rules._HEAP_FIELDS,
+        "families",
+        "labels",
+        "family",
+        "label",
+        "ignore",
+    }
+)
+_odd_urls = st.one_of(
+    st.builds(
+        lambda s, h, p, rest: f"{s}{h}{p}{rest}",
+        st.sampled_from(
+            ["http://", "https://", "HTTP://", "ftp://", "//", "http:/", "", "http://u:p@"]
+        ),
+        st.sampled_from(
+            [
+                "127.0.0.1",
+                "[::1]",
+                "[::1",
+                "::1]",
+                "[zzz]",
+                "[fe80::1%eth0]",
+                "",
+                "a b",
+                "é.x",
+                "h\n",
+            ]
+        ),
+        st.sampled_from(["", ":9100", ":0", ":65536", ":-1", ":abc", ":", ":" + "9" * 30]),
+        st.sampled_from(["", "/", "/metrics", "?q", "#f", "x", "]"]),
+    ),
+    st.text(max_size=30),
+)
+_config_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "30s",
+            "1m30s",
+            "0s",
+            "99999999999999999999y",
+            "64MiB",
+            "0",
+            "warning",
+            "re:(",
+            "re:a{9999999999}",
+        ]
+    ),
+    st.just("9" * 5000),
+    _odd_urls,
+)
+_config_trees = st.recursive(
+    _config_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(_CONFIG_KEYS), st.text(max_size=6), st.integers(0, 3)),
+            children,
+            max_size=5,
+        ),
+        # The same object twice: PyYAML writes an anchor and an alias.
+        st.builds(lambda x, n: [x] * n, children, st.integers(2, 9)),
+    ),
+    max_leaves=25,
+)
+
+
+@st.composite
+def _targets(draw: st.DrawFn) -> list[object]:
+    out: list[object] = []
+    for i in range(draw(st.integers(0, 3))):
+        url = draw(st.one_of(st.just("http://127.0.0.1:9100"), _odd_urls))
+        target: dict[object, object] = {"name": f"t{i}", "url": url}
+        for key in draw(st.lists(st.sampled_from(config._TARGET_KEYS), max_size=4)):
+            target[key] = draw(_config_trees)
+        out.append(target if draw(st.integers(0, 9)) else draw(_config_trees))
+    return out
+
+
+@st.composite
+def config_files(draw: st.DrawFn) -> bytes:
+    kind = draw(st.integers(0, 4))
+    if kind <= 1:  # config-shaped: the known sections, random values below them
+        doc: dict[object, object] = {"targets": draw(_targets())}
+        for key in draw(st.lists(st.sampled_from(config._TOP_KEYS), max_size=3)):
+            doc[key] = draw(_config_trees)
+        text = yaml.safe_dump(doc, allow_unicode=draw(st.booleans()))
+    elif kind == 2:  # any tree at all
+        text = yaml.safe_dump(draw(_config_trees))
+    elif kind == 3:  # deep nesting, flow or block style
+        n = draw(st.integers(1, 3000))
+        style = draw(st.integers(0, 2))
+        if style == 0:
+            nest = "[" * n + "]" * n
+        elif style == 1:
+            nest = "{a: " * n + "1" + "}" * n
+        else:
+            nest = "".join("\n" + " " * (6 + 2 * i) + "- " for i in range(min(n, 400))) + "x"
+        text = f"targets:\n  - name: a\n    url: http://127.0.0.1:1\n    headers: {nest}\n"
+    else:  # an alias bomb: levels of aliases of aliases
+        width, depth = draw(st.integers(2, 12)), draw(st.integers(1, 12))
+        lines = ["l0: &l0 [x" + ", x" * (width - 1) + "]"]
+        for i in range(1, depth):
+            lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+        at = draw(st.sampled_from(["targets", "global", "rules"]))
+        text = "probe:\n  " + "\n  ".join(lines) + f"\n{at}: *l{depth - 1}\n"
+    data = text.encode("utf-8", "surrogatepass")
+    return _mutate(draw, data) if draw(st.integers(0, 3)) == 0 else data
+
+
+@FUZZ
+@given(config_files())
+@example(b'targets:\n  - name: a\n    url: "http://[::1"\n')
+@example(b"targets: " + b"[" * 5000 + b"]" * 5000 + b"\n")
+@example(b"targets:\n  - {name: a, url: 'http://127.0.0.1:1', timeout: " + b"9" * 5000 + b"}\n")
+@example(b"a: &a [*a]\n")
+@example(b"\xff\xfe\x00targets: []\n")
+def test_fuzz_config(data: bytes) -> None:
+    _run("config", data)
 
 
 def _regression_cases() -> list[tuple[str, Path]]:
