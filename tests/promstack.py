@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,15 @@ def pushgateway(workdir: Path) -> Iterator[Process]:
 
 @contextlib.contextmanager
 def prometheus(
-    workdir: Path, config: dict[str, object], name: str = "prometheus"
+    workdir: Path,
+    config: dict[str, object],
+    name: str = "prometheus",
+    flags: Sequence[str] = (),
 ) -> Iterator[Process]:
-    """Run Prometheus with ``config`` (a prometheus.yml as a dict) until the block exits."""
+    """Run Prometheus with ``config`` (a prometheus.yml as a dict) until the block exits.
+
+    ``flags`` are added to its command line (``--enable-feature=native-histograms``).
+    """
     need(PROMETHEUS)
     d = workdir / name
     d.mkdir(parents=True, exist_ok=True)
@@ -56,6 +62,7 @@ def prometheus(
         f"--storage.tsdb.path={d / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
+        *flags,
     ]
     with running(
         argv, d / "prometheus.log", port=port, ready_url=f"http://127.0.0.1:{port}/-/ready"

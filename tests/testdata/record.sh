@@ -124,8 +124,17 @@ record_report() {
 }
 # ==== end section: report ====================================================
 
+# ==== section: protobuf ======================================================
+# Owner: protobuf exposition (issue 14). Writes tests/testdata/metrics/nhserver.pb,
+# nhserver.txt and nhserver-10k.pb.gz from tests/testdata/metrics/nhserver
+# (client_golang with native histograms). See tests/testdata/record_protobuf.py.
+record_protobuf() {
+  "$PY" "$HERE/record_protobuf.py"
+}
+# ==== end section: protobuf ==================================================
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(profiles metrics report)
+[ ${#sections[@]} -gt 0 ] || sections=(profiles metrics report protobuf)
 for s in "${sections[@]}"; do
   "record_$s"
 done
