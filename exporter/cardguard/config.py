@@ -151,6 +151,8 @@ class GlobalConfig:
     scrape_timeout: float = 10.0
     body_size_limit: int = 64 * 1024 * 1024
     exact_count_cap: int = 10_000
+    native_histograms: bool = False
+    """Ask for protobuf first and count native histograms, as Prometheus with them on."""
     caps: Caps = field(default_factory=Caps)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -198,6 +200,7 @@ class TargetConfig:
     interval: float = 30.0
     timeout: float = 10.0
     body_size_limit: int = 64 * 1024 * 1024
+    native_histograms: bool = False  # default global.native_histograms
     headers: tuple[tuple[str, Secret], ...] = ()
     basic_auth: BasicAuth | None = None
     bearer_token: Secret | None = None
@@ -496,6 +499,7 @@ _GLOBAL_KEYS = (
     "scrape_timeout",
     "body_size_limit",
     "exact_count_cap",
+    "native_histograms",
     "caps",
     "thresholds",
 )
@@ -514,6 +518,7 @@ _TARGET_KEYS = (
     "interval",
     "timeout",
     "body_size_limit",
+    "native_histograms",
     "headers",
     "basic_auth",
     "bearer_token",
@@ -586,6 +591,7 @@ def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
         scrape_timeout=sec.get("scrape_timeout", ctx.duration, d.scrape_timeout),
         body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
         exact_count_cap=sec.get("exact_count_cap", _positive(ctx), d.exact_count_cap),
+        native_histograms=sec.get("native_histograms", ctx.boolean, d.native_histograms),
         caps=caps,
         thresholds=th,
     )
@@ -819,6 +825,7 @@ def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConf
         interval=interval,
         timeout=timeout,
         body_size_limit=body_size_limit,
+        native_histograms=sec.get("native_histograms", ctx.boolean, g.native_histograms),
         headers=headers,
         basic_auth=basic_auth,
         bearer_token=Secret(bearer) if bearer is not None else None,

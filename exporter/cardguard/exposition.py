@@ -75,6 +75,12 @@ ACCEPT_HEADER_PROTOBUF = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 
+
+def accept_header(native_histograms: bool) -> str:
+    """Return the Accept header Prometheus sends with native histograms on or off."""
+    return ACCEPT_HEADER_PROTOBUF if native_histograms else ACCEPT_HEADER
+
+
 TEXT_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 OM_TYPES = frozenset(
     {"counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset", "unknown"}

@@ -418,7 +418,8 @@ class TargetWorker:
     def _scrape_metrics(self) -> None:
         g, rules = self._settings()
         t = self.target
-        res = self._fetch("metrics", t.metrics_url, accept=exposition.ACCEPT_HEADER)
+        accept = exposition.accept_header(t.native_histograms)
+        res = self._fetch("metrics", t.metrics_url, accept=accept)
         if res is None:
             return
         at = self._clock()

@@ -1,6 +1,9 @@
 """``cardguard cardinality SOURCE``: series per family and distinct values per label of one page.
 
-SOURCE is a file, an http(s) URL or ``-`` for stdin. The page is analysed by
+SOURCE is a file, an http(s) URL or ``-`` for stdin, in the text, OpenMetrics
+or protobuf exposition format (``--native-histograms`` asks a URL for
+protobuf first, as Prometheus does with native histograms on; a file is read
+as protobuf only where it cannot be text). The page is analysed by
 ``cardguard.cardinality.analyse``; this module only reads the input and prints
 the result (a table, or JSON with ``--format json``). Every failure prints one
 line naming the source (and the line, for a malformed page) and exits 1.
@@ -17,13 +20,15 @@ import click
 
 from cardguard.cardinality import Limits, PageAnalysis, analyse
 from cardguard.errors import CardguardError, FetchError
-from cardguard.exposition import ACCEPT_HEADER, Format
+from cardguard.exposition import Format, accept_header
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def fetch_page(url: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str | None]:
+def fetch_page(
+    url: str, *, timeout: float, max_bytes: int, native_histograms: bool = False
+) -> tuple[bytes, str | None]:
     """GET a /metrics page with Prometheus' Accept header; return body and Content-Type.
 
     The one place this command touches the network, through ``cardguard.fetch``
@@ -33,7 +38,8 @@ def fetch_page(url: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str 
     from cardguard.fetch import Fetcher
 
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
-    result = Fetcher(target).get(url, accept=ACCEPT_HEADER, timeout=timeout, max_bytes=max_bytes)
+    accept = accept_header(native_histograms)
+    result = Fetcher(target).get(url, accept=accept, timeout=timeout, max_bytes=max_bytes)
     return result.body, result.content_type or None
 
 
@@ -51,10 +57,14 @@ def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
     return out
 
 
-def read_source(source: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str | None]:
+def read_source(
+    source: str, *, timeout: float, max_bytes: int, native_histograms: bool = False
+) -> tuple[bytes, str | None]:
     """Return the page bytes of SOURCE and its Content-Type (None for files and stdin)."""
     if source.startswith(("http://", "https://")):
-        return fetch_page(source, timeout=timeout, max_bytes=max_bytes)
+        return fetch_page(
+            source, timeout=timeout, max_bytes=max_bytes, native_histograms=native_histograms
+        )
     try:
         if source == "-":
             data = sys.stdin.buffer.read(max_bytes + 1)
@@ -137,10 +147,15 @@ def render_json(analysis: PageAnalysis, top: int) -> str:
 )
 @click.option(
     "--input-format",
-    type=click.Choice(["auto", "text", "openmetrics"]),
+    type=click.Choice(["auto", "text", "openmetrics", "protobuf"]),
     default="auto",
     show_default=True,
-    help="Exposition format; auto uses the Content-Type, else looks for '# EOF'.",
+    help="Exposition format; auto uses the Content-Type, else sniffs protobuf and '# EOF'.",
+)
+@click.option(
+    "--native-histograms",
+    is_flag=True,
+    help="Ask a URL for protobuf first, as Prometheus does with native histograms on.",
 )
 @click.option(
     "--exact-values",
@@ -162,6 +177,7 @@ def cardinality(
     output_format: str,
     top: int | None,
     input_format: str,
+    native_histograms: bool,
     exact_values: int,
     timeout: float,
     max_bytes: int,
@@ -175,7 +191,9 @@ def cardinality(
     fmt: Format | None = None if input_format == "auto" else input_format  # type: ignore[assignment]
     name = "<stdin>" if source == "-" else source
     try:
-        data, content_type = read_source(source, timeout=timeout, max_bytes=max_bytes)
+        data, content_type = read_source(
+            source, timeout=timeout, max_bytes=max_bytes, native_histograms=native_histograms
+        )
         analysis = analyse(data, content_type=content_type, source=name, limits=limits, fmt=fmt)
     except CardguardError as exc:
         raise click.ClickException(str(exc)) from None
