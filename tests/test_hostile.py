@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cardguard.scheduler import FAILURE_REASONS
 from support import REPO, Process, cardguard_argv, free_port, running, running_listener, wait_for
 
 # The stated bound: cardguard's peak resident memory through the whole test.
@@ -54,19 +55,8 @@ FAILING: dict[str, tuple[str, set[str]]] = {
 }
 # Valid exposition, monstrous size: must parse or fail cleanly, and stay out of our output.
 MONSTROUS = ("huge_label",)
-FIXED_REASONS = {
-    "timeout",
-    "connect",
-    "http_status",
-    "too_large",
-    "decompress",
-    "parse",
-    "tls",
-    "auth",
-    "redirect",
-    "refused_by_limit",
-    "other",
-}
+# The fixed set a failure reason comes from: the label values of cardguard_scrape_failures_total.
+FIXED_REASONS = set(FAILURE_REASONS)
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
 
 
