@@ -1,10 +1,17 @@
-"""``cardguard goroutines``: group a Go service's goroutines by stack and by creator.
+"""``cardguard goroutines``: group a Go service's goroutines by stack, creator and label.
 
 From a file, any format is read (``debug=0`` proto, ``debug=1``, ``debug=2``;
-a ``goroutineleak`` profile too). From a target URL, the command asks
+a ``goroutineleak`` profile too), and so is a crash report holding a dump
+(``panic:`` or ``SIGQUIT`` output with ``GOTRACEBACK=all``, even indented as
+pasted from a test log). From a target URL, the command asks
 ``/debug/pprof/goroutineleak?debug=1`` first where served (confirmed leaks),
 then the counted ``debug=1`` profile, and the full ``debug=2`` dump only when
 the goroutine count is under ``--max-full-dump`` (the dump stops the world).
+
+``--label KEY`` splits each group by the goroutines' pprof label ``KEY``
+(e.g. the handler or tenant set with ``pprof.Do``), keeping the
+``--max-label-values`` largest values and folding the rest into
+``__other__``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,12 @@ from cardguard.pprof import goroutines as gr
 
 
 def _from_url(
-    source: str, timeout: float, max_full_dump: int, leaks: bool
+    source: str,
+    timeout: float,
+    max_full_dump: int,
+    leaks: bool,
+    label: str | None,
+    max_label_values: int,
 ) -> tuple[gr.GoroutineSnapshot, list[gr.GoroutineGroup], bool | None]:
     leak_snapshot = None
     leak_supported: bool | None = None
@@ -38,9 +50,9 @@ def _from_url(
     if snapshot.total <= max_full_dump:
         url = _sources.endpoint_url(source, "goroutine", "debug=2")
         snapshot = gr.parse(_sources.fetch(url, timeout), url)
-    groups = gr.group(snapshot)
+    groups = gr.group(snapshot, label, max_label_values)
     if leak_snapshot is not None:
-        groups = gr.apply_leaks(groups, gr.group(leak_snapshot))
+        groups = gr.apply_leaks(groups, gr.group(leak_snapshot, label, max_label_values))
     return snapshot, groups, leak_supported
 
 
@@ -54,6 +66,7 @@ def _group_json(g: gr.GoroutineGroup) -> dict[str, Any]:
         "state": g.state,
         "max_wait_minutes": g.max_wait_minutes,
         "leaked": g.leaked,
+        "label": g.label,
     }
 
 
@@ -62,6 +75,7 @@ def _text(
     groups: list[gr.GoroutineGroup],
     creators: list[gr.CreatorGroup],
     leak_supported: bool | None,
+    label: str | None,
 ) -> str:
     leaked = [g.leaked for g in groups if g.leaked is not None]
     head = (
@@ -72,13 +86,22 @@ def _text(
         head += f", {sum(leaked)} leaked"
     if leak_supported is False:
         head += " (goroutineleak not served)"
-    lines = [head, f"{'count':>7} {'leaked':>7} {'wait':>6}  {'id':<12}  state / function"]
+    lines = [head]
+    if snapshot.preamble:
+        lines.append(f"crash: {snapshot.preamble.splitlines()[0][:200]}")
+    by = f"  {label}" if label is not None else ""
+    lines.append(f"{'count':>7} {'leaked':>7} {'wait':>6}  {'id':<12}{by}  state / function")
     for g in groups:
         lk = "-" if g.leaked is None else str(g.leaked)
         wait = "-" if g.max_wait_minutes is None else f"{g.max_wait_minutes}m"
         state = f"[{g.state}] " if g.state else ""
         creator = f"  (created by {g.created_by})" if g.created_by else ""
-        lines.append(f"{g.count:>7} {lk:>7} {wait:>6}  {g.id:<12}  {state}{g.function}{creator}")
+        value = ""
+        if label is not None:
+            value = "  -" if g.label is None else f"  {json.dumps(g.label, ensure_ascii=False)}"
+        lines.append(
+            f"{g.count:>7} {lk:>7} {wait:>6}  {g.id:<12}{value}  {state}{g.function}{creator}"
+        )
     if any(c.created_by for c in creators):
         lines.append("")
         lines.append(f"{'count':>7} {'groups':>7}  created by")
@@ -118,6 +141,19 @@ def _text(
     show_default=True,
     help="From a URL, ask /debug/pprof/goroutineleak where served.",
 )
+@click.option(
+    "--label",
+    default=None,
+    metavar="KEY",
+    help="Also group by the value of this pprof label (e.g. handler, tenant).",
+)
+@click.option(
+    "--max-label-values",
+    default=gr.DEFAULT_MAX_LABEL_VALUES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --label: keep this many values, fold the rest into __other__.",
+)
 @click.option("--timeout", default=_sources.DEFAULT_TIMEOUT, show_default=True, type=float)
 def goroutines(
     source: str,
@@ -126,13 +162,17 @@ def goroutines(
     leak_profile: bool,
     max_full_dump: int,
     leaks: bool,
+    label: str | None,
+    max_label_values: int,
     timeout: float,
 ) -> None:
-    """Group goroutines in SOURCE: a goroutine profile file, '-' or a target URL."""
+    """Group goroutines in SOURCE: a goroutine profile or crash dump file, '-' or a target URL."""
     leak_supported: bool | None = None
     try:
         if _sources.is_url(source) and _sources.is_target_base(source):
-            snapshot, groups, leak_supported = _from_url(source, timeout, max_full_dump, leaks)
+            snapshot, groups, leak_supported = _from_url(
+                source, timeout, max_full_dump, leaks, label, max_label_values
+            )
         else:
             where, data = _sources.load(source, "goroutine", timeout=timeout)
             snapshot = gr.parse(
@@ -141,7 +181,7 @@ def goroutines(
                 fmt=None if input_format == "auto" else input_format,
                 kind="goroutineleak" if leak_profile else None,
             )
-            groups = gr.group(snapshot)
+            groups = gr.group(snapshot, label, max_label_values)
     except (ProfileError, FetchError) as exc:
         raise click.ClickException(str(exc)) from exc
     creators = gr.by_creator(snapshot)
@@ -152,6 +192,8 @@ def goroutines(
             "kind": snapshot.kind,
             "total": snapshot.total,
             "goroutineleak_supported": leak_supported,
+            "label": label,
+            "preamble": snapshot.preamble or None,
             "groups": [_group_json(g) for g in groups],
             "creators": [
                 {
@@ -165,4 +207,4 @@ def goroutines(
         }
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(_text(snapshot, groups, creators, leak_supported))
+        click.echo(_text(snapshot, groups, creators, leak_supported, label))

@@ -1,12 +1,21 @@
-"""Goroutine profiles in all three formats, grouped by stack and by creator.
+"""Goroutine profiles in all three formats and crash dumps, grouped by stack, creator or label.
 
 Formats (what ``/debug/pprof/goroutine`` serves):
 
-- ``proto`` (``debug=0``): a pprof profile with one ``goroutine/count`` value;
-- ``debug1``: counted stacks, ``N @ 0x... 0x...`` followed by ``#`` frame lines;
-- ``debug2``: the full dump, one goroutine at a time, with its wait state and
-  minutes blocked (``[chan receive, 15 minutes]``), ``created by X in
-  goroutine N`` and, on Go 1.26+ with leak detection, a ``(leaked)`` marker.
+- ``proto`` (``debug=0``): a pprof profile with one ``goroutine/count`` value
+  and, per sample, the goroutine labels set with ``pprof.Do``;
+- ``debug1``: counted stacks, ``N @ 0x... 0x...``, an optional
+  ``# labels: {"k":"v"}`` line and ``#`` frame lines;
+- ``debug2``: the full dump, one goroutine at a time, as Go prints it on a
+  crash: ``goroutine 7 [chan receive, 15 minutes]:``. Go 1.27 adds the
+  goroutine's labels (``goroutine 7 [select] {tenant: a, "k 2": "v\\"x"}:``),
+  ``GOTRACEBACK=system`` adds ``gp=... m=...``, Go 1.26+ marks leaks
+  (``[chan receive (leaked)]``) and synctest bubbles (``, synctest bubble 3``).
+
+A ``debug2`` input may be a whole crash report (``panic:``, ``fatal error:``,
+``SIGQUIT: quit`` and registers around the goroutines) or a dump pasted from
+a test log with every line indented: the goroutine section is found in it and
+the rest ignored. Only the first section is read, as panicparse does.
 
 ``/debug/pprof/goroutineleak`` serves the same formats; a snapshot taken from
 it has ``kind == "goroutineleak"``. In its proto and debug1 forms every
@@ -14,8 +23,12 @@ goroutine is a confirmed leak (blocked on something no runnable goroutine can
 reach); its debug2 form lists all goroutines and marks the leaked ones.
 
 Groups are keyed by the stack's function names only, so addresses, offsets,
-arguments and goroutine ids do not split them; the group id is a short hash of
-that normalised stack and is the same whichever format the stack came from.
+arguments and goroutine ids do not split them. Each format hides different
+runtime frames (a dump hides unexported ``runtime.`` functions anywhere, such
+as ``runtime.main`` under ``main.main``; debug=1 hides only those at the top;
+the proto hides none), so every stack is first reduced to the frames all
+three show (:func:`normalise_stack`). The group id is a short hash of that
+reduced stack and is the same whichever format the stack came from.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from cardguard.cardinality import OTHER
 from cardguard.errors import ProfileError
 from cardguard.pprof import profile as profile_mod
 from cardguard.pprof.heap import normalise_function
@@ -33,20 +47,38 @@ from cardguard.pprof.heap import normalise_function
 FORMATS = ("proto", "debug1", "debug2")
 KINDS = ("goroutine", "goroutineleak")
 
-# Go's debug=1 text and tracebacks hide runtime frames at the top of a stack
-# (gopark, chanrecv, ...) and runtime.goexit at the bottom; the proto format
-# keeps them. Normalising every format the same way keeps group ids equal.
-_HIDDEN_LEAF_PREFIXES = ("runtime.", "internal/runtime/")
+# A label's distinct values kept as groups before the rest fold into OTHER.
+DEFAULT_MAX_LABEL_VALUES = 20
+
 _GOEXIT = "runtime.goexit"
+# debug=1 (and Go's heap text) hides frames with these prefixes at the top of a stack.
+_HIDDEN_LEAF_PREFIXES = ("runtime.", "internal/runtime/")
 
 # Frames that say how a goroutine waits rather than who made it wait.
 RUNTIME_PREFIXES = ("runtime.", "runtime/", "internal/", "sync.", "sync/", "iter.")
 
 _DEBUG1_HEADER = re.compile(rb"^(\w+) profile: total (\d+)\s*$")
-_DEBUG2_HEADER = re.compile(r"^goroutine (\d+)(?: [^\[]*)?\[(.*)\]:\s*$")
+_DEBUG1_LABELS = "# labels: "
+# "goroutine 7 gp=0xc000007a40 m=nil [chan receive, 2 minutes] {k: v}:"; what
+# lies between the id and the bracket (gp=, m=, mp=) is not needed.
+_HEADER = re.compile(r"goroutine (\d+)(?: [^\[]*?)? \[([^\]]*)\](?: (\{.*\}))?:\s*$")
+# Where a dump starts in a longer text: a header at the start of a line,
+# possibly indented (pasted from a test log).
+_HEADER_SEARCH = re.compile(
+    r"^([ \t]*)goroutine \d+(?: [^\[\n]*?)? \[[^\]\n]*\][^\n]*:[ \t\r]*$", re.M
+)
 _CREATED_BY = re.compile(r"^created by (.+?)(?: in goroutine (\d+))?\s*$")
 _MINUTES = re.compile(r"^(\d+) minutes?$")
+_BUBBLE = re.compile(r"^synctest bubble (\d+)$")
 _OFFSET = re.compile(r"\+0x[0-9a-f]+$")
+# Functions the compiler writes around a go or defer statement's call and a
+# method value; Go's profiles skip them (its wrapper flag), so the dumps must too.
+_WRAPPER = re.compile(r"(\.(go|defer)wrap\d+|-fm)$")
+# Status markers Go appends to the wait reason; the wait reason stays the state.
+_MARKERS = (" (leaked)", " (scan)")
+# Lines the runtime may print inside a dump that are not frames: unwinder
+# complaints, the stack hexdump that follows them, register values.
+_NOISE = re.compile(r"^(runtime: |stack: |fp=|0x[0-9a-f]+: |\[signal |\s*$)")
 
 
 @dataclass(slots=True)
@@ -54,8 +86,12 @@ class GoroutineRecord:
     """One goroutine (debug2) or one counted stack (proto, debug1); treat as read-only.
 
     Fields a format does not carry are ``None``: only debug2 has state,
-    wait minutes, creator, ids and the ``(leaked)`` marker. Not frozen only
-    because frozen dataclasses build three times slower and a dump can hold
+    wait minutes, creator, ids, thread locking, synctest bubbles and the
+    ``(leaked)`` marker. ``labels`` are the goroutine's pprof labels, sorted
+    by key (every format carries them when the program sets them; a dump
+    only from Go 1.27). ``printed`` is the stack as a dump printed it
+    (arguments dropped), before normalisation. Not frozen only because
+    frozen dataclasses build three times slower and a dump can hold
     hundreds of thousands of goroutines.
     """
 
@@ -67,27 +103,40 @@ class GoroutineRecord:
     leaked: bool | None = None
     goroutine_id: int | None = None
     creator_id: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    locked: bool | None = None
+    bubble: int | None = None
+    printed: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class GoroutineSnapshot:
-    """A parsed goroutine (or goroutineleak) profile."""
+    """A parsed goroutine (or goroutineleak) profile.
+
+    ``preamble`` is what a crash dump printed before its goroutines (the
+    ``panic:`` or ``fatal error:`` message, signal and register lines),
+    stripped; empty for profiles.
+    """
 
     source: str
     format: str
     kind: str
     total: int
     records: tuple[GoroutineRecord, ...]
+    preamble: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class GoroutineGroup:
-    """Goroutines sharing one normalised stack.
+    """Goroutines sharing one normalised stack (and one label value, when grouped by a label).
 
     ``function`` is the top non-runtime function; ``created_by``, ``state``
     and ``max_wait_minutes`` are the most common creator, most common state
     and longest wait (``None`` when the format lacks them); ``leaked`` counts
-    confirmed leaks (``None`` when the input cannot tell).
+    confirmed leaks (``None`` when the input cannot tell). ``label`` is the
+    value of the label grouped by (:data:`~cardguard.cardinality.OTHER` for
+    the values past the cap, ``None`` for goroutines without the label or
+    when not grouping by a label).
     """
 
     id: str
@@ -98,6 +147,7 @@ class GoroutineGroup:
     state: str | None
     max_wait_minutes: int | None
     leaked: int | None
+    label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +173,18 @@ class GroupGrowth:
 
 
 def detect_format(data: bytes) -> str:
-    """Guess the format of a goroutine profile body: ``proto``, ``debug1`` or ``debug2``."""
+    """Guess the format of a goroutine profile body: ``proto``, ``debug1`` or ``debug2``.
+
+    A text holding a goroutine header anywhere (a crash report, a dump
+    pasted from a log) is ``debug2``.
+    """
     if data.startswith(profile_mod.GZIP_MAGIC):
         return "proto"
-    head = data[:200].lstrip()
-    if head.startswith(b"goroutine ") and b"profile: total" not in head.split(b"\n", 1)[0]:
-        return "debug2"
-    if _DEBUG1_HEADER.match(head.split(b"\n", 1)[0]):
+    first = data.lstrip()[:200].split(b"\n", 1)[0]
+    if _DEBUG1_HEADER.match(first):
         return "debug1"
+    if _HEADER_SEARCH.search(data.decode("utf-8", "replace")) is not None:
+        return "debug2"
     return "proto"
 
 
@@ -141,7 +195,7 @@ def parse(
     kind: str | None = None,
     max_bytes: int = profile_mod.DEFAULT_MAX_DECODED_BYTES,
 ) -> GoroutineSnapshot:
-    """Parse a goroutine or goroutineleak profile in any of the three formats.
+    """Parse a goroutine or goroutineleak profile in any of the three formats, or a crash dump.
 
     Args:
         data: the response body or file contents.
@@ -170,7 +224,7 @@ def parse(
 
 
 def _parse_proto(data: bytes, source: str, kind: str | None, max_bytes: int) -> GoroutineSnapshot:
-    prof = profile_mod.decode(data, source, max_bytes)
+    prof = profile_mod.decode(data, source, max_bytes, keep_labels=True)
     types = [st.type for st in prof.sample_types]
     if len(types) != 1 or prof.sample_types[0].unit != "count":
         raise ProfileError(
@@ -182,14 +236,14 @@ def _parse_proto(data: bytes, source: str, kind: str | None, max_bytes: int) -> 
         lid: tuple(normalise_function(f.function) for f in loc.frames)
         for lid, loc in prof.locations.items()
     }
-    per_stack: Counter[tuple[int, ...]] = Counter()
+    per_stack: Counter[tuple[tuple[int, ...], tuple[tuple[str, str], ...]]] = Counter()
     for smp in prof.samples:
-        per_stack[smp.stack] += smp.values[0]
+        per_stack[smp.stack, tuple(sorted(smp.labels))] += smp.values[0]
     records = []
     leaked = True if kind == "goroutineleak" else None
-    for stack, n in per_stack.items():
+    for (stack, labels), n in per_stack.items():
         frames = normalise_stack([name for lid in stack for name in frames_of[lid]])
-        records.append(GoroutineRecord(count=n, frames=frames, leaked=leaked))
+        records.append(GoroutineRecord(count=n, frames=frames, leaked=leaked, labels=labels))
     return GoroutineSnapshot(source, "proto", kind, sum(per_stack.values()), tuple(records))
 
 
@@ -209,17 +263,27 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     records: list[GoroutineRecord] = []
     count = 0
     frames: list[str] = []
+    labels: tuple[tuple[str, str], ...] = ()
     in_record = False
+
+    def flush() -> None:
+        stack = normalise_stack(frames)
+        records.append(GoroutineRecord(count, stack, leaked=leaked, labels=labels))
+
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             if in_record:
-                records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
+                flush()
                 in_record = False
             continue
         if line.startswith("#"):
             if not in_record:
                 raise ProfileError(source, f"line {lineno}: frame line outside a stack")
-            if line.startswith("# labels:"):
+            if line.startswith(_DEBUG1_LABELS):
+                try:
+                    labels = _parse_label_map(line[len(_DEBUG1_LABELS) :].strip())
+                except ValueError as exc:
+                    raise ProfileError(source, f"line {lineno}: malformed labels: {exc}") from exc
                 continue
             parts = line[1:].split()
             if not parts:
@@ -232,12 +296,13 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         if not sep or not head.strip().isdigit():
             raise ProfileError(source, f"line {lineno}: expected 'N @ 0x...', got {line[:80]!r}")
         if in_record:
-            records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
+            flush()
         count = int(head)
         frames = []
+        labels = ()
         in_record = True
     if in_record:
-        records.append(GoroutineRecord(count, normalise_stack(frames), leaked=leaked))
+        flush()
     counted = sum(r.count for r in records)
     if counted != total:
         raise ProfileError(
@@ -246,16 +311,34 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     return GoroutineSnapshot(source, "debug1", kind, total, tuple(records))
 
 
-def normalise_stack(names: Sequence[str]) -> tuple[str, ...]:
-    """Drop runtime.goexit and the runtime frames at the top, as Go's debug=1 output does.
+def _shown_in_dumps(name: str) -> bool:
+    """Return whether a dump at the default GOTRACEBACK shows a frame of function ``name``.
 
-    A stack made only of runtime frames is kept whole (minus goexit).
+    Go's traceback hides unexported ``runtime.`` functions and names without
+    a package (cgo, assembly stubs); unsymbolised addresses are kept.
     """
-    kept = [n for n in names if n != _GOEXIT]
-    for i, name in enumerate(kept):
+    if name.startswith("runtime."):
+        return len(name) > 8 and "A" <= name[8] <= "Z"
+    return "." in name or name.startswith("0x") or name.startswith(("[", "<"))
+
+
+def normalise_stack(names: Sequence[str]) -> tuple[str, ...]:
+    """Reduce a stack (innermost first) to the frames every goroutine format shows.
+
+    Drops ``runtime.goexit`` and the compiler's wrappers (``.gowrap1``,
+    ``-fm``), which only a ``GOTRACEBACK=system`` dump shows; every frame a
+    dump hides (unexported ``runtime.`` functions such as ``runtime.main``
+    and ``runtime.gopark``); then the ``runtime.``/``internal/runtime/``
+    frames left at the top, as debug=1 does. A stack made only of runtime
+    frames keeps its outermost frame (``runtime.runFinalizers``), which every
+    format shows.
+    """
+    kept = [n for n in names if n != _GOEXIT and not _WRAPPER.search(n)]
+    shown = [n for n in kept if _shown_in_dumps(n)]
+    for i, name in enumerate(shown):
         if not name.startswith(_HIDDEN_LEAF_PREFIXES):
-            return tuple(kept[i:])
-    return tuple(kept)
+            return tuple(shown[i:])
+    return (kept[-1],) if kept else ()
 
 
 def _strip_args(call: str) -> str:
@@ -271,84 +354,113 @@ def _strip_args(call: str) -> str:
     return call
 
 
-def _parse_state(inner: str) -> tuple[str, int, bool]:
-    """Split the bracket of a debug2 header into (state, minutes, leaked)."""
-    parts = [p.strip() for p in inner.split(",")]
+def _parse_state(inner: str) -> tuple[str, int, bool, bool, int | None]:
+    """Split the bracket of a debug2 header into (state, minutes, leaked, locked, bubble)."""
+    parts = inner.split(", ")
     state = parts[0]
-    minutes = 0
     leaked = False
-    if "(leaked)" in state:
-        leaked = True
-        state = state.replace("(leaked)", "").strip()
+    for marker in _MARKERS:
+        if marker in state:
+            leaked = leaked or marker == " (leaked)"
+            state = state.replace(marker, "")
+    minutes = 0
+    locked = False
+    bubble = None
     for p in parts[1:]:
         mm = _MINUTES.match(p)
         if mm:
             minutes = int(mm.group(1))
-        elif p == "(leaked)" or p == "leaked":
+        elif p == "locked to thread":
+            locked = True
+        elif p in ("(leaked)", "leaked"):
             leaked = True
-    return state, minutes, leaked
+        else:
+            bm = _BUBBLE.match(p)
+            if bm:
+                bubble = int(bm.group(1))
+    return state.strip(), minutes, leaked, locked, bubble
+
+
+def find_dump(text: str) -> tuple[int, str] | None:
+    """Return (offset, indentation) of the first goroutine header in ``text``, or ``None``."""
+    m = _HEADER_SEARCH.search(text)
+    if m is None:
+        return None
+    return m.start(), m.group(1)
+
+
+def _not_a_dump(text: str) -> str:
+    """Say why ``text`` holds no goroutine dump, naming what it looks like instead."""
+    if "WARNING: DATA RACE" in text:
+        return "a data race report, not a goroutine dump (no 'goroutine N [state]:' line)"
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            return f"line {lineno}: expected 'goroutine N [state]:', got {line[:80]!r}"
+    return "no goroutines in the dump"
 
 
 def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapshot:
     text = _text(data, source)
     if kind is None:
         kind = "goroutine"
+    found = find_dump(text)
+    if found is None:
+        raise ProfileError(source, _not_a_dump(text))
+    start, indent = found
+    preamble = text[:start].strip()
     # Without any marker the runtime either cannot detect leaks (before Go
     # 1.26) or no detection ran yet: unknown, not "none leaked".
     unmarked: bool | None = False if "(leaked)" in text else None
-    header_match = _DEBUG2_HEADER.match
-    states: dict[str, tuple[str, int, bool]] = {}
+    body = text[start:]
+    if "\r" in body:
+        body = body.replace("\r\n", "\n")
+    if indent:
+        cut = len(indent)
+        body = "\n".join(
+            line[cut:] if line.startswith(indent) else line for line in body.split("\n")
+        )
+    header_match = _HEADER.match
+    states: dict[str, tuple[str, int, bool, bool, int | None]] = {}
+    label_sets: dict[str, tuple[tuple[str, str], ...]] = {}
     names: dict[str, str] = {}
     stacks: dict[tuple[str, ...], tuple[str, ...]] = {}
     creators: dict[str, tuple[str, int | None]] = {}
     records: list[GoroutineRecord] = []
     append = records.append
-    lineno = 1
-    for block in text.split("\n\n"):
-        first = lineno + len(block) - len(block.lstrip("\n"))
-        lineno += block.count("\n") + 2
-        lines = block.strip("\n").split("\n")
-        if not lines[0]:
-            continue
-        m = header_match(lines[0])
-        if m is None:
-            raise ProfileError(
-                source, f"line {first}: expected 'goroutine N [state]:', got {lines[0][:80]!r}"
-            )
+
+    def add(
+        m: re.Match[str],
+        printed: tuple[str, ...],
+        wrappers: list[int] | None,
+        created_by: str | None,
+        creator_id: int | None,
+    ) -> None:
+        if wrappers and _GOEXIT in printed:
+            # Printed with every frame (GOTRACEBACK=system): profiles never show
+            # the compiler's wrapper functions, so drop them here too.
+            key = tuple(n for i, n in enumerate(printed) if i not in wrappers)
+        else:
+            key = printed
+        stack = stacks.get(key)
+        if stack is None:
+            stack = stacks[key] = normalise_stack(key)
         inner = m.group(2)
         st = states.get(inner)
         if st is None:
             st = states[inner] = _parse_state(inner)
-        frames: list[str] = []
-        created_by: str | None = None
-        creator_id: int | None = None
-        for line in lines[1:]:
-            if not line or line[0] == "\t" or line[0] == " ":
-                continue  # file:line +pc: nothing in it groups goroutines
-            if line.startswith("created by "):
-                cr = creators.get(line)
-                if cr is None:
-                    cm = _CREATED_BY.match(line)
-                    if cm is None:
-                        raise ProfileError(source, f"line {first}: malformed {line[:80]!r}")
-                    cr = creators[line] = (
-                        normalise_function(cm.group(1)),
-                        int(cm.group(2)) if cm.group(2) else None,
-                    )
-                created_by, creator_id = cr
-                continue
-            if line.startswith("..."):
-                continue  # "...N frames elided...": what remains still identifies the group
-            name = _strip_args(line)
-            norm = names.get(name)
-            if norm is None:
-                norm = names[name] = normalise_function(name)
-            frames.append(norm)
-        key = tuple(frames)
-        stack = stacks.get(key)
-        if stack is None:
-            stack = stacks[key] = normalise_stack(key)
-        state, minutes, leaked = st
+        raw_labels = m.group(3)
+        labels: tuple[tuple[str, str], ...] = ()
+        if raw_labels:
+            got = label_sets.get(raw_labels)
+            if got is None:
+                try:
+                    got = label_sets[raw_labels] = _parse_traceback_labels(raw_labels)
+                except ValueError as exc:
+                    raise ProfileError(
+                        source, f"goroutine {m.group(1)}: malformed labels {raw_labels!r}: {exc}"
+                    ) from exc
+            labels = got
+        state, minutes, leaked, locked, bubble = st
         append(
             GoroutineRecord(
                 1,
@@ -359,11 +471,80 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 True if leaked else unmarked,
                 int(m.group(1)),
                 creator_id,
+                labels,
+                locked,
+                bubble,
+                printed,
             )
         )
+
+    ended = False
+    for block in body.split("\n\n"):
+        lines = block.strip("\n").split("\n")
+        if not lines[0]:
+            continue
+        m = header_match(lines[0])
+        if m is None:
+            break  # the dump has ended: registers, "exit status 2", a log line
+        frames: list[str] = []
+        wrappers: list[int] | None = None
+        created_by: str | None = None
+        creator_id: int | None = None
+        closed = False  # past "[originating from goroutine N]": ancestors, not frames
+        for line in lines[1:]:
+            first = line[:1]
+            if first == "\t" or first == " ":
+                # "\tfile.go:12 +0x1d": nothing in it groups goroutines, except that
+                # <autogenerated> code is a wrapper the profiles never show.
+                if frames and "<autogenerated>" in line and line.lstrip()[:1] == "<":
+                    wrappers = (wrappers or []) + [len(frames) - 1]
+                continue
+            if closed:
+                continue
+            if first == "c" and line.startswith("created by "):
+                cr = creators.get(line)
+                if cr is None:
+                    cm = _CREATED_BY.match(line)
+                    if cm is None:
+                        raise ProfileError(source, f"goroutine {m.group(1)}: malformed {line!r}")
+                    cr = creators[line] = (
+                        normalise_function(cm.group(1)),
+                        int(cm.group(2)) if cm.group(2) else None,
+                    )
+                created_by, creator_id = cr
+                continue
+            if first == ".":
+                continue  # "...N frames elided...": what remains still identifies the group
+            if line.endswith(")"):
+                name = _strip_args(line)
+                norm = names.get(name)
+                if norm is None:
+                    # The traceback prints runtime.gopanic as "panic".
+                    norm = names[name] = normalise_function(
+                        "runtime.gopanic" if name == "panic" else name
+                    )
+                frames.append(norm)
+                continue
+            if first == "[":
+                # GODEBUG=tracebackancestors: the creators' stacks follow.
+                closed = line.startswith("[originating from goroutine")
+                continue
+            if first == "g":
+                m2 = header_match(line)
+                if m2 is not None:  # no blank line between two goroutines
+                    add(m, tuple(frames), wrappers, created_by, creator_id)
+                    m, frames, wrappers, created_by, creator_id = m2, [], None, None, None
+                    continue
+            if line.startswith("non-Go function") or _NOISE.match(line):
+                continue
+            ended = True  # not part of a dump: keep what was read and stop
+            break
+        add(m, tuple(frames), wrappers, created_by, creator_id)
+        if ended:
+            break
     if not records:
         raise ProfileError(source, "no goroutines in the dump")
-    return GoroutineSnapshot(source, "debug2", kind, len(records), tuple(records))
+    return GoroutineSnapshot(source, "debug2", kind, len(records), tuple(records), preamble)
 
 
 def _text(data: bytes, source: str) -> str:
@@ -373,10 +554,147 @@ def _text(data: bytes, source: str) -> str:
         raise ProfileError(source, f"goroutine dump is not UTF-8 text (byte {exc.start})") from exc
 
 
-def group_id(frames: Sequence[str]) -> str:
-    """Return the short stable id of a normalised stack (12 hex digits)."""
-    h = hashlib.blake2b("\n".join(frames).encode(), digest_size=6)
-    return h.hexdigest()
+# --- Go's quoting of label keys and values ---------------------------------------
+
+_SIMPLE_ESCAPES = {
+    "a": b"\a",
+    "b": b"\b",
+    "f": b"\f",
+    "n": b"\n",
+    "r": b"\r",
+    "t": b"\t",
+    "v": b"\v",
+    "\\": b"\\",
+    '"': b'"',
+    "'": b"'",
+}
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+_BARE = re.compile(r"[A-Za-z0-9./_]*")
+
+
+def _unquote(s: str, i: int) -> tuple[str, int]:
+    """Read the Go-quoted string starting at ``s[i] == '"'``; return it and the index after it.
+
+    Reads what ``strconv.Quote`` (debug=1) and the runtime's traceback
+    quoting (debug=2) write: ``\\n``-style escapes, ``\\xHH`` bytes (invalid
+    UTF-8 stays visible as ``\\xHH`` text), ``\\uHHHH`` and ``\\UHHHHHHHH``.
+    """
+    out = bytearray()
+    i += 1
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == '"':
+            return out.decode("utf-8", "backslashreplace"), i + 1
+        if c != "\\":
+            j = i
+            while j < n and s[j] not in '"\\':
+                j += 1
+            out += s[i:j].encode()
+            i = j
+            continue
+        if i + 1 >= n:
+            break
+        e = s[i + 1]
+        if e in _SIMPLE_ESCAPES:
+            out += _SIMPLE_ESCAPES[e]
+            i += 2
+        elif e in _HEX_DIGITS:
+            width = _HEX_DIGITS[e]
+            digits = s[i + 2 : i + 2 + width]
+            if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                raise ValueError(f"bad escape at {i}")
+            v = int(digits, 16)
+            if e == "x":
+                out.append(v)
+            else:
+                out += chr(v).encode("utf-8", "surrogatepass")
+            i += 2 + width
+        elif e in "01234567":
+            digits = s[i + 1 : i + 4]
+            if len(digits) != 3 or not all(d in "01234567" for d in digits):
+                raise ValueError(f"bad escape at {i}")
+            out.append(int(digits, 8) & 0xFF)
+            i += 4
+        else:
+            raise ValueError(f"bad escape at {i}")
+    raise ValueError("unterminated quoted string")
+
+
+def _token(s: str, i: int) -> tuple[str, int]:
+    """Read a label key or value as the traceback prints it: quoted, or bare when plain."""
+    if i < len(s) and s[i] == '"':
+        return _unquote(s, i)
+    m = _BARE.match(s, i)
+    assert m is not None  # the pattern matches the empty string
+    return m.group(0), m.end()
+
+
+def _expect(s: str, i: int, lit: str) -> int:
+    if not s.startswith(lit, i):
+        raise ValueError(f"expected {lit!r} at {i}")
+    return i + len(lit)
+
+
+def _parse_traceback_labels(s: str) -> tuple[tuple[str, str], ...]:
+    """Parse a dump header's labels, ``{handler: /api, "tenant id": "a b\\"c}"}``.
+
+    Go quotes a key or value only when it holds anything but letters,
+    digits, ``.``, ``/`` and ``_`` (an empty one is printed as nothing).
+    """
+    i = _expect(s, 0, "{")
+    pairs: list[tuple[str, str]] = []
+    while True:
+        key, i = _token(s, i)
+        i = _expect(s, i, ": ")
+        value, i = _token(s, i)
+        pairs.append((key, value))
+        if s.startswith(", ", i):
+            i += 2
+            continue
+        i = _expect(s, i, "}")
+        if i != len(s):
+            raise ValueError(f"unexpected text after labels at {i}")
+        return tuple(sorted(pairs))
+
+
+def _parse_label_map(s: str) -> tuple[tuple[str, str], ...]:
+    """Parse debug=1's ``{"k":"v", "k2":"v2"}`` (Go's ``%q`` quoting)."""
+    i = _expect(s, 0, "{")
+    pairs: list[tuple[str, str]] = []
+    if s.startswith("}", i):
+        return ()
+    while True:
+        if not s.startswith('"', i):
+            raise ValueError(f"expected a quoted key at {i}")
+        key, i = _unquote(s, i)
+        i = _expect(s, i, ":")
+        if not s.startswith('"', i):
+            raise ValueError(f"expected a quoted value at {i}")
+        value, i = _unquote(s, i)
+        pairs.append((key, value))
+        if s.startswith(", ", i):
+            i += 2
+            continue
+        i = _expect(s, i, "}")
+        if i != len(s):
+            raise ValueError(f"unexpected text after labels at {i}")
+        return tuple(sorted(pairs))
+
+
+# --- grouping ---------------------------------------------------------------------
+
+
+def group_id(frames: Sequence[str], label: tuple[str, str] | None = None) -> str:
+    """Return the short stable id of a normalised stack (12 hex digits).
+
+    With ``label`` (key, value) the id is that of the stack under that label
+    value, so groups split by a label keep distinct, stable ids.
+    """
+    text = "\n".join(frames)
+    if label is not None:
+        text += f"\n{{{label[0]}={label[1]}}}"
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def top_function(frames: Sequence[str]) -> str:
@@ -387,12 +705,48 @@ def top_function(frames: Sequence[str]) -> str:
     return frames[0] if frames else "unknown"
 
 
-def group(snapshot: GoroutineSnapshot) -> list[GoroutineGroup]:
-    """Group a snapshot's goroutines by normalised stack, largest group first."""
-    by_stack: dict[tuple[str, ...], list[GoroutineRecord]] = {}
+def label_values(
+    snapshot: GoroutineSnapshot, key: str, max_values: int = DEFAULT_MAX_LABEL_VALUES
+) -> dict[str, str]:
+    """Map each value of label ``key`` to itself, or to OTHER past the ``max_values`` largest.
+
+    Values are ranked by goroutine count, ties by value, so the same counts
+    always keep the same values.
+    """
+    counts: Counter[str] = Counter()
     for rec in snapshot.records:
-        by_stack.setdefault(rec.frames, []).append(rec)
-    groups = [_make_group(frames, recs) for frames, recs in by_stack.items()]
+        for k, v in rec.labels:
+            if k == key:
+                counts[v] += rec.count
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {v: (v if i < max_values else OTHER) for i, (v, _) in enumerate(ranked)}
+
+
+def group(
+    snapshot: GoroutineSnapshot,
+    label: str | None = None,
+    max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
+) -> list[GoroutineGroup]:
+    """Group a snapshot's goroutines by normalised stack, largest group first.
+
+    Args:
+        label: also split each stack by the value of this pprof label (e.g.
+            ``handler`` or ``tenant``); goroutines without it form their own
+            group with ``label=None``.
+        max_label_values: keep this many distinct values (the largest), fold
+            the rest into :data:`~cardguard.cardinality.OTHER`, so the number
+            of groups stays bounded whatever the program labels with.
+    """
+    by_key: dict[tuple[tuple[str, ...], str | None], list[GoroutineRecord]] = {}
+    if label is None:
+        for rec in snapshot.records:
+            by_key.setdefault((rec.frames, None), []).append(rec)
+    else:
+        folded = label_values(snapshot, label, max_label_values)
+        for rec in snapshot.records:
+            value = next((folded[v] for k, v in rec.labels if k == label), None)
+            by_key.setdefault((rec.frames, value), []).append(rec)
+    groups = [_make_group(frames, recs, label, value) for (frames, value), recs in by_key.items()]
     groups.sort(key=lambda g: (-g.count, g.id))
     return groups
 
@@ -408,12 +762,14 @@ def _most_common(values: Iterable[tuple[str | None, int]]) -> str | None:
     return min(k for k, n in c.items() if n == best)
 
 
-def _make_group(frames: tuple[str, ...], recs: list[GoroutineRecord]) -> GoroutineGroup:
+def _make_group(
+    frames: tuple[str, ...], recs: list[GoroutineRecord], key: str | None, value: str | None
+) -> GoroutineGroup:
     count = sum(r.count for r in recs)
     waits = [r.wait_minutes for r in recs if r.wait_minutes is not None]
     leak_known = [r for r in recs if r.leaked is not None]
     return GoroutineGroup(
-        id=group_id(frames),
+        id=group_id(frames, (key, value) if key is not None and value is not None else None),
         count=count,
         function=top_function(frames),
         frames=frames,
@@ -421,6 +777,7 @@ def _make_group(frames: tuple[str, ...], recs: list[GoroutineRecord]) -> Gorouti
         state=_most_common((r.state, r.count) for r in recs),
         max_wait_minutes=max(waits) if waits else None,
         leaked=sum(r.count for r in leak_known if r.leaked) if leak_known else None,
+        label=value,
     )
 
 
@@ -459,8 +816,9 @@ def apply_leaks(
 ) -> list[GoroutineGroup]:
     """Set each group's ``leaked`` count from the groups of a goroutineleak snapshot.
 
-    Stacks are matched by group id; leaked stacks missing from ``groups`` (a
-    goroutine may have leaked between the two fetches) are appended.
+    Stacks are matched by group id (group both by the same label, if any);
+    leaked stacks missing from ``groups`` (a goroutine may have leaked
+    between the two fetches) are appended.
     """
     leaks = {g.id: g for g in leak_groups}
     out = [replace(g, leaked=leaks[g.id].count if g.id in leaks else 0) for g in groups]
