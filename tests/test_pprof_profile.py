@@ -71,9 +71,11 @@ def test_corrupt_gzip_names_the_source() -> None:
 
 
 def test_non_gzip_text_is_refused() -> None:
-    text = (version_dirs()[0] / "goroutine.debug1.txt").read_bytes()
-    with pytest.raises(ProfileError, match=r"^goroutine\.debug1\.txt: not a"):
-        profile.decode(text, "goroutine.debug1.txt")
+    # Go's debug=1 text is a legacy profile pprof reads (tests/test_legacy_profiles.py);
+    # an HTML page is neither that nor a profile.proto.
+    text = b"<html><body>404 page not found</body></html>\n"
+    with pytest.raises(ProfileError, match=r"^page\.html: not a .*nor a legacy profile"):
+        profile.decode(text, "page.html")
 
 
 def test_gzip_of_something_else_is_refused() -> None:

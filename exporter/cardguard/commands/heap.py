@@ -2,6 +2,9 @@
 
 The figures equal ``go tool pprof -top -nodefraction=0 -sample_index=X``
 (and, with ``--base``, ``-base``) on the same files, in the profile's unit.
+Any input pprof reads is read: profile.proto, and the legacy text Go serves
+at ``?debug=1`` (heap, allocs, mutex, block, threadcreate), whose ``#``
+lines name the frames (pprof needs the binary for that).
 """
 
 from __future__ import annotations
@@ -112,7 +115,10 @@ def heap(
     fmt: str,
     timeout: float,
 ) -> None:
-    """Rank heap owners in SOURCE: a .pb.gz file, '-' or a target URL like http://host:6060."""
+    """Rank heap owners in SOURCE: a profile file, '-' or a target URL like http://host:6060.
+
+    A file may be a .pb.gz profile or Go's heap?debug=1 text.
+    """
     try:
         if base_source is None:
             report = heap_mod.owners(_load(source, timeout), sample_index)

@@ -1,18 +1,35 @@
-"""Decode pprof ``profile.proto`` data (gzip-compressed or raw) into plain objects.
+"""Decode pprof profiles (``profile.proto``, gzip-compressed or raw, or a legacy format).
 
 The decoded :class:`Profile` keeps what analysis needs: sample types, every
 sample's stack (location ids, leaf first) and values, and each location's
 frames. A location holds several frames when the compiler inlined calls into
 it; the first frame is the innermost (the leaf), as in the pprof format.
 
+What ``go tool pprof`` reads besides profile.proto (Go's ``debug=1`` heap,
+count and contention text, old binary CPU profiles) is read by
+:mod:`cardguard.pprof.legacy` into the same :class:`Profile`; :func:`decode`
+tries it when the input is not a profile.proto.
+
+Two things follow ``go tool pprof`` so that figures match its ``-top``:
+
+- a location without symbols is named after the binary it lies in,
+  ``[libc.so.6]``, or ``<unknown>`` when no mapping names one; pprof folds
+  unsymbolised addresses of one binary into one node at its default
+  (function) granularity, and so does every analysis here;
+- the profile's ``drop_frames``/``keep_frames`` patterns are applied as
+  pprof applies them (legacy heap profiles carry pprof's pattern for Go's
+  allocation frames).
+
 Go writes heap values already scaled up for sampling (the runtime unsamples
-before encoding), so nothing here rescales values.
+before encoding), so nothing here rescales proto values.
 """
 
 from __future__ import annotations
 
+import posixpath
+import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -47,11 +64,17 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """A program counter and the frames it stands for, innermost (leaf) first."""
+    """A program counter and the frames it stands for, innermost (leaf) first.
+
+    ``mapping`` is the file of the binary the address lies in (``""`` when
+    unknown). A location without symbols has one frame named as pprof names
+    it (:func:`unsymbolised_name`).
+    """
 
     id: int
     address: int
     frames: tuple[Frame, ...]
+    mapping: str = ""
 
 
 class Sample(NamedTuple):
@@ -59,8 +82,10 @@ class Sample(NamedTuple):
 
     ``labels`` holds string labels (pprof.Do labels on goroutines) and is
     filled only when decoding with ``keep_labels=True``; numeric labels such
-    as the heap profile's ``bytes`` are never kept. A named tuple because a
-    profile can hold hundreds of thousands of samples.
+    as the heap profile's ``bytes`` are never kept. A label with neither a
+    string nor a number is a string label whose value is ``""`` (Go writes
+    it so; the encoding omits the zero). A named tuple because a profile can
+    hold hundreds of thousands of samples.
     """
 
     stack: tuple[int, ...]
@@ -145,13 +170,27 @@ def decompress(data: bytes, source: str, max_bytes: int = DEFAULT_MAX_DECODED_BY
     return b"".join(out)
 
 
+def unsymbolised_name(mapping_file: str) -> str:
+    """Name a location without symbols as ``go tool pprof -top`` does.
+
+    ``[base name of the binary]``, or ``<unknown>`` when no mapping names one.
+    """
+    base = posixpath.basename(mapping_file.rstrip("/")) if mapping_file else ""
+    if not base and mapping_file:
+        base = "/"
+    return f"[{base}]" if base else "<unknown>"
+
+
 def decode(
     data: bytes,
     source: str,
     max_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     keep_labels: bool = False,
 ) -> Profile:
-    """Decode a pprof profile from gzip-compressed or raw protobuf bytes.
+    """Decode a pprof profile from gzip-compressed or raw bytes.
+
+    profile.proto first; when the input is not one, the legacy formats
+    ``go tool pprof`` also reads (:mod:`cardguard.pprof.legacy`).
 
     Args:
         data: the body of e.g. ``/debug/pprof/heap`` or a ``.pb.gz`` file.
@@ -175,10 +214,20 @@ def decode(
     msg = profile_pb2.Profile()
     try:
         msg.ParseFromString(raw)
-    except DecodeError as exc:
+        return _convert(msg, source, gzipped, keep_labels)
+    except (DecodeError, ProfileError) as exc:
+        # Imported here: legacy builds this module's types.
+        from cardguard.pprof.legacy import parse as parse_legacy
+
+        prof = parse_legacy(raw, source)
+        if prof is not None:
+            return prof
+        if isinstance(exc, ProfileError):
+            raise
         what = "profile.proto" if gzipped else "gzip-compressed or raw profile.proto"
-        raise ProfileError(source, f"not a valid {what}: {exc}") from exc
-    return _convert(msg, source, gzipped, keep_labels)
+        raise ProfileError(
+            source, f"not a valid {what} nor a legacy profile pprof reads: {exc}"
+        ) from exc
 
 
 def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: bool) -> Profile:
@@ -203,28 +252,35 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
     functions: dict[int, tuple[str, str]] = {}
     for f in msg.function:
         functions[f.id] = (s(f.name, "function name"), s(f.filename, "function filename"))
+    mapping_files = {m.id: s(m.filename, "mapping filename") for m in msg.mapping}
 
     locations: dict[int, Location] = {}
     for loc in msg.location:
+        file = mapping_files.get(loc.mapping_id, "")
         frames = []
         for ln in loc.line:
             fn = functions.get(ln.function_id)
             if fn is None:
+                if ln.function_id == 0:
+                    continue  # a line without a function names nothing
                 raise ProfileError(
                     source, f"location {loc.id} refers to missing function {ln.function_id}"
                 )
-            frames.append(Frame(fn[0], fn[1], ln.line))
+            frames.append(Frame(fn[0] or unsymbolised_name(file), fn[1], ln.line))
         if not frames:
-            # Unsymbolized: pprof shows the address in place of a name.
-            frames.append(Frame(f"{loc.address:#x}", "", 0))
-        locations[loc.id] = Location(loc.id, loc.address, tuple(frames))
+            frames.append(Frame(unsymbolised_name(file), "", 0))
+        locations[loc.id] = Location(loc.id, loc.address, tuple(frames), file)
 
     if keep_labels:
         samples = [
             Sample(
                 tuple(smp.location_id),
                 tuple(smp.value),
-                tuple((s(lb.key, "label"), s(lb.str, "label")) for lb in smp.label if lb.str),
+                tuple(
+                    (s(lb.key, "label"), s(lb.str, "label"))
+                    for lb in smp.label
+                    if lb.str or not (lb.num or lb.num_unit)
+                ),
             )
             for smp in msg.sample
         ]
@@ -238,6 +294,10 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
     missing = set().union(*[smp2.stack for smp2 in samples]).difference(locations)
     if missing:
         raise ProfileError(source, f"samples refer to missing location {min(missing)}")
+
+    drop = s(msg.drop_frames, "drop_frames")
+    if drop:
+        samples, locations = prune(samples, locations, drop, s(msg.keep_frames, "keep_frames"))
 
     period_type = None
     if msg.HasField("period_type"):
@@ -257,3 +317,84 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
         duration_nanos=msg.duration_nanos,
         comments=tuple(s(c, "comment") for c in msg.comment),
     )
+
+
+# pprof compares a frame's function name with drop_frames/keep_frames after
+# cutting it at its first "(", except where the "(" begins one of these.
+_RESERVED_PARENS = re.compile(r"\(anonymous namespace\)|operator\(\)|\(")
+
+
+def _simplify(name: str) -> str:
+    name = name.removeprefix(".")
+    for m in _RESERVED_PARENS.finditer(name):
+        if m.group(0) == "(":
+            return name[: m.start()]
+    return name
+
+
+def prune(
+    samples: Sequence[Sample], locations: Mapping[int, Location], drop: str, keep: str = ""
+) -> tuple[list[Sample], dict[int, Location]]:
+    """Remove what pprof calls uninteresting frames: those matching ``drop`` and what they called.
+
+    ``drop`` and ``keep`` are a profile's ``drop_frames``/``keep_frames``
+    patterns, matched against whole (simplified) function names. Scanning
+    each stack from its root, the first location with a dropped frame below
+    a location without one is cut, with everything it called; so a stack
+    that starts in dropped frames keeps them. Inside a location, the
+    dropped frame and the frames inlined into it go. Patterns that do not
+    compile are ignored, as pprof ignores them.
+    """
+    try:
+        drop_rx = re.compile(f"^(?:{drop})$")
+        keep_rx = re.compile(f"^(?:{keep})$") if keep else None
+    except re.error:
+        return list(samples), dict(locations)
+    cache: dict[str, bool] = {}
+
+    def dropped(name: str) -> bool:
+        hit = cache.get(name)
+        if hit is None:
+            simple = _simplify(name)
+            hit = cache[name] = bool(drop_rx.match(simple)) and not (
+                keep_rx is not None and keep_rx.match(simple)
+            )
+        return hit
+
+    whole: set[int] = set()  # locations to remove entirely
+    beneath: set[int] = set()  # locations below which the stack is cut
+    out_locations: dict[int, Location] = {}
+    for lid, loc in locations.items():
+        frames = loc.frames
+        for i in range(len(frames) - 1, -1, -1):
+            if not _is_unnamed(frames[i]) and dropped(frames[i].function):
+                beneath.add(lid)
+                if i == len(frames) - 1:
+                    whole.add(lid)
+                else:
+                    loc = Location(loc.id, loc.address, frames[i + 1 :], loc.mapping)
+                break
+        out_locations[lid] = loc
+    if not beneath:
+        return list(samples), out_locations
+    out: list[Sample] = []
+    for smp in samples:
+        stack = smp.stack
+        found_user = False
+        for i in range(len(stack) - 1, -1, -1):
+            lid = stack[i]
+            if lid not in beneath:
+                found_user = True
+                continue
+            if not found_user:
+                continue
+            stack = stack[i + 1 :] if lid in whole else stack[i:]
+            break
+        out.append(smp if stack is smp.stack else smp._replace(stack=stack))
+    return out, out_locations
+
+
+def _is_unnamed(frame: Frame) -> bool:
+    """Return whether ``frame`` stands for an address without a function name."""
+    name = frame.function
+    return not frame.filename and (name == "<unknown>" or (name[:1] == "[" and name[-1:] == "]"))
