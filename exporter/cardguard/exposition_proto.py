@@ -62,8 +62,9 @@ from a ``FileDescriptorProto`` (``message_factory.GetMessageClass``, parsed
 by the runtime's C decoder, upb): measured on a 10,000-series page recorded
 from client_golang (``python -m benchmarks exposition_proto``, protobuf
 7.36 with upb, CPU time, best of 15), upb-backed classes produce the same
-events in about 34 ms and this decoder in about 46 ms (12 ms of either is
-building the ``Sample`` objects). upb is faster, and this module still reads
+events in about 34 ms and this decoder in about 46 ms on a quiet machine
+(12 ms of either is building the ``Sample`` objects; on a busy one the gap
+grew to 1.7x). upb is faster, and this module still reads
 the wire format itself, because upb cannot do what counting like Prometheus
 needs: it keeps a known field with the wrong wire type as an unknown field
 instead of refusing the message (Go's decoder, and so Prometheus, refuses
