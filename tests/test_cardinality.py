@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
+import subprocess
+import sys
 import tracemalloc
 from collections import defaultdict
 
@@ -20,7 +23,15 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from cardguard import exposition
-from cardguard.cardinality import OTHER, HashSample, HyperLogLog, Limits, PageAnalysis, analyse
+from cardguard.cardinality import (
+    OTHER,
+    HashSample,
+    HyperLogLog,
+    Limits,
+    PageAnalysis,
+    analyse,
+    fingerprint,
+)
 from cardguard.errors import ParseError
 from metrics_support import promtool_cardinality
 from support import TESTDATA
@@ -283,6 +294,59 @@ def test_exact_up_to_the_cap() -> None:
     u_over = next(lab for lab in over.families[0].labels if lab.name == "user")
     assert (u_exact.distinct_values, u_exact.estimated) == (500, False)
     assert u_over.estimated and abs(u_over.distinct_values - 500) <= 15
+
+
+_FINGERPRINT_OF_CARDGUARD = 1747765880050387758
+_ESTIMATE_SCRIPT = """
+import sys
+from cardguard.cardinality import analyse
+data = sys.stdin.buffer.read()
+fam = analyse(data, content_type=None, source="p").families[0]
+print(next(lab.distinct_values for lab in fam.labels if lab.name == "user"))
+"""
+
+
+def test_estimates_are_the_same_in_every_process() -> None:
+    # Issue 12: past the exact cap, 3,200 values came out as 3,167, 3,193 and
+    # 3,204 in three processes (Python's per-process hash seed).
+    data = _explosion_page(3200)
+    seen = set()
+    for seed in ("1", "2", "3", "random"):
+        out = subprocess.run(
+            [sys.executable, "-c", _ESTIMATE_SCRIPT],
+            input=data,
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        seen.add(int(out.stdout))
+    here = analyse(data, content_type=None, source="p").families[0]
+    seen.add(next(lab.distinct_values for lab in here.labels if lab.name == "user"))
+    assert len(seen) == 1, seen
+    (estimate,) = seen
+    assert 3100 <= estimate <= 3200
+
+
+def test_an_estimate_never_exceeds_the_family_series() -> None:
+    overshoots = 0
+    for n in range(40, 400, 7):
+        data = _explosion_page(n)
+        fam = analyse(data, content_type=None, source="p", limits=Limits(exact_value_cap=16))
+        user = next(lab for lab in fam.families[0].labels if lab.name == "user")
+        assert user.estimated and user.distinct_values <= fam.families[0].series == n
+        h = HyperLogLog(14)
+        h.add(f"u{i:07d}".encode() for i in range(n))
+        overshoots += h.estimate() > n
+    # The cap is what keeps these in bounds: the raw sketch overshoots some of them.
+    assert overshoots > 0
+
+
+def test_fingerprint_is_fixed() -> None:
+    # Replicas compare samples and estimates: the digest of a value never changes.
+    assert fingerprint(b"") == fingerprint(b"")
+    assert fingerprint(b"GET") != fingerprint(b"POST")
+    assert 0 <= fingerprint(b"GET") < 1 << 64
+    assert fingerprint(b"cardguard") == _FINGERPRINT_OF_CARDGUARD
 
 
 def test_format_detection_follows_content_type() -> None:

@@ -23,11 +23,17 @@ For churn across scrapes (``cardguard.churn``) each family keeps a
 exact set of 64-bit hashes up to a cap, beyond which only hashes whose low
 ``level`` bits are zero are kept (distinct sampling), so counts derived from
 it are estimates scaled by ``2**level`` and flagged as such.
+
+Every hash is ``fingerprint``: a fixed, keyed 64-bit BLAKE2b digest, so one page
+gives the same estimates in every process and replica (Python's ``hash`` is
+salted per process). Each value is hashed once and the digest feeds both the
+sketch and the sample. An estimate never exceeds its family's series.
 """
 
 from __future__ import annotations
 
 import math
+from hashlib import blake2b
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +54,12 @@ from cardguard.exposition import (
 OTHER = "__other__"
 _BATCH = 4096  # per-line samples gathered before their label values are added
 _MASK64 = (1 << 64) - 1
+_KEY = b"cardguard-fingerprint-v1"
+
+
+def fingerprint(data: bytes) -> int:
+    """Return the 64-bit hash of ``data`` that every cardguard process agrees on."""
+    return int.from_bytes(blake2b(data, digest_size=8, key=_KEY).digest(), "little")
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,7 @@ class HyperLogLog:
                 regs[idx] = rank
 
     def add(self, values: Iterable[bytes]) -> None:
-        self.add_hashes(map(hash, values))
+        self.add_hashes(map(fingerprint, values))
 
     def estimate(self) -> int:
         m = self.m
@@ -256,9 +268,15 @@ class _LabelAcc:
 
     def add(self, values: set[bytes]) -> None:
         """Add a set of (unescaped, UTF-8) values."""
+        exact = self.exact
+        # Values already in the exact set were hashed when they came in: hash each once.
+        new = values if self.hll is not None else values - exact
+        if not new:
+            return
+        hashes = list(map(fingerprint, new))
         sample = self.values
         before = len(sample.hashes)
-        sample.add_hashes(map(hash, values))
+        sample.add_hashes(hashes)
         self.budget.hashes -= len(sample.hashes) - before
         while self.budget.hashes < 0 and sample.cap > 64:
             # Over the page-wide allowance: this label keeps a coarser sample.
@@ -267,11 +285,7 @@ class _LabelAcc:
             sample.add_hashes(())
             self.budget.hashes += before - len(sample.hashes)
         if self.hll is not None:
-            self.hll.add(values)
-            return
-        exact = self.exact
-        new = values - exact
-        if not new:
+            self.hll.add_hashes(hashes)
             return
         room = min(self.limits.exact_value_cap - len(exact), self.budget.left)
         if len(new) <= room:
@@ -280,7 +294,7 @@ class _LabelAcc:
             return
         self.hll = HyperLogLog(self.limits.hll_precision)
         self.hll.add(exact)
-        self.hll.add(new)
+        self.hll.add_hashes(hashes)
         # Keep what fits of the exact set: it feeds examples and the classifier.
         if room > 0:
             for v in new:
@@ -290,11 +304,13 @@ class _LabelAcc:
                 room -= 1
                 self.budget.left -= 1
 
-    def stats(self) -> LabelStats:
+    def stats(self, series: int) -> LabelStats:
+        """Summarise the label; an estimate is capped at the family's ``series``."""
         if self.hll is None:
             distinct, estimated = len(self.exact), False
         else:
-            distinct, estimated = max(self.hll.estimate(), len(self.exact)), True
+            distinct = max(min(self.hll.estimate(), series), len(self.exact))
+            estimated = True
         decoded = sorted(v.decode("utf-8", "replace") for v in self.exact)
         sample = decoded[: self.limits.classify_sample]
         pattern = patterns.classify(sample, distinct)
@@ -395,7 +411,7 @@ class _FamilyAcc:
             if acc is not None:
                 acc.add(vals)
         if self.fingerprints is not None:
-            self.fingerprints.add_hashes(map(hash, block_series_keys(block)))
+            self.fingerprints.add_hashes(map(fingerprint, block_series_keys(block)))
 
     def add_sample(self, sample: Sample) -> None:
         """Count one sample of the per-line path; values are added in batches."""
@@ -410,7 +426,7 @@ class _FamilyAcc:
             else:
                 vals.add(v)
         if self.fingerprints is not None:
-            self.pending_keys.append(hash(series_key(sample)))
+            self.pending_keys.append(fingerprint(series_key(sample)))
         self.pending_count += 1
         if self.pending_count >= _BATCH:
             self.flush()
@@ -429,7 +445,7 @@ class _FamilyAcc:
     def stats(self) -> FamilyStats:
         self.flush()
         labels = sorted(
-            (acc.stats() for acc in self.labels.values()),
+            (acc.stats(self.series) for acc in self.labels.values()),
             key=lambda s: (-s.distinct_values, s.name),
         )
         return FamilyStats(
