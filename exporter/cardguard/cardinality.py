@@ -33,9 +33,9 @@ sketch and the sample. An estimate never exceeds its family's series.
 from __future__ import annotations
 
 import math
-from hashlib import blake2b
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any
 
 from cardguard import patterns
