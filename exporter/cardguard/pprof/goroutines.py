@@ -90,7 +90,10 @@ class GoroutineRecord:
     ``(leaked)`` marker. ``labels`` are the goroutine's pprof labels, sorted
     by key (every format carries them when the program sets them; a dump
     only from Go 1.27). ``printed`` is the stack as a dump printed it
-    (arguments dropped), before normalisation. Not frozen only because
+    (arguments dropped), before normalisation. ``sites`` holds the
+    ``file:line`` of each frame of ``frames`` as the input printed it (``""``
+    where it printed none); in a dump, goroutines with one stack share the
+    first one's sites. Not frozen only because
     frozen dataclasses build three times slower and a dump can hold
     hundreds of thousands of goroutines.
     """
@@ -107,6 +110,7 @@ class GoroutineRecord:
     locked: bool | None = None
     bubble: int | None = None
     printed: tuple[str, ...] | None = None
+    sites: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ class GoroutineGroup:
     confirmed leaks (``None`` when the input cannot tell). ``label`` is the
     value of the label grouped by (:data:`~cardguard.cardinality.OTHER` for
     the values past the cap, ``None`` for goroutines without the label or
-    when not grouping by a label).
+    when not grouping by a label). ``sites`` are the ``file:line`` of each
+    frame of its largest record (empty when the input carries none).
     """
 
     id: str
@@ -148,6 +153,7 @@ class GoroutineGroup:
     max_wait_minutes: int | None
     leaked: int | None
     label: str | None = None
+    sites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,14 +242,28 @@ def _parse_proto(data: bytes, source: str, kind: str | None, max_bytes: int) -> 
         lid: tuple(normalise_function(f.function) for f in loc.frames)
         for lid, loc in prof.locations.items()
     }
+    sites_of: dict[int, tuple[str, ...]] = {
+        lid: tuple(f"{f.filename}:{f.line}" if f.filename else "" for f in loc.frames)
+        for lid, loc in prof.locations.items()
+    }
     per_stack: Counter[tuple[tuple[int, ...], tuple[tuple[str, str], ...]]] = Counter()
     for smp in prof.samples:
         per_stack[smp.stack, tuple(sorted(smp.labels))] += smp.values[0]
     records = []
     leaked = True if kind == "goroutineleak" else None
     for (stack, labels), n in per_stack.items():
-        frames = normalise_stack([name for lid in stack for name in frames_of[lid]])
-        records.append(GoroutineRecord(count=n, frames=frames, leaked=leaked, labels=labels))
+        names = [name for lid in stack for name in frames_of[lid]]
+        kept = _kept(names)
+        sites = [s for lid in stack for s in sites_of[lid]]
+        records.append(
+            GoroutineRecord(
+                count=n,
+                frames=tuple(names[i] for i in kept),
+                leaked=leaked,
+                labels=labels,
+                sites=tuple(sites[i] for i in kept),
+            )
+        )
     return GoroutineSnapshot(source, "proto", kind, sum(per_stack.values()), tuple(records))
 
 
@@ -263,12 +283,15 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     records: list[GoroutineRecord] = []
     count = 0
     frames: list[str] = []
+    sites: list[str] = []
     labels: tuple[tuple[str, str], ...] = ()
     in_record = False
 
     def flush() -> None:
-        stack = normalise_stack(frames)
-        records.append(GoroutineRecord(count, stack, leaked=leaked, labels=labels))
+        kept = _kept(frames)
+        stack = tuple(frames[i] for i in kept)
+        where = tuple(sites[i] for i in kept)
+        records.append(GoroutineRecord(count, stack, leaked=leaked, labels=labels, sites=where))
 
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -291,6 +314,7 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             # "#\t0xPC" alone: Go could not name the function; the PC stands in.
             name = parts[1] if len(parts) > 1 else parts[0]
             frames.append(normalise_function(_OFFSET.sub("", name)))
+            sites.append(parts[2] if len(parts) > 2 else "")
             continue
         head, sep, _ = line.partition(" @")
         if not sep or not head.strip().isdigit():
@@ -299,6 +323,7 @@ def _parse_debug1(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             flush()
         count = int(head)
         frames = []
+        sites = []
         labels = ()
         in_record = True
     if in_record:
@@ -333,12 +358,17 @@ def normalise_stack(names: Sequence[str]) -> tuple[str, ...]:
     frames keeps its outermost frame (``runtime.runFinalizers``), which every
     format shows.
     """
-    kept = [n for n in names if n != _GOEXIT and not _WRAPPER.search(n)]
-    shown = [n for n in kept if _shown_in_dumps(n)]
-    for i, name in enumerate(shown):
-        if not name.startswith(_HIDDEN_LEAF_PREFIXES):
-            return tuple(shown[i:])
-    return (kept[-1],) if kept else ()
+    return tuple(names[i] for i in _kept(names))
+
+
+def _kept(names: Sequence[str]) -> list[int]:
+    """The positions of the frames :func:`normalise_stack` keeps (so sites can follow them)."""
+    kept = [i for i, n in enumerate(names) if n != _GOEXIT and not _WRAPPER.search(n)]
+    shown = [i for i in kept if _shown_in_dumps(names[i])]
+    for j, i in enumerate(shown):
+        if not names[i].startswith(_HIDDEN_LEAF_PREFIXES):
+            return shown[j:]
+    return [kept[-1]] if kept else []
 
 
 def _strip_args(call: str) -> str:
@@ -424,6 +454,8 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     label_sets: dict[str, tuple[tuple[str, str], ...]] = {}
     names: dict[str, str] = {}
     stacks: dict[tuple[str, ...], tuple[str, ...]] = {}
+    # The sites of the first goroutine printed with each stack, normalised with it.
+    stack_sites: dict[tuple[str, ...], tuple[str, ...]] = {}
     creators: dict[str, tuple[str, int | None]] = {}
     records: list[GoroutineRecord] = []
     append = records.append
@@ -434,16 +466,24 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         wrappers: list[int] | None,
         created_by: str | None,
         creator_id: int | None,
+        files: list[str],
     ) -> None:
         if wrappers and _GOEXIT in printed:
             # Printed with every frame (GOTRACEBACK=system): profiles never show
             # the compiler's wrapper functions, so drop them here too.
             key = tuple(n for i, n in enumerate(printed) if i not in wrappers)
+            files = [f for i, f in enumerate(files) if i not in wrappers]
         else:
             key = printed
         stack = stacks.get(key)
         if stack is None:
-            stack = stacks[key] = normalise_stack(key)
+            kept = _kept(key)
+            stack = stacks[key] = tuple(key[i] for i in kept)
+            # "\t/src/main.go:42 +0x1d fp=...": the first word is the file:line.
+            stack_sites[key] = tuple(
+                files[i].split(None, 1)[0] if i < len(files) and files[i].strip() else ""
+                for i in kept
+            )
         inner = m.group(2)
         st = states.get(inner)
         if st is None:
@@ -475,6 +515,7 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 locked,
                 bubble,
                 printed,
+                stack_sites[key],
             )
         )
 
@@ -487,6 +528,8 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         if m is None:
             break  # the dump has ended: registers, "exit status 2", a log line
         frames: list[str] = []
+        files: list[str] = []  # each frame's "\tfile.go:12 +0x1d" line, "" until it comes
+        framed = False  # the line before was a frame, so a file line is that frame's
         wrappers: list[int] | None = None
         created_by: str | None = None
         creator_id: int | None = None
@@ -498,7 +541,11 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 # <autogenerated> code is a wrapper the profiles never show.
                 if frames and "<autogenerated>" in line and line.lstrip()[:1] == "<":
                     wrappers = (wrappers or []) + [len(frames) - 1]
+                if framed:
+                    files[-1] = line
+                    framed = False
                 continue
+            framed = False
             if closed:
                 continue
             if first == "c" and line.startswith("created by "):
@@ -524,6 +571,8 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                         "runtime.gopanic" if name == "panic" else name
                     )
                 frames.append(norm)
+                files.append("")
+                framed = True
                 continue
             if first == "[":
                 # GODEBUG=tracebackancestors: the creators' stacks follow.
@@ -532,14 +581,15 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             if first == "g":
                 m2 = header_match(line)
                 if m2 is not None:  # no blank line between two goroutines
-                    add(m, tuple(frames), wrappers, created_by, creator_id)
+                    add(m, tuple(frames), wrappers, created_by, creator_id, files)
                     m, frames, wrappers, created_by, creator_id = m2, [], None, None, None
+                    files = []
                     continue
             if line.startswith("non-Go function") or _NOISE.match(line):
                 continue
             ended = True  # not part of a dump: keep what was read and stop
             break
-        add(m, tuple(frames), wrappers, created_by, creator_id)
+        add(m, tuple(frames), wrappers, created_by, creator_id, files)
         if ended:
             break
     if not records:
@@ -768,6 +818,9 @@ def _make_group(
     count = sum(r.count for r in recs)
     waits = [r.wait_minutes for r in recs if r.wait_minutes is not None]
     leak_known = [r for r in recs if r.leaked is not None]
+    # The sites of the largest record; the first record wins ties, so a dump's are stable.
+    sited = [r for r in recs if r.sites]
+    largest = max(sited, key=lambda r: r.count) if sited else None
     return GoroutineGroup(
         id=group_id(frames, (key, value) if key is not None and value is not None else None),
         count=count,
@@ -778,6 +831,7 @@ def _make_group(
         max_wait_minutes=max(waits) if waits else None,
         leaked=sum(r.count for r in leak_known if r.leaked) if leak_known else None,
         label=value,
+        sites=largest.sites or () if largest is not None else (),
     )
 
 
