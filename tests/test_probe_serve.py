@@ -94,6 +94,32 @@ def test_probe_endpoint_refuses_with_4xx_and_counts(tmp_path: Path, leaky_demo: 
         assert "u:p@" not in logs
 
 
+def test_refused_targets_are_logged_escaped_and_rate_limited(tmp_path: Path) -> None:
+    """A client's target reaches the log as escaped text, and a loop of refusals cannot flood it.
+
+    ``target=%00`` once put a raw NUL byte into the logfmt line; ESC could colour or
+    clear the terminal of whoever tails the log, CR could forge a line.
+    """
+    from cardguard.server import ClientLog
+
+    with cardguard(tmp_path, "cg", "probe:\n  allow: ['127.0.0.1']\n") as cg:
+        n = 40
+        for i in range(n):
+            target = f"\x00\x1b[2J\r\nlevel=error msg=forged\u2028{i}"
+            r = requests.get(f"{cg.base_url}/probe", params={"target": target}, timeout=10)
+            assert r.status_code == 400, r.text
+        assert metric(cg, 'cardguard_probe_refused_total{reason="invalid_target"}') == n
+        raw = cg.log.read_bytes()
+        for byte in (b"\x00", b"\x1b", b"\r", "\u2028".encode()):
+            assert byte not in raw, byte
+        refused = [line for line in raw.decode().splitlines() if "probe refused" in line]
+        assert all(line.startswith("ts=") for line in refused), refused
+        assert 'target="\\x00\\x1b[2J\\r\\nlevel=error msg=forged\\u20280"' in refused[0]
+        # The default budget of warnings (one more may refill on a slow machine), then
+        # debug lines, which the default info level does not show.
+        assert ClientLog().burst <= len(refused) < n // 2, refused
+
+
 def shard_config(
     base: dict[str, Any], shard: int, shards: int, cardguard_addr: str, sd_file: Path
 ) -> dict[str, Any]:

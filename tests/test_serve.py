@@ -477,6 +477,12 @@ def test_logfmt_lines_and_listen_address() -> None:
     line = LogfmtFormatter().format(rec)
     assert line.startswith("ts=") and " level=warn logger=cardguard.scheduler " in line
     assert line.endswith('msg="a b" target=api endpoint=metrics reason=timeout')
+    # Control characters never reach the line raw: a value cannot end it, forge another
+    # one or drive the terminal that shows it.
+    rec.target = "\x00\x1b[2J\r\nlevel=error\u2028\u202e\x7f"
+    line = LogfmtFormatter().format(rec)
+    assert 'target="\\x00\\x1b[2J\\r\\nlevel=error\\u2028\\u202e\\x7f" endpoint=' in line
+    assert line.isprintable()
     assert parse_listen_address("127.0.0.1:9648") == ("127.0.0.1", 9648)
     assert parse_listen_address(":9648") == ("0.0.0.0", 9648)
     assert parse_listen_address("[::1]:9648") == ("::1", 9648)

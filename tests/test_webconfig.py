@@ -281,6 +281,41 @@ def test_serve_refuses_a_bad_web_config(tmp_path: Path) -> None:
     assert "web.yml:2: tls_server_config.key_file: required" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # PyYAML's composer recursed once per level and ended in RecursionError at start-up.
+        ("[" * 5000 + "]" * 5000, "web.yml:1: YAML nested deeper than 64 levels; refused"),
+        ("a: &a [*a]\n", "web.yml:1: alias *a is used inside the node it names; refused"),
+        ("tls_server_config: \x01\n", "web.yml:1: invalid YAML: character #x0001"),
+    ],
+    ids=["deep", "recursive-alias", "control-char"],
+)
+def test_serve_reports_a_hostile_web_config_file_as_one_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """The web config goes through cardguard.yamlfile's bounds, as the config file does."""
+    (tmp_path / "cardguard.yml").write_text("probe: {}\n")
+    (tmp_path / "web.yml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        webconfig.load(tmp_path / "web.yml")
+    assert expected in err.value.problems[0]
+    proc = subprocess.run(
+        cardguard_argv(
+            "serve",
+            f"--config.file={tmp_path / 'cardguard.yml'}",
+            "--web.listen-address=127.0.0.1:0",
+            f"--web.config.file={tmp_path / 'web.yml'}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+
+
 # --- basic auth timing on a real server ---------------------------------------------
 
 

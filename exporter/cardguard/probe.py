@@ -70,6 +70,7 @@ from cardguard.config import (
 from cardguard.errors import ConfigError
 from cardguard.rules import Rules
 from cardguard.scheduler import TargetSnapshot, TargetWorker
+from cardguard.server import ClientLog
 
 log = logging.getLogger("cardguard.probe")
 
@@ -213,6 +214,7 @@ class Prober:
         self._evicted = 0
         self._sd_stat: tuple[int, int] | None = None
         self._sd_targets: frozenset[tuple[str, int]] = frozenset()
+        self._refusals = ClientLog(logger=log)
         self._reload_file_sd()
 
     # -- configuration
@@ -324,13 +326,17 @@ class Prober:
     def _refuse(self, refusal: Refusal, raw_target: str | None) -> ProbeResponse:
         with self._lock:
             self._refused[refusal.reason] += 1
-        shown = (raw_target or "")[:200]
+        # The target is the client's text: bounded here, escaped by the log formatters.
+        # A client sending refused targets in a loop gets a few warnings, then debug
+        # lines (the counter above still counts every one).
+        target = (raw_target or "")[:200]
         if refusal.reason == "userinfo":
-            shown = "<redacted>"  # the target itself holds the credentials
-        log.warning(
-            "probe refused: %s",
-            refusal.message,
-            extra={"target": shown, "endpoint": "probe", "reason": refusal.reason},
+            target = "<redacted>"  # the target itself holds the credentials
+        self._refusals.log(
+            f"probe refused: {refusal.message}",
+            target=target,
+            endpoint="probe",
+            reason=refusal.reason,
         )
         status = 400 if refusal.reason in ("missing_target", "invalid_target", "scheme") else 403
         body = f"probe refused ({refusal.reason}): {refusal.message}\n".encode()

@@ -337,12 +337,18 @@ class ClientLog:
 
     Every event is one line. A token bucket (``burst`` lines, refilled at one per
     ``every`` seconds) decides whether it is a warning; lines over budget are logged at
-    debug instead, and the next warning carries ``suppressed=N``.
+    debug instead, and the next warning carries ``suppressed=N``. ``logger`` is the one
+    the lines go to (this module's unless given: /probe refusals use cardguard.probe).
     """
 
     def __init__(
-        self, burst: int = 10, every: float = 6.0, clock: Callable[[], float] = time.monotonic
+        self,
+        burst: int = 10,
+        every: float = 6.0,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
     ) -> None:
+        self._log = logger or log
         self.burst = burst
         self.every = every
         self._clock = clock
@@ -365,7 +371,7 @@ class ClientLog:
                 else:
                     self._suppressed += 1
                     level = logging.DEBUG
-        log.log(level, msg, extra=fields)
+        self._log.log(level, msg, extra=fields)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from cardguard import yamlfile
 from cardguard.config import Ctx, Section, join
 from cardguard.errors import ConfigError
 
@@ -315,14 +315,7 @@ def parse(text: str, source: str = "-", base: Path | None = None) -> WebConfig:
         base: directory that relative file paths are resolved against.
     """
     ctx = Ctx(source, base)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(source, [f"{source}{line}: invalid YAML: {exc.problem}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"{source}: invalid YAML: {exc}"]) from None
+    root = yamlfile.compose(text, source)  # bounded: depth, size, alias expansion
     if root is None:
         return WebConfig(source=source)
     top = ctx.section(root, "", _TOP_KEYS)
@@ -339,11 +332,7 @@ def parse(text: str, source: str = "-", base: Path | None = None) -> WebConfig:
 def load(path: str | Path) -> WebConfig:
     """Read and parse the web config file at ``path``."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(p), [f"{p}: cannot read web config: {exc}"]) from None
-    return parse(text, source=str(p), base=p.resolve().parent)
+    return parse(yamlfile.read(p, str(p)), source=str(p), base=p.resolve().parent)
 
 
 def ssl_context(tls: TLSServerConfig, source: str = "-") -> ssl.SSLContext:

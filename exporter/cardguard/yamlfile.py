@@ -1,7 +1,7 @@
 """Read a YAML file into a node tree within bounds on size, nesting and alias expansion.
 
-Every config-like file cardguard reads (the config, an included rules file)
-goes through :func:`read` and :func:`compose`, so a typo, a binary file, a
+Every config-like file cardguard reads (the config, an included rules file,
+the web config) goes through :func:`read` and :func:`compose`, so a typo, a binary file, a
 5,000-deep ``[[[...]]]`` or a "billion laughs" alias bomb becomes one
 :class:`~cardguard.errors.ConfigError` naming file and line, never a
 ``RecursionError`` or a process eating its memory.

@@ -49,11 +49,27 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
+_NAMED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    named = _NAMED_ESCAPES.get(c)
+    if named is not None:
+        return named
+    if c == " " or c.isprintable():
+        return c
+    # Control characters (NUL, ESC, DEL, C1), line and paragraph separators, format
+    # characters such as bidi overrides: a value, often a client's text, must not be
+    # able to end the line, forge another one or drive the terminal that shows it.
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def _logfmt_value(v: Any) -> str:
     s = str(v)
-    if s and not any(c in s for c in ' ="\n\t\\'):
+    if s and all(c.isprintable() and c not in ' ="\\' for c in s):
         return s
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + "".join(_escape(c) for c in s) + '"'
 
 
 class LogfmtFormatter(logging.Formatter):
