@@ -116,7 +116,7 @@ def test_heap_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_heap_dead_target_is_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    proc = _run("heap", url, "--timeout", "5")
+    proc = _run("heap", url, "--timeout", "5s")
     assert proc.returncode == 1
     assert f"{url}/debug/pprof/heap" in proc.stderr and "Traceback" not in proc.stderr
 
