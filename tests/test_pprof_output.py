@@ -158,3 +158,20 @@ def test_heap_folded_with_and_without_base() -> None:
     assert all(len(v) == 2 for v in two.values())
     leaf = next(k for k in two if k[-1].startswith("main.renderSection ("))
     assert re.search(r"\(demo-service/main\.go:\d+\)$", leaf[-1]), leaf[-1]
+
+
+def test_goroutines_text_shows_file_line_and_folded_counts_every_goroutine() -> None:
+    vdir = version_dirs()[-1]
+    for name in ("goroutine.pb.gz", "goroutine.debug1.txt"):
+        proc = cardguard("goroutines", str(vdir / name))
+        assert proc.returncode == 0, proc.stderr
+        text = proc.stdout.decode()
+        # under the leaking group's row, its frame with the module path and line
+        assert re.search(r"^ {32}main\.subscribe\.func1  demo-service/main\.go:175$", text, re.M)
+        assert "/tmp/" not in text and "\x1b[" not in text  # a pipe gets no colour
+        proc = cardguard("goroutines", str(vdir / name), "--format", "folded")
+        folded = stacks.parse_folded(proc.stdout.decode())
+        total = sum(v[0] for v in folded.values())
+        first = (vdir / "goroutine.debug1.txt").read_text().splitlines()[0]
+        assert total == int(first.rsplit(" ", 1)[1])  # "goroutine profile: total N"
+        assert stacks.leaf_totals(folded)["main.subscribe.func1"] >= 100

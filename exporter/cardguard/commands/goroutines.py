@@ -12,6 +12,11 @@ the goroutine count is under ``--max-full-dump`` (the dump stops the world).
 (e.g. the handler or tenant set with ``pprof.Do``), keeping the
 ``--max-label-values`` largest values and folding the rest into
 ``__other__``.
+
+Text shows each group's stack with file:line (``--stack-depth`` frames,
+innermost first, build paths shortened to module paths). ``--format folded``
+writes one ``root;...;leaf count`` line per stack for flamegraph.pl,
+speedscope or Pyroscope.
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ from typing import Any
 
 import click
 
+from cardguard import ansi
 from cardguard.commands import _sources
+from cardguard.commands._options import color_option, colour_wanted, timeout_option
 from cardguard.errors import FetchError, ProfileError
 from cardguard.pprof import goroutines as gr
+from cardguard.pprof import stacks
+
+DEFAULT_STACK_DEPTH = 8
 
 
 def _from_url(
@@ -67,6 +77,7 @@ def _group_json(g: gr.GoroutineGroup) -> dict[str, Any]:
         "max_wait_minutes": g.max_wait_minutes,
         "leaked": g.leaked,
         "label": g.label,
+        "sites": [stacks.source_path(s) for s in g.sites],
     }
 
 
@@ -76,6 +87,8 @@ def _text(
     creators: list[gr.CreatorGroup],
     leak_supported: bool | None,
     label: str | None,
+    depth: int = DEFAULT_STACK_DEPTH,
+    colour: bool = False,
 ) -> str:
     leaked = [g.leaked for g in groups if g.leaked is not None]
     head = (
@@ -86,7 +99,7 @@ def _text(
         head += f", {sum(leaked)} leaked"
     if leak_supported is False:
         head += " (goroutineleak not served)"
-    lines = [head]
+    lines = [ansi.paint(head, "bold", colour)]
     if snapshot.preamble:
         lines.append(f"crash: {snapshot.preamble.splitlines()[0][:200]}")
     by = f"  {label}" if label is not None else ""
@@ -99,9 +112,12 @@ def _text(
         value = ""
         if label is not None:
             value = "  -" if g.label is None else f"  {json.dumps(g.label, ensure_ascii=False)}"
+        lk = ansi.paint(f"{lk:>7}", "red", colour and bool(g.leaked))
         lines.append(
-            f"{g.count:>7} {lk:>7} {wait:>6}  {g.id:<12}{value}  {state}{g.function}{creator}"
+            f"{g.count:>7} {lk} {wait:>6}  {g.id:<12}{value}  {state}"
+            f"{ansi.paint(g.function, 'bold', colour)}{creator}"
         )
+        lines += _stack_lines(g, depth, colour)
     if any(c.created_by for c in creators):
         lines.append("")
         lines.append(f"{'count':>7} {'groups':>7}  created by")
@@ -111,11 +127,37 @@ def _text(
     return "\n".join(lines)
 
 
+def _stack_lines(g: gr.GoroutineGroup, depth: int, colour: bool) -> list[str]:
+    """The group's frames, innermost first, each with its file:line where the input has one."""
+    shown = g.frames[:depth] if depth else g.frames
+    out = []
+    for i, name in enumerate(shown):
+        site = stacks.source_path(g.sites[i]) if i < len(g.sites) and g.sites[i] else ""
+        where = ansi.paint(f"  {site}", "dim", colour) if site else ""
+        out.append(f"{'':>32}{name}{where}")
+    if len(g.frames) > len(shown):
+        out.append(f"{'':>32}... {len(g.frames) - len(shown)} more (--stack-depth 0 shows all)")
+    return out
+
+
 @click.command(name="goroutines")
 @click.argument("source")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "folded"]),
+    default="text",
+    show_default=True,
+    help="text, json or folded (one root;...;leaf count line per stack).",
 )
+@click.option(
+    "--stack-depth",
+    default=DEFAULT_STACK_DEPTH,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="text: frames shown per group (0: all).",
+)
+@click.option("--lines", is_flag=True, help="folded: add each frame's (file:line).")
 @click.option(
     "--input-format",
     type=click.Choice(["auto", *gr.FORMATS]),
@@ -154,10 +196,14 @@ def _text(
     type=click.IntRange(min=1),
     help="With --label: keep this many values, fold the rest into __other__.",
 )
-@click.option("--timeout", default=_sources.DEFAULT_TIMEOUT, show_default=True, type=float)
+@timeout_option("30s")
+@color_option()
 def goroutines(
     source: str,
     fmt: str,
+    stack_depth: int,
+    lines: bool,
+    color: str,
     input_format: str,
     leak_profile: bool,
     max_full_dump: int,
@@ -206,5 +252,9 @@ def goroutines(
             ],
         }
         click.echo(json.dumps(out, indent=2))
+    elif fmt == "folded":
+        click.echo(stacks.folded(stacks.counted_stacks(snapshot.records), lines), nl=False)
     else:
-        click.echo(_text(snapshot, groups, creators, leak_supported, label))
+        colour = colour_wanted(color)
+        text = _text(snapshot, groups, creators, leak_supported, label, stack_depth, colour)
+        click.echo(text, color=colour)
