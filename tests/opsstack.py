@@ -197,7 +197,12 @@ def cardguard_serve(
     }
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
-    argv = cardguard_argv("serve", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}")
+    argv = cardguard_argv(
+        "serve",
+        f"--config.file={cfg}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",  # the alert tests reload a broken file with POST /-/reload
+    )
     url = f"http://127.0.0.1:{port}/-/healthy"
     with running(argv, d / "cardguard.log", port=port, ready_url=url) as proc:
         yield proc

@@ -245,7 +245,7 @@ def test_reload_keeps_old_config_when_invalid(tmp_path: Path) -> None:
     cfg = tmp_path / "cardguard.yml"
     dead = f"http://127.0.0.1:{free_port()}"
     write_config(cfg, [{"name": "one", "url": dead, "profiles": {"enabled": False}}])
-    with start_cardguard(cfg, tmp_path / "cardguard.log") as proc:
+    with start_cardguard(cfg, tmp_path / "cardguard.log", "--web.enable-lifecycle") as proc:
         base = proc.base_url
         wait_for(
             lambda: value(samples(base), "cardguard_scrape_success", target="one") == 0,
@@ -319,7 +319,7 @@ def test_broken_files_never_stop_a_running_exporter(
             write_config(cfg, [target])
 
         write_good()
-        with start_cardguard(cfg, tmp_path / "cardguard.log") as proc:
+        with start_cardguard(cfg, tmp_path / "cardguard.log", "--web.enable-lifecycle") as proc:
             base = proc.base_url
 
             def scraped_at() -> float:
@@ -506,7 +506,7 @@ def test_reload_bug_is_a_500_and_keeps_serving(
     cfg_path = tmp_path / "cardguard.yml"
     write_config(cfg_path, [{"name": "one", "url": "http://127.0.0.1:1"}])
     cfg = load_config(cfg_path)
-    app = server.App(cfg_path, cfg, Scheduler(cfg))
+    app = server.App(cfg_path, cfg, Scheduler(cfg), enable_lifecycle=True)
     httpd = server.make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

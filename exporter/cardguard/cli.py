@@ -3,6 +3,10 @@
 Each command lives in its own module under ``cardguard.commands`` and is
 imported only when invoked, so ``cardguard --help`` stays fast and a broken
 optional dependency of one command cannot break the others.
+
+``--version`` works on the group and on every command (``cardguard --version``,
+``cardguard serve --version``) and prints the same text, as Prometheus'
+``version.Print`` does for its binaries.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ import importlib
 from typing import Any
 
 import click
-
-from cardguard import __version__
 
 # name -> (module, attribute, one-line help). The only place commands are registered.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -56,6 +58,8 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attr)
         if not isinstance(command, click.Command):
             raise TypeError(f"{module_name}.{attr} is not a click command")
+        if not any(p.name == "version" for p in command.params):
+            command.params.append(_version_option())
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -64,7 +68,29 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from cardguard.version import text
+
+    click.echo(text())
+    ctx.exit()
+
+
+def _version_option() -> click.Option:
+    return click.Option(
+        ["--version"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_print_version,
+        help="Show the version, build and runtime information and exit.",
+    )
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cardguard")
 def main() -> None:
     """Find label explosions, goroutine leaks and growing heap owners in Go services."""
+
+
+main.params.append(_version_option())

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from cardguard.rules import SEVERITIES
 from cardguard.scheduler import ENDPOINTS, OTHER, OUTPUT_KINDS, TargetSnapshot
+from cardguard.version import BuildInfo
 
 Snapshots = Callable[[], Sequence[TargetSnapshot]]
 
@@ -446,6 +447,29 @@ class ReloadCollector(Collector):
             value=self._status.success_timestamp,
         )
         yield from (ok, ts)
+
+
+class BuildInfoCollector(Collector):
+    """Which build of cardguard runs, as Prometheus' own ``prometheus_build_info``.
+
+    Example::
+
+        cardguard_build_info{branch="main",platform="linux/x86_64",protobuf_version="5.29.3",python_implementation="CPython",python_version="3.11.2",revision="d81f5cc0...",version="0.1.0"} 1.0
+    """
+
+    def __init__(self, info: BuildInfo) -> None:
+        self._labels = info.labels()
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily(
+            "cardguard_build_info",
+            "A metric with a constant '1' value labeled by version, revision, branch, "
+            "python_version, python_implementation, protobuf_version and platform from "
+            "which cardguard was built and on which it runs.",
+            labels=list(self._labels),
+        )
+        g.add_metric(list(self._labels.values()), 1.0)
+        yield g
 
 
 def target_collectors(snapshots: Snapshots, offender_cap: Callable[[], int]) -> list[Collector]:

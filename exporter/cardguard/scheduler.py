@@ -242,6 +242,9 @@ class TargetWorker:
         self._started_at = clock()
         # The endpoint each thread is collecting right now, so _guard can blame the right one.
         self._current = threading.local()
+        # Set once each loop finished its first round (fetch attempted, success or not):
+        # what /-/ready waits for. A loop this target does not run counts as done.
+        self._first_round = {"metrics": threading.Event(), "profiles": threading.Event()}
         if target.tls.insecure_skip_verify:
             log.warning(
                 "TLS certificate verification is off for this target",
@@ -257,6 +260,9 @@ class TargetWorker:
         p = self.target.profiles
         if p.enabled and (p.heap or p.goroutine or p.goroutineleak != "false"):
             loops.append(("profiles", lambda: self.target.profiles.interval, self.collect_profiles))
+        for name, event in self._first_round.items():
+            if name not in (n for n, _, _ in loops):
+                event.set()
         for name, interval, work in loops:
             t = threading.Thread(
                 target=self._loop,
@@ -273,6 +279,10 @@ class TargetWorker:
         for t in self._threads:
             t.join(timeout=limit)
 
+    def first_round_done(self) -> bool:
+        """True once the metrics loop and the profiles loop (if any) each ran once."""
+        return all(e.is_set() for e in self._first_round.values())
+
     def _loop(self, name: str, interval: Callable[[], float], work: Callable[[], None]) -> None:
         next_run = time.monotonic()
         while not self._stop.is_set():
@@ -285,6 +295,7 @@ class TargetWorker:
                     "internal error while collecting",
                     extra={"target": self.target.name, "endpoint": name, "reason": INTERNAL},
                 )
+            self._first_round[name].set()
             step = interval()
             next_run += step
             now = time.monotonic()
@@ -739,6 +750,7 @@ class Scheduler:
         self._workers: dict[str, TargetWorker] = {}
         self._lock = threading.Lock()
         self._started = False
+        self._ready = False
 
     @property
     def config(self) -> Config:
@@ -805,6 +817,28 @@ class Scheduler:
         deadline = time.monotonic() + wait
         for w in workers:
             w.stop(wait=max(0.0, deadline - time.monotonic()))
+
+    def ready(self) -> bool:
+        """True once every target of the started config finished its first round.
+
+        Latched, as Prometheus' readiness: a reload that adds targets later does not
+        take a running cardguard out of its Service while they start.
+        """
+        if not self._ready:
+            with self._lock:
+                self._ready = self._started and all(
+                    w.first_round_done() for w in self._workers.values()
+                )
+        return self._ready
+
+    def waiting_for(self) -> list[str]:
+        """The targets whose first round is not done yet, in config order."""
+        workers = dict(self._workers)
+        return [
+            t.name
+            for t in self._config.targets
+            if t.name not in workers or not workers[t.name].first_round_done()
+        ]
 
     def snapshots(self) -> list[TargetSnapshot]:
         """The current snapshot of every target, in config order."""

@@ -43,10 +43,16 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from cardguard import __version__, render
-from cardguard.collectors import ReloadCollector, ReloadStatus, target_collectors
+from cardguard.collectors import (
+    BuildInfoCollector,
+    ReloadCollector,
+    ReloadStatus,
+    target_collectors,
+)
 from cardguard.config import Config, format_duration, load_config
 from cardguard.errors import ConfigError
 from cardguard.scheduler import ENDPOINTS, Scheduler, TargetSnapshot
+from cardguard.version import build_info
 
 log = logging.getLogger("cardguard.server")
 
@@ -72,11 +78,26 @@ Route = Callable[["App", Request], Response]
 
 
 class App:
-    """What the handlers need: config file, scheduler, registry, reload status."""
+    """What the handlers need: config file, scheduler, registry, reload status.
 
-    def __init__(self, config_path: str | Path, config: Config, scheduler: Scheduler) -> None:
+    ``telemetry_path`` is where cardguard's own series are served (``--web.telemetry-path``);
+    ``enable_lifecycle`` lets ``POST /-/reload`` reload (``--web.enable-lifecycle``, off by
+    default as in Prometheus and its exporters: 403 otherwise; SIGHUP always reloads).
+    """
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        config: Config,
+        scheduler: Scheduler,
+        *,
+        telemetry_path: str = "/metrics",
+        enable_lifecycle: bool = False,
+    ) -> None:
         self.config_path = str(config_path)
         self.scheduler = scheduler
+        self.telemetry_path = telemetry_path
+        self.enable_lifecycle = enable_lifecycle
         self.reload_status = ReloadStatus(successful=True, success_timestamp=time.time())
         self.registry = CollectorRegistry(auto_describe=False)
         for c in target_collectors(
@@ -84,9 +105,12 @@ class App:
         ):
             self.registry.register(c)
         self.registry.register(ReloadCollector(self.reload_status))
+        self.registry.register(BuildInfoCollector(build_info()))
         for c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(c)
         self.routes: dict[tuple[str, str], Route] = dict(ROUTES)
+        if telemetry_path != "/metrics":
+            self.routes[("GET", telemetry_path)] = self.routes.pop(("GET", "/metrics"))
         self._reload_lock = threading.Lock()
         self.started = time.time()
         _ = config
@@ -179,10 +203,18 @@ def _healthy(app: App, req: Request) -> Response:
 
 
 def _ready(app: App, req: Request) -> Response:
-    return Response(200, b"cardguard is ready.\n")
+    # Ready once the config is loaded (it is before the server starts) and every target
+    # had its first round, so a new replica does not answer with empty series.
+    if app.scheduler.ready():
+        return Response(200, b"cardguard is ready.\n")
+    waiting = ", ".join(app.scheduler.waiting_for()) or "the scheduler to start"
+    return Response(503, f"cardguard is not ready: first round of {waiting}\n"[:2000].encode())
 
 
 def _reload(app: App, req: Request) -> Response:
+    if not app.enable_lifecycle:
+        # As Prometheus: reloading over HTTP is opt-in (--web.enable-lifecycle).
+        return Response(403, b"Lifecycle API is not enabled.\n")
     # 400 when the file on disk is wrong: cardguard is fine and keeps the old config.
     status, message = app.reload()
     return Response(status, (message + "\n").encode())
@@ -203,6 +235,14 @@ def _health_cell(snap: TargetSnapshot) -> str:
         title = html.escape(h.last_error or "", quote=True)
         parts.append(f'<span class="{cls}" title="{title}">{endpoint}: {state}</span>')
     return "<br>".join(parts) or "not scraped yet"
+
+
+def _reload_hint(app: App) -> str:
+    if app.enable_lifecycle:
+        return "POST <code>/-/reload</code> or SIGHUP to reload"
+    return (
+        "SIGHUP to reload (POST <code>/-/reload</code> needs <code>--web.enable-lifecycle</code>)"
+    )
 
 
 def _landing(app: App, req: Request) -> Response:
@@ -243,13 +283,14 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <h1>cardguard {html.escape(__version__)}</h1>
 <p>Prometheus exporter and cardinality guard for Go services.</p>
 <ul>
-<li><a href="metrics">/metrics</a>: cardguard's series</li>
+<li><a href="{html.escape(app.telemetry_path.lstrip("/"), quote=True)}">\
+{html.escape(app.telemetry_path)}</a>: cardguard's series</li>
 <li><a href="report">/report</a>: offenders with evidence and fixes</li>
 <li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
 </ul>
 <h2>Configuration</h2>
 <p><code>{html.escape(app.config_path)}</code>: {status}
-(POST <code>/-/reload</code> or SIGHUP to reload)</p>
+({_reload_hint(app)})</p>
 <h2>Targets</h2>
 <table><thead><tr><th>target</th><th>url</th><th>interval</th><th>health</th>
 <th>series</th><th>offenders</th></tr></thead>

@@ -1,7 +1,8 @@
 """``cardguard serve``: run the exporter (scheduler + HTTP server) until SIGTERM or SIGINT.
 
-SIGHUP and ``POST /-/reload`` reload the config file; an invalid file is
-reported and the running config is kept. Logs are structured (logfmt or
+SIGHUP reloads the config file, and ``POST /-/reload`` does with
+``--web.enable-lifecycle``; an invalid file is reported and the running config
+is kept. Logs are structured (logfmt or
 JSON) with ``target``, ``endpoint`` and ``reason`` fields where they apply.
 """
 
@@ -99,6 +100,18 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
+# Paths cardguard serves itself; the telemetry path may not take one of them.
+_RESERVED_PATHS = ("/", "/report", "/probe", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def _telemetry_path(path: str) -> str:
+    if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+        raise click.BadParameter(f"expected a URL path starting with /, got {path!r}")
+    if path in _RESERVED_PATHS or path.startswith("/report/"):
+        raise click.BadParameter(f"{path} is one of cardguard's own pages")
+    return path
+
+
 def parse_listen_address(text: str) -> tuple[str, int]:
     """Split ``host:port`` (``:9187`` means all interfaces, ``[::1]:9187`` for IPv6)."""
     host, sep, port = text.rpartition(":")
@@ -143,8 +156,28 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     default=None,
     help="exporter-toolkit web config file: TLS and basic auth for cardguard's own server.",
 )
+@click.option(
+    "--web.telemetry-path",
+    "telemetry_path",
+    default="/metrics",
+    show_default=True,
+    callback=lambda ctx, param, value: _telemetry_path(value),
+    help="Path under which to expose cardguard's own series.",
+)
+@click.option(
+    "--web.enable-lifecycle",
+    "enable_lifecycle",
+    is_flag=True,
+    help="Allow reloading the configuration with POST /-/reload (SIGHUP always reloads).",
+)
 def serve(
-    config_file: str, listen: str, log_level: str, log_format: str, web_config_file: str | None
+    config_file: str,
+    listen: str,
+    log_level: str,
+    log_format: str,
+    web_config_file: str | None,
+    telemetry_path: str,
+    enable_lifecycle: bool,
 ) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
     from cardguard import fleet, probe, webconfig
@@ -175,7 +208,13 @@ def serve(
             click.echo(problem, err=True)
         raise SystemExit(1) from None
     scheduler = Scheduler(cfg)
-    app = App(config_file, cfg, scheduler)
+    app = App(
+        config_file,
+        cfg,
+        scheduler,
+        telemetry_path=telemetry_path,
+        enable_lifecycle=enable_lifecycle,
+    )
     probe.install(app)
     fleet_pollers = fleet.install(app)
     # --- end of issue 6 seam ---
