@@ -55,6 +55,7 @@ from cardguard.pprof.profile import Frame, Profile
 from cardguard.rules import (
     DEFAULT_RULES,
     SEVERITY_RANK,
+    GoroutineLeakRule,
     LabelExplosionRule,
     Matcher,
     Rules,
@@ -113,6 +114,9 @@ MEMORY_METRICS = (
 MAX_PER_KIND = 20
 MAX_EXAMPLES = 5
 MAX_STACK = 12
+# Sampled allocations a single heap profile's children bytes must rest on to count
+# without a second profile: with k samples the estimate's spread is about 1/sqrt(k).
+MIN_SAMPLED_ALLOCATIONS = 16
 
 
 # --- input ------------------------------------------------------------------
@@ -531,49 +535,91 @@ def _monotonic(values: Sequence[float], tolerance: float = 0.02) -> bool:
 
 # --- heap joins -----------------------------------------------------------------
 
-_TYPE_HINTS = (
-    ("summary", ("Summary", "summary", "beorn7/perks/quantile")),
-    ("histogram", ("Histogram", "histogram")),
-    ("counter", ("Counter", "counter")),
-    ("gauge", ("Gauge", "gauge")),
+# Frames of a /metrics scrape in flight: Gather copies every child into protobuf
+# messages, the encoder and gzip writer buffer the page. Bytes under these are freed
+# when the response is written, whatever the vectors hold.
+_EXPOSITION_MARKERS = (
+    ".(*Registry).Gather",
+    ".Gatherers.Gather",
+    ".processMetric",
+    "/promhttp.",
+    "/expfmt.",
+    "compress/flate.",
+    "compress/gzip.",
+    "NewConstMetric",
+    "NewConstHistogram",
+    "NewConstSummary",
+)
+# Frames through which the client library makes a child of a vector (one label set).
+_CHILD_MARKERS = (
+    ".(*MetricVec).",
+    ".(*metricVec).",
+    ".(*metricMap).",
 )
 
 
-def _metric_type_of(frames: Sequence[Frame]) -> str:
-    for f in frames:
-        if not _is_library(f.function):
-            continue
-        name = f.function.rsplit("/", 1)[-1]
-        for kind, hints in _TYPE_HINTS:
-            if any(h in name for h in hints):
-                return kind
-    return "other"
+def _is_exposition(function: str) -> bool:
+    return any(m in function for m in _EXPOSITION_MARKERS) or (
+        _is_library(function) and function.endswith((".Collect", ".Write"))
+    )
+
+
+def _is_child_creation(function: str) -> bool:
+    return _is_library(function) and any(m in function for m in _CHILD_MARKERS)
+
+
+def _is_own_code(function: str) -> bool:
+    """Return whether a frame is the service's own code: not the runtime, Go's standard
+    library or the Prometheus client library."""
+    return not (_is_runtime(function) or _is_std(function) or _is_library(function))
 
 
 @dataclass
 class _LibraryUse:
-    """Heap bytes the client library holds, split by metric type and call site."""
+    """Heap bytes the client library holds for the children of vectors, by call site.
+
+    Only stacks through a vector's child creation count; a scrape in flight
+    (Gather, processMetric, the encoder, gzip) is counted apart as
+    ``transient`` and never joined to a family. ``samples`` estimates how many
+    sampled allocations the bytes rest on (the profile's values are already
+    scaled up from them), for a confidence.
+    """
 
     total: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
-    owners_by_type: dict[str, dict[str, int]] = field(default_factory=dict)
-    sites: dict[tuple[str, str], int] = field(default_factory=dict)
-    site_frames: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = field(
-        default_factory=dict
-    )
-    site_weight: dict[tuple[str, str], int] = field(default_factory=dict)
+    transient: int = 0
+    samples: float = 0.0
+    owners: dict[str, int] = field(default_factory=dict)
+    sites: dict[str, int] = field(default_factory=dict)
+    site_frames: dict[str, tuple[str, str, tuple[str, ...]]] = field(default_factory=dict)
+    site_weight: dict[str, int] = field(default_factory=dict)
 
 
 def _library_use(profile: Profile) -> _LibraryUse:
     return _memo(profile, "library", _compute_library_use)
 
 
+def _sampled_allocations(objects: int, space: int, period: int) -> float:
+    """How many sampled allocations a scaled (objects, bytes) pair rests on.
+
+    Go scales each sampled allocation of size s by 1/(1-exp(-s/rate)); this
+    undoes it. A rate of 1 (or none) records every allocation.
+    """
+    if objects <= 0:
+        return 0.0
+    if period <= 1:
+        return float(objects)
+    size = space / objects
+    return objects * -math.expm1(-size / period)
+
+
 def _compute_library_use(profile: Profile) -> _LibraryUse:
-    """Sum in-use bytes held under the client library and find who calls into it."""
+    """Sum in-use bytes held for vector children and find who asks for them."""
     use = _LibraryUse()
     index = _inuse_index(profile)
     if index is None:
         return use
+    names = [st.type for st in profile.sample_types]
+    objects_index = names.index("inuse_objects") if "inuse_objects" in names else None
     for smp in profile.samples:
         v = smp.values[index]
         if not v:
@@ -581,46 +627,45 @@ def _compute_library_use(profile: Profile) -> _LibraryUse:
         frames = _frames(profile, smp.stack)
         if not any(_is_library(f.function) for f in frames):
             continue
-        kind = _metric_type_of(frames)
+        if any(_is_exposition(f.function) for f in frames):
+            use.transient += v
+            continue
+        if not any(_is_child_creation(f.function) for f in frames):
+            continue
         use.total += v
-        use.by_type[kind] = use.by_type.get(kind, 0) + v
+        if objects_index is not None:
+            use.samples += _sampled_allocations(smp.values[objects_index], v, profile.period)
         leaf = frames[0].function
-        per = use.owners_by_type.setdefault(kind, {})
-        per[leaf] = per.get(leaf, 0) + v
-        # The instrumentation call site: the first frame outside the library
-        # (and the runtime) above the outermost library frame.
+        use.owners[leaf] = use.owners.get(leaf, 0) + v
+        # The instrumentation call site: the first frame of the service's own code
+        # above the outermost library frame (never net/http or another library).
         last_lib = max(i for i, f in enumerate(frames) if _is_library(f.function))
-        caller = next((f for f in frames[last_lib + 1 :] if not _is_runtime(f.function)), None)
+        caller = next((f for f in frames[last_lib + 1 :] if _is_own_code(f.function)), None)
         if caller is None:
             continue
-        key = (kind, _site(caller))
+        key = _site(caller)
         use.sites[key] = use.sites.get(key, 0) + v
         # Keep the heaviest stack through each call site as its example.
         if key not in use.site_frames or use.site_weight[key] < v:
-            stack = tuple(_site(f) for f in frames[: last_lib + 3])[-MAX_STACK:]
+            upto = next(i for i, f in enumerate(frames) if f is caller)
+            stack = tuple(_site(f) for f in frames[: upto + 1])[-MAX_STACK:]
             use.site_frames[key] = (caller.function, frames[last_lib].function, stack)
             use.site_weight[key] = v
     return use
 
 
-def _best_site(use: _LibraryUse, kind: str) -> tuple[str, str, str, tuple[str, ...]] | None:
-    """Return (site, caller function, library entry, stack) holding the most bytes for a type."""
-    best = max(
-        ((k, v) for k, v in use.sites.items() if k[0] == kind), key=lambda kv: kv[1], default=None
-    )
+def _best_site(use: _LibraryUse) -> tuple[str, str, str, tuple[str, ...]] | None:
+    """Return (site, caller function, library entry, stack) of the call site holding most."""
+    best = max(use.sites.items(), key=lambda kv: kv[1], default=None)
     if best is None:
         return None
-    key = best[0]
-    caller, entry, stack = use.site_frames[key]
-    return key[1], caller, entry, stack
+    caller, entry, stack = use.site_frames[best[0]]
+    return best[0], caller, entry, stack
 
 
-def _other_sites(use: _LibraryUse, kind: str, best: str, limit: int = 4) -> list[str]:
-    """Other call sites into the client library for one metric type, heaviest first."""
-    sites = sorted(
-        ((k[1], v) for k, v in use.sites.items() if k[0] == kind and k[1] != best),
-        key=lambda kv: -kv[1],
-    )
+def _other_sites(use: _LibraryUse, best: str, limit: int = 4) -> list[str]:
+    """Other call sites that make vector children, heaviest first."""
+    sites = sorted(((k, v) for k, v in use.sites.items() if k != best), key=lambda kv: -kv[1])
     return [f"{name}: {_human_bytes(v)}" for name, v in sites[:limit]]
 
 
@@ -847,16 +892,10 @@ def _label_offender(
     }.get(st.pattern, "distinct value")
     holder = ""
     site = None
-    if use is not None:
-        site = _best_site(
-            use,
-            st.metric_type
-            if st.metric_type in ("summary", "histogram", "counter", "gauge")
-            else "other",
-        )
-        owners = use.owners_by_type.get(st.metric_type, {})
-        if owners:
-            top = max(owners.items(), key=lambda kv: kv[1])[0]
+    if use is not None and use.total:
+        site = _best_site(use)
+        if use.owners:
+            top = max(use.owners.items(), key=lambda kv: kv[1])[0]
             holder = f"; {_short(top)} holds them"
     summary = (
         f"the {st.label} label on {st.family} creates a new series per {shape}{holder}; "
@@ -886,14 +925,14 @@ def _label_offender(
         where, _caller, entry, stack = site
         evidence["call_site"] = where
         evidence["stack"] = list(stack)
-        others = _other_sites(use, st.metric_type, where)
+        others = _other_sites(use, where)
         if others:
-            # The heap cannot tell which vector a child belongs to, only its type.
+            # The heap cannot tell which vector a child belongs to.
             evidence["other_call_sites"] = others
         fix += (
             f"Fix the instrumentation at {where}"
             + (
-                " (the heaviest of the call sites the heap shows for this metric type)"
+                " (the heaviest of the call sites the heap shows making vector children)"
                 if others
                 else ""
             )
@@ -933,94 +972,142 @@ def _label_offender(
 # --- children heap cost ----------------------------------------------------------
 
 
+def _growing_or_unbounded(view: TargetView, rules: TargetRules) -> dict[str, str]:
+    """Families whose children grew over the watch or that carry an unbounded-looking
+    label, each with the reason in words."""
+    first, last = view.metrics[0], view.metrics[-1]
+    before = {f.name: f.children for f in first.families}
+    out: dict[str, str] = {}
+    for f in last.families:
+        grown = f.children - before.get(f.name, f.children)
+        if len(view.metrics) >= 2 and grown > 0 and grown >= 0.05 * f.children:
+            out[f.name] = f"its children grew from {before[f.name]} to {f.children}"
+    total = last.total_series
+    for w in _label_windows(view):
+        st = w.stat
+        if st.family in out or st.label in STRUCTURAL_LABELS or rules.allowed(st.family, st.label):
+            continue
+        if _label_reasons(w, rules.label_rule(st.family, st.label), total):
+            out[st.family] = f"its {st.label} label looks unbounded ({st.distinct_values} values)"
+    return out
+
+
 def _children_heap_cost(view: TargetView, rules: TargetRules, use: _LibraryUse) -> list[Offender]:
+    """Name the heap held for the children of vectors that grow or look unbounded.
+
+    The metric type is the page's; the bytes are the retained children's only
+    (never a scrape in flight) and must show in two heap profiles, or rest on
+    enough sampled allocations to be more than one sample's noise.
+    """
     if not view.heaps or not view.metrics or use.total == 0:
         return []
     rule = rules.children_heap_cost
     profile = view.heaps[-1].profile
     index = _inuse_index(profile)
     heap_total = sum(s.values[index] for s in profile.samples) if index is not None else 0
-    families = [
-        f
-        for f in view.metrics[-1].families
-        if f.children >= rule.min_children and not rules.allowed(f.name)
+    held = use.total
+    if held < rule.min_bytes or (heap_total and held / heap_total < rule.min_heap_share):
+        return []
+    # Sampling noise: one or two 512 KiB samples can make a megabyte appear.
+    seen_in = sum(1 for h in view.heaps if _library_use(h.profile).total >= rule.min_bytes)
+    if seen_in < 2 and use.samples < MIN_SAMPLED_ALLOCATIONS:
+        return []
+    why = _growing_or_unbounded(view, rules)
+    fams = sorted(
+        (
+            f
+            for f in view.metrics[-1].families
+            if f.name in why and f.children >= rule.min_children and not rules.allowed(f.name)
+        ),
+        key=lambda f: (-f.children, f.name),
+    )
+    if not fams:
+        return []
+    top = fams[0]
+    first = next((f for f in view.metrics[0].families if f.name == top.name), None)
+    trend = _library_trend(view)
+    grown_children = top.children - first.children if first is not None else 0
+    grown_bytes = trend[-1][1] - trend[0][1] if trend else 0.0
+    if grown_children > 0 and grown_bytes > 0:
+        per_child = grown_bytes / grown_children
+        per_how = "heap growth over children growth during the watch"
+    else:
+        children = sum(f.children for f in view.metrics[-1].families if f.children > 1)
+        per_child = held / max(1, children)
+        per_how = "children bytes over every vector's children"
+    owners = sorted(use.owners.items(), key=lambda kv: -kv[1])[:5]
+    site = _best_site(use)
+    kind = top.metric_type
+    evidence: dict[str, Any] = {
+        "family": top.name,
+        "metric_type": kind,
+        "children": top.children,
+        "why": why[top.name],
+        "families": [{"family": f.name, "children": f.children} for f in fams[:5]],
+        "library_bytes": held,
+        "transient_exposition_bytes": use.transient,
+        "heap_inuse_bytes": heap_total,
+        "heap_share": round(held / heap_total, 4) if heap_total else None,
+        "bytes_per_child": round(per_child),
+        "bytes_per_child_from": per_how,
+        "profiles_with_bytes": seen_in,
+        "sampled_allocations": round(use.samples, 1),
+        "owners": [{"function": n, "inuse_bytes": b} for n, b in owners],
+        "function": owners[0][0] if owners else "",
+    }
+    if site is not None:
+        evidence["call_site"] = site[0]
+        evidence["stack"] = list(site[3])
+    if len(trend) >= 2:
+        evidence["trend"] = _trend("heap held by vector children", "bytes", trend)
+    share = f" ({held / heap_total:.0%} of the heap)" if heap_total else ""
+    summary = (
+        f"{top.children} {kind} children of {top.name} hold heap ({why[top.name]}); "
+        f"vector children hold {_human_bytes(held)}{share}, about "
+        f"{_human_bytes(per_child)} each"
+    )
+    if site is not None:
+        where = f" at {site[0]}"
+    else:
+        where = (
+            " (the heap profile shows no caller in the service's own code: look for where "
+            f"{top.name} is given its label values)"
+        )
+    fix = (
+        f"Cut the children of {top.name}: remove or bound the label that multiplies them "
+        f"in the instrumentation{where}. Each child of a {kind} keeps its own "
+        + (
+            "quantile streams"
+            if kind == "summary"
+            else "buckets"
+            if kind == "histogram"
+            else "value"
+        )
+        + " in the process until it is deleted"
+        + (
+            "; a histogram (or fewer objectives) costs far less per child than a summary."
+            if kind == "summary"
+            else "."
+        )
+    )
+    return [
+        _offender(
+            "children_heap_cost",
+            view.target,
+            f"{kind}\x00{top.name}",
+            rule.severity,
+            summary,
+            evidence,
+            fix,
+            score=float(held),
+        )
     ]
-    out: list[Offender] = []
-    for kind in ("summary", "histogram", "counter", "gauge"):
-        held = use.by_type.get(kind, 0)
-        fams = sorted(
-            (f for f in families if f.metric_type == kind), key=lambda f: (-f.children, f.name)
-        )
-        if not fams or held < rule.min_bytes:
-            continue
-        if heap_total and held / heap_total < rule.min_heap_share:
-            continue
-        children = sum(f.children for f in fams)
-        per_child = held / children
-        owners = sorted(use.owners_by_type.get(kind, {}).items(), key=lambda kv: -kv[1])[:5]
-        site = _best_site(use, kind)
-        top = fams[0]
-        evidence: dict[str, Any] = {
-            "family": top.name,
-            "metric_type": kind,
-            "children": top.children,
-            "families": [{"family": f.name, "children": f.children} for f in fams[:5]],
-            "library_bytes": held,
-            "heap_inuse_bytes": heap_total,
-            "heap_share": round(held / heap_total, 4) if heap_total else None,
-            "bytes_per_child": round(per_child),
-            "owners": [{"function": n, "inuse_bytes": b} for n, b in owners],
-            "function": owners[0][0] if owners else "",
-        }
-        if site is not None:
-            evidence["call_site"] = site[0]
-            evidence["stack"] = list(site[3])
-        bytes_trend = _library_trend(view, kind)
-        if bytes_trend:
-            evidence["trend"] = _trend(f"heap held by {kind} children", "bytes", bytes_trend)
-        share = f" ({held / heap_total:.0%} of the heap)" if heap_total else ""
-        owner = _short(owners[0][0]) if owners else "the client library"
-        summary = (
-            f"{top.children} {kind} children of {top.name} cost about "
-            f"{_human_bytes(per_child)} each; {owner} holds {_human_bytes(held)}{share}"
-        )
-        where = f" at {site[0]}" if site is not None else ""
-        fix = (
-            f"Cut the children of {top.name}: remove or bound the label that multiplies them "
-            f"in the instrumentation{where}. Each child of a {kind} keeps its own "
-            + (
-                "quantile streams"
-                if kind == "summary"
-                else "buckets"
-                if kind == "histogram"
-                else "value"
-            )
-            + " in the process until it is deleted"
-            + (
-                "; a histogram (or fewer objectives) costs far less per child than a summary."
-                if kind == "summary"
-                else "."
-            )
-        )
-        out.append(
-            _offender(
-                "children_heap_cost",
-                view.target,
-                f"{kind}\x00{top.name}",
-                rule.severity,
-                summary,
-                evidence,
-                fix,
-                score=float(held),
-            )
-        )
-    return out
 
 
-def _library_trend(view: TargetView, kind: str) -> list[tuple[float, float]]:
+def _library_trend(view: TargetView) -> list[tuple[float, float]]:
     if len(view.heaps) < 2:
         return []
-    return [(h.at, float(_library_use(h.profile).by_type.get(kind, 0))) for h in view.heaps]
+    return [(h.at, float(_library_use(h.profile).total)) for h in view.heaps]
 
 
 # --- goroutine leaks -----------------------------------------------------------------
@@ -1077,6 +1164,77 @@ def _blocking_operation(
     return (f"{op} on a {clock}" if clock else op), made_at
 
 
+# Frames of goroutines that serve a connected client: parked in a network read,
+# a server's per-connection loop, or an RPC stream. They come and go with clients.
+_LIVE_FRAMES = (
+    "internal/poll.runtime_pollWait",
+    "internal/poll.(*pollDesc).wait",
+    "internal/poll.(*FD).Read",
+    "net.(*conn).Read",
+    "net.(*netFD).Read",
+    "crypto/tls.(*Conn).Read",
+    "net/http.(*conn).serve",
+    "net/http.(*connReader).",
+    "net/http.(*persistConn).",
+    "golang.org/x/net/http2.(*serverConn).",
+    "golang.org/x/net/http2.(*Framer).ReadFrame",
+    "net/http.(*http2serverConn).",
+    "google.golang.org/grpc/internal/transport.",
+    "google.golang.org/grpc.(*Server).handleStream",
+    "google.golang.org/grpc.(*Server).serveStreams",
+    "google.golang.org/grpc.(*Server).processStreamingRPC",
+    "google.golang.org/grpc.(*serverStream).",
+    "google.golang.org/grpc.(*clientStream).",
+    "github.com/gorilla/websocket.(*Conn).",
+    "nhooyr.io/websocket.",
+)
+_LIVE_STATES = ("IO wait",)
+
+
+def _live_frames(frames: Iterable[str]) -> str | None:
+    """Name the connection work a stack shows (a network read, a server's connection loop)."""
+    for f in frames:
+        for marker in _LIVE_FRAMES:
+            if f.startswith(marker) or marker in f:
+                if marker.startswith(("internal/poll.", "net.(", "crypto/tls.")):
+                    return "parked in a network read"
+                if "grpc" in marker or "websocket" in marker:
+                    return "serving an RPC stream"
+                return "serving a client connection"
+    return None
+
+
+def _same_curve(a: Sequence[float], b: Sequence[float], tolerance: float = 0.2) -> bool:
+    """Return whether two groups grew in step: the same share of their growth at each point."""
+    if len(a) < 3 or len(a) != len(b):
+        return False
+    da, db = a[-1] - a[0], b[-1] - b[0]
+    if da <= 0 or db <= 0:
+        return False
+    return all(
+        abs((x - a[0]) / da - (y - b[0]) / db) <= tolerance for x, y in zip(a, b, strict=True)
+    )
+
+
+@dataclass
+class _GroupFinding:
+    """One goroutine group's numbers and judgement, before groups of one cause are joined."""
+
+    group: GoroutineGroup
+    counts: list[float]
+    delta: float
+    rate: float
+    leaked: int
+    reasons: list[str]
+    severity: Severity | None
+    live: str | None
+    proof: str | None = None
+    op: str = ""
+    made_at: str | None = None
+    creator: str | None = None
+    raw: list[Frame] = field(default_factory=list)
+
+
 def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
     if not view.goroutines and not view.leaks:
         return []
@@ -1092,13 +1250,13 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
     for gid, g in leaked.items():
         candidates.setdefault(gid, g)
     span = (latest.at - first.at) if latest is not None and first is not None else 0.0
-    out: list[Offender] = []
+    every: dict[str, _GroupFinding] = {}
     for gid, g in candidates.items():
         counts = [
             float(next((x.count for x in p.groups if x.id == gid), 0)) for p in view.goroutines
         ]
         delta = counts[-1] - counts[0] if counts else 0.0
-        rate = delta / _hours(span) if span > 0 else 0.0
+        rate = delta / span if span > 0 else 0.0
         reasons: list[str] = []
         severity: Severity | None = None
         n_leaked = leaked[gid].count if gid in leaked else (g.leaked or 0)
@@ -1108,12 +1266,12 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
         if (
             len(counts) >= 2
             and delta >= rule.min_growth
-            and rate >= rule.growth_per_hour
+            and rate * 3600 >= rule.growth_per_hour
             and _monotonic(counts, 0.0)
         ):
             reasons.append(
                 f"grew from {counts[0]:.0f} to {counts[-1]:.0f} in {span:.0f}s "
-                f"({rate:.0f}/hour, steadily across {len(counts)} snapshots)"
+                f"({rate:.3g}/s, steadily across {len(counts)} snapshots)"
             )
             severity = _worse(severity, rule.severity)
         if (
@@ -1126,69 +1284,184 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
                 f"(limit {rule.max_wait_minutes:g})"
             )
             severity = _worse(severity, rule.blocked_severity)
-        if severity is None:
-            continue
         raw = sites.get(gid, [])
-        op, made_at = _blocking_operation(g, heap, [f.function for f in raw])
-        creator = g.created_by or _creator_guess(g)
-        summary = (
-            f"{g.count if g.count else n_leaked} goroutines in {g.function}"
-            + (f" (started by {creator})" if creator else "")
-            + f" are stuck on {op}"
-            + (" and keep piling up" if delta >= rule.min_growth else "")
-            + f"; {_short(g.function)} never returns"
+        seen = [f.function for f in raw] + list(g.frames)
+        live = _live_frames(seen) or (
+            "parked in a network read" if g.state in _LIVE_STATES else None
         )
-        evidence: dict[str, Any] = {
-            "function": g.function,
-            "group": gid,
-            "created_by": creator,
-            "goroutines": g.count,
-            "leaked": n_leaked if view.leaks is not None or g.leaked is not None else None,
-            "blocking": op,
-            "state": g.state,
-            "max_wait_minutes": g.max_wait_minutes,
-            "growth": delta,
-            "growth_per_hour": round(rate, 1),
-            "stack": [_site(f) for f in raw[:MAX_STACK]] if raw else list(g.frames[:MAX_STACK]),
-            "reasons": reasons,
-        }
-        if made_at:
-            evidence["made_at"] = made_at
-        if len(counts) >= 2:
-            evidence["trend"] = _trend(
-                f"goroutines in {_short(g.function)}",
-                "",
-                [(p.at, c) for p, c in zip(view.goroutines, counts, strict=True)],
-            )
-        if "ticker" in op:
-            fix = (
-                f"Give {g.function} a way out: select on the ticker channel together with a done "
-                "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
-                "channel, so a loop ranging over ticker.C waits forever once the ticker stops"
-                + "."
-                + (f" The ticker is made in {made_at}." if made_at else "")
-            )
-        else:
-            fix = (
-                f"Make sure {g.function} returns: close or cancel what it waits on ({op}) when "
-                f"its work ends"
-                + (f", and have {creator} wait for it or stop it" if creator else "")
-                + "."
-            )
-        out.append(
-            _offender(
-                "goroutine_leak",
-                view.target,
-                gid,
-                severity,
-                summary,
-                evidence,
-                fix,
-                score=float(max(n_leaked, g.count, delta)),
-            )
-        )
+        every[gid] = _GroupFinding(g, counts, delta, rate, n_leaked, reasons, severity, live)
+        every[gid].raw = raw
+    # Live work by creator chain: a goroutine started by one that serves a client
+    # (a stream's send loop started by its handler) lives as long as that client.
+    live_functions = {f.group.function for f in every.values() if f.live}
+    changed = True
+    while changed:
+        changed = False
+        for f in every.values():
+            creator = f.group.created_by
+            if f.live is None and creator is not None and creator in live_functions:
+                f.live = f"started by {_short(creator)}, which serves a client"
+                live_functions.add(f.group.function)
+                changed = True
+    flagged = [f for f in every.values() if f.severity is not None]
+    if not flagged:
+        return []
+    # Live work by growth curve: growing in step with connection goroutines.
+    live_curves = [f.counts for f in every.values() if f.live and f.delta > 0]
+    for f in flagged:
+        if f.live is None and any(_same_curve(f.counts, c) for c in live_curves):
+            f.live = "grew in step with goroutines that serve client connections"
+    for f in flagged:
+        g = f.group
+        f.op, f.made_at = _blocking_operation(g, heap, [fr.function for fr in f.raw])
+        f.creator = g.created_by or _creator_guess(g)
+        if f.leaked > 0:
+            f.proof = "the goroutineleak profile"
+        elif "ticker" in f.op and f.delta >= rule.min_growth and f.live is None:
+            f.proof = "each waits on a ticker channel, which Ticker.Stop never closes"
+        if f.live is not None and f.leaked <= 0 and f.severity is not None:
+            f.severity = "info"
+    causes = _join_causes(flagged)
+    out = [_goroutine_offender(view, rule, members) for members in causes]
     out.sort(key=lambda o: (-SEVERITY_RANK[o.severity], -o.score))
     return out[:MAX_PER_KIND]
+
+
+def _join_causes(flagged: list[_GroupFinding]) -> list[list[_GroupFinding]]:
+    """Join groups of one cause (one creator chain, or one growth curve), biggest first."""
+    order = sorted(flagged, key=lambda f: (-max(f.leaked, f.group.count), f.group.id))
+    causes: list[list[_GroupFinding]] = []
+    for f in order:
+        home = None
+        for members in causes:
+            for m in members:
+                chain = {m.group.function, m.creator, _enclosing(m.group.function)}
+                if (
+                    (f.creator is not None and f.creator in chain)
+                    or (m.creator is not None and m.creator == f.group.function)
+                    or _same_curve(f.counts, m.counts)
+                ):
+                    home = members
+                    break
+            if home is not None:
+                break
+        if home is None:
+            causes.append([f])
+        else:
+            home.append(f)
+    return causes
+
+
+def _goroutine_offender(
+    view: TargetView, rule: GoroutineLeakRule, members: list[_GroupFinding]
+) -> Offender:
+    main = max(members, key=lambda m: (SEVERITY_RANK.get(m.severity or "info", 0), m.leaked))
+    severity: Severity = "info"
+    for m in members:
+        if m.severity is not None:
+            severity = _worse(severity, m.severity)
+    g = main.group
+    gid = g.id
+    op, made_at, creator = main.op, main.made_at, main.creator
+    count = g.count if g.count else main.leaked
+    total = sum(m.group.count or m.leaked for m in members)
+    live = main.live if all(m.live for m in members) else None
+    reasons = [r for m in members for r in (m.reasons if m is main else ())]
+    started = f" (started by {creator})" if creator else ""
+    also = (
+        f", with {total - count} more goroutines of the same cause in "
+        f"{len(members) - 1} other group{'s' if len(members) > 2 else ''}"
+        if len(members) > 1
+        else ""
+    )
+    if live is not None:
+        summary = (
+            f"{count} goroutines in {g.function}{started} are live work, {live}{also}; "
+            "they follow connected clients and end when the clients leave"
+        )
+    elif main.proof is not None:
+        summary = (
+            f"{count} goroutines in {g.function}{started} are stuck on {op}"
+            + (" and keep piling up" if main.delta >= rule.min_growth else "")
+            + f"{also}; {_short(g.function)} never returns ({main.proof})"
+        )
+    elif main.delta >= rule.min_growth:
+        summary = (
+            f"{count} goroutines in {g.function}{started} wait on {op} and keep piling up"
+            f"{also}; nothing seen so far ends them"
+        )
+    else:
+        summary = f"{count} goroutines in {g.function}{started} wait on {op}{also}"
+    raw = main.raw
+    evidence: dict[str, Any] = {
+        "function": g.function,
+        "group": gid,
+        "created_by": creator,
+        "goroutines": g.count,
+        "leaked": main.leaked if view.leaks is not None or g.leaked is not None else None,
+        "blocking": op,
+        "state": g.state,
+        "max_wait_seconds": None if g.max_wait_minutes is None else 60 * g.max_wait_minutes,
+        "growth": main.delta,
+        "growth_per_second": round(main.rate, 6),
+        "live_work": live,
+        "proof": main.proof,
+        "stack": [_site(f) for f in raw[:MAX_STACK]] if raw else list(g.frames[:MAX_STACK]),
+        "reasons": reasons,
+    }
+    if len(members) > 1:
+        evidence["same_cause"] = [
+            {
+                "group": m.group.id,
+                "function": m.group.function,
+                "created_by": m.creator,
+                "goroutines": m.group.count,
+                "growth": m.delta,
+                "reasons": m.reasons,
+            }
+            for m in members
+            if m is not main
+        ]
+    if made_at:
+        evidence["made_at"] = made_at
+    if len(main.counts) >= 2:
+        evidence["trend"] = _trend(
+            f"goroutines in {_short(g.function)}",
+            "",
+            [(p.at, c) for p, c in zip(view.goroutines, main.counts, strict=True)],
+        )
+    if live is not None:
+        fix = (
+            f"Nothing to fix if the clients are expected: {g.function} ends when its client "
+            "disconnects. If the clients should not stay connected, bound them (connection "
+            "or stream limits, idle timeouts, keepalive) and make sure each stream's context "
+            "is cancelled when its client goes."
+        )
+    elif "ticker" in op:
+        fix = (
+            f"Give {g.function} a way out: select on the ticker channel together with a done "
+            "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
+            "channel, so a loop ranging over ticker.C waits forever once the ticker stops"
+            + "."
+            + (f" The ticker is made in {made_at}." if made_at else "")
+        )
+    else:
+        fix = (
+            f"Make sure {g.function} returns: close or cancel what it waits on ({op}) when "
+            f"its work ends"
+            + (f", and have {creator} wait for it or stop it" if creator else "")
+            + "."
+        )
+    return _offender(
+        "goroutine_leak",
+        view.target,
+        gid,
+        severity,
+        summary,
+        evidence,
+        fix,
+        score=float(max(main.leaked, total, main.delta)),
+    )
 
 
 def _creator_guess(g: GoroutineGroup) -> str | None:
