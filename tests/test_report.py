@@ -276,6 +276,25 @@ def test_interrupt_reports_what_was_seen(demo: Process) -> None:
     find(doc, "label_explosion", family=FAMILY, label="start_point")
 
 
+def test_target_without_metrics_gets_profile_checks(tmp_path: Path) -> None:
+    # A service serving net/http/pprof but no /metrics (issue 12: report exited 1).
+    with pushgateway(tmp_path) as proc:
+        doc = report_json(proc.base_url, *WATCH, "--metrics-path", "/no/metrics")
+    notes = " ".join(doc["notes"])
+    assert "metrics:" in notes and "404" in notes
+    assert "no /metrics page: label explosions, children cost and memory were not checked" in notes
+    assert doc["snapshots"] >= 2
+    assert [o for o in doc["offenders"] if o["severity"] in SERIOUS] == []
+
+
+def test_target_serving_nothing_still_fails(tmp_path: Path) -> None:
+    with pushgateway(tmp_path) as proc:
+        url = proc.base_url
+        proc = report(url, *WATCH, "--metrics-path", "/no/m", "--pprof-path", "/no/p", check=False)
+    assert proc.returncode == 1
+    assert "404" in proc.stderr
+
+
 def test_target_without_pprof_still_gets_label_checks(tmp_path: Path) -> None:
     with pushgateway(tmp_path) as proc:
         body = "# TYPE orders_total counter\n" + "".join(

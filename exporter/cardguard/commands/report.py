@@ -169,6 +169,10 @@ class Watch:
             notes.append("no heap profile: heap growth and children cost were not checked")
         if not view.goroutines:
             notes.append("no goroutine profile: goroutine leaks were not checked")
+        if not view.metrics:
+            notes.append(
+                "no /metrics page: label explosions, children cost and memory were not checked"
+            )
         if len(view.metrics) < 2 and len(view.heaps) < 2:
             notes.append("one snapshot only: nothing about growth can be said")
         return TargetReport(
@@ -194,6 +198,7 @@ class Live:
         self.fetcher = Fetcher(target)
         self.full_limit = full_limit
         self.missing: dict[str, str] = {}
+        self.metrics_error: FetchError | None = None
 
     def _get(self, endpoint: str, url: str, accept: str | None = None) -> tuple[bytes, str] | None:
         if endpoint in self.missing:
@@ -201,9 +206,11 @@ class Live:
         try:
             res = self.fetcher.get(url, accept=accept)
         except FetchError as exc:
+            # An endpoint the target does not serve (a pprof handler, or /metrics on a
+            # service that has only net/http/pprof) is a note, not a failure: the report
+            # is made from what there is and says what was missing.
             if endpoint == "metrics":
-                raise
-            # A pprof endpoint the target does not serve is a note, not a failure.
+                self.metrics_error = exc
             self.missing[endpoint] = f"{endpoint}: {exc.message}"
             return None
         return res.body, res.content_type
@@ -218,6 +225,10 @@ class Live:
         snap.heap = heap[0] if heap else None
         g = self._get("goroutine", t.pprof_url("goroutine"))
         snap.goroutine = g[0] if g else None
+        nothing = snap.metrics is None and snap.heap is None and snap.goroutine is None
+        if nothing and self.metrics_error is not None:
+            # Nothing at all: the target is down or not what the URL says.
+            raise self.metrics_error
         if final:
             total = _goroutine_total(snap.goroutine)
             if total is not None and total <= self.full_limit:
