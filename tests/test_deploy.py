@@ -31,7 +31,7 @@ DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 K8S = DEPLOY / "kubernetes"
 UNIT = DEPLOY / "systemd" / "cardguard.service"
-PORT = 9648  # cardguard's listen port in every deployment file
+PORT = 10180  # cardguard's listen port in every deployment file
 
 
 def compose() -> dict[str, Any]:

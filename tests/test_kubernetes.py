@@ -35,7 +35,7 @@ from support import REPO, TESTDATA
 K8S = REPO / "deploy" / "kubernetes"
 CRDS = TESTDATA / "prometheus-operator-crds"
 KUBERNETES_VERSIONS = ("1.29", "1.33")  # an older supported release and a current one
-PORT = 9648
+PORT = 10180
 
 
 @cache
@@ -121,7 +121,7 @@ def test_replacements_follow_a_changed_namespace(tmp_path: Path) -> None:
     k.write_text(k.read_text().replace("namespace: monitoring", "namespace: observability"))
     objects = render(tmp_path)
     probe = next(d for d in objects if d["kind"] == "Probe")
-    assert probe["spec"]["prober"]["url"] == "cardguard.observability.svc:9648"
+    assert probe["spec"]["prober"]["url"] == "cardguard.observability.svc:10180"
     # And the renderer refuses what it does not implement instead of ignoring it.
     k.write_text(k.read_text() + "namePrefix: team-\n")
     with pytest.raises(KustomizeError, match="namePrefix"):

@@ -483,9 +483,9 @@ def test_logfmt_lines_and_listen_address() -> None:
     line = LogfmtFormatter().format(rec)
     assert 'target="\\x00\\x1b[2J\\r\\nlevel=error\\u2028\\u202e\\x7f" endpoint=' in line
     assert line.isprintable()
-    assert parse_listen_address("127.0.0.1:9648") == ("127.0.0.1", 9648)
-    assert parse_listen_address(":9648") == ("0.0.0.0", 9648)
-    assert parse_listen_address("[::1]:9648") == ("::1", 9648)
+    assert parse_listen_address("127.0.0.1:10180") == ("127.0.0.1", 10180)
+    assert parse_listen_address(":10180") == ("0.0.0.0", 10180)
+    assert parse_listen_address("[::1]:10180") == ("::1", 10180)
 
 
 def test_reload_bug_is_a_500_and_keeps_serving(

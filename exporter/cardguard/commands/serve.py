@@ -113,7 +113,7 @@ def _telemetry_path(path: str) -> str:
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
-    """Split ``host:port`` (``:9187`` means all interfaces, ``[::1]:9187`` for IPv6)."""
+    """Split ``host:port`` (``:10180`` means all interfaces, ``[::1]:10180`` for IPv6)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise click.BadParameter(f"expected host:port, got {text!r}")
@@ -132,7 +132,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
 @click.option(
     "--web.listen-address",
     "listen",
-    default="127.0.0.1:9648",
+    default="127.0.0.1:10180",
     show_default=True,
     help="Address to serve /metrics, /report and the landing page on.",
 )
