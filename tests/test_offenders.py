@@ -110,9 +110,15 @@ def test_relabel_rewrite_bounds_the_values(demo: TargetView) -> None:
     assert rewritten == {"/api/*"}
 
 
+def heap_costs(view: TargetView) -> list[Offender]:
+    """The children_heap_cost offenders before they are folded into label explosions."""
+    use = off._library_use(view.heaps[-1].profile)
+    return off._children_heap_cost(view, DEFAULT_RULES.for_target(view.target), use)
+
+
 def test_children_heap_cost_joins_family_to_client_library_owner(demo: TargetView) -> None:
     found = detect(demo)
-    o = one(found, "children_heap_cost", family=FAMILY)
+    o = one(heap_costs(demo), "children_heap_cost", family=FAMILY)
     ev = o.evidence
     # the type is the page's (# TYPE ... summary), not guessed from a function name
     assert ev["metric_type"] == "summary"
@@ -133,6 +139,10 @@ def test_children_heap_cost_joins_family_to_client_library_owner(demo: TargetVie
     assert ev["call_site"].startswith("main.apiHandler.ServeHTTP (")
     assert ev["profiles_with_bytes"] >= 2
     assert "grew" in ev["why"] or "unbounded" in ev["why"]
+    # One cause, one offender: the cost is evidence of the label explosion it comes from.
+    assert not [x for x in found if x.kind == "children_heap_cost"]
+    assert label.evidence["heap_cost"]["library_bytes"] == ev["library_bytes"]
+    assert label.evidence["heap_cost"]["call_site"] == ev["call_site"]
 
 
 def test_children_heap_cost_needs_growing_or_unbounded_children(demo: TargetView) -> None:
@@ -141,7 +151,8 @@ def test_children_heap_cost_needs_growing_or_unbounded_children(demo: TargetView
     start = demo.metrics[0]
     bounded = dataclasses.replace(start, labels=())
     view = dataclasses.replace(demo, metrics=(bounded, bounded, bounded))
-    assert not [o for o in detect(view) if o.kind == "children_heap_cost"]
+    assert not heap_costs(view)
+    assert heap_costs(demo)
 
 
 def test_children_heap_cost_ignores_one_profile_of_sampling_noise(demo: TargetView) -> None:
@@ -152,10 +163,10 @@ def test_children_heap_cost_ignores_one_profile_of_sampling_noise(demo: TargetVi
     use = off._compute_library_use(noisy)
     assert use.samples < off.MIN_SAMPLED_ALLOCATIONS
     view = dataclasses.replace(demo, heaps=(dataclasses.replace(last, profile=noisy),))
-    assert not [o for o in detect(view) if o.kind == "children_heap_cost"]
+    assert not heap_costs(view)
     # The real profile (4 KiB rate) rests on thousands: named from one profile alone.
     alone = dataclasses.replace(demo, heaps=(last,))
-    assert [o for o in detect(alone) if o.kind == "children_heap_cost"]
+    assert heap_costs(alone)
 
 
 def test_goroutine_leak_names_function_creator_and_ticker(demo: TargetView) -> None:

@@ -1690,11 +1690,33 @@ def detect(view: TargetView, rules: Rules | TargetRules = DEFAULT_RULES) -> list
     found: list[Offender] = []
     found += _label_explosions(view, tr, use)
     if use is not None:
-        found += _children_heap_cost(view, tr, use)
+        found += _fold_into_explosions(found, _children_heap_cost(view, tr, use))
     found += _goroutine_leaks(view, tr)
     found += _heap_growth(view, tr)
     found += _misleading_memory(view, tr)
     return sort_offenders(found)
+
+
+def _fold_into_explosions(explosions: list[Offender], costs: list[Offender]) -> list[Offender]:
+    """One cause, one offender: the heap cost of a family that has a label explosion
+    becomes evidence of that explosion (``heap_cost``) instead of a second offender."""
+    by_family = {o.family: o for o in explosions if o.kind == "label_explosion"}
+    rest = []
+    for c in costs:
+        home = by_family.get(c.family)
+        if home is None:
+            rest.append(c)
+            continue
+        ev = c.evidence
+        home.evidence["heap_cost"] = {  # type: ignore[index]
+            "summary": c.summary,
+            "children": ev.get("children"),
+            "library_bytes": ev.get("library_bytes"),
+            "heap_share": ev.get("heap_share"),
+            "bytes_per_child": ev.get("bytes_per_child"),
+            "call_site": ev.get("call_site"),
+        }
+    return rest
 
 
 def sort_offenders(offenders: Iterable[Offender]) -> list[Offender]:
