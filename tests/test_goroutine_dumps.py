@@ -56,8 +56,10 @@ def labelled(toolchains: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     bodies: dict[str, bytes] = {}
     with running_listener([str(binary)], log, "labelled") as proc:
         # One connection for every fetch, so no other connection's goroutine
-        # comes or goes between them.
+        # comes or goes between them; a first request opens it, so the server's
+        # accept loop is parked again before the first profile is taken.
         with requests.Session() as http:
+            http.get(f"{proc.base_url}/debug/pprof/", timeout=30).raise_for_status()
             for kind in gr.KINDS:
                 for debug in (0, 1, 2):
                     url = f"{proc.base_url}/debug/pprof/{kind}?debug={debug}"
@@ -224,16 +226,31 @@ def test_cli_groups_by_label(labelled: dict, tmp_path: Path) -> None:
 
 # --- crash dumps ---------------------------------------------------------------------
 
+# Goroutines per function of crasher. A goroutine may be caught between
+# started.Done() and parking, so each kind is counted by the function anywhere
+# in its stack rather than by its top frame.
 KINDS = {
     "main.receiver": 600,
     "main.selecter": 600,
     "main.locker": 600,
-    "time.Sleep": 600,  # the sleepers' top non-runtime frame
+    "main.sleeper": 600,
     "main.wgWaiter": 600,
     "main.lockedToThread": 1,
     "main.deep": 1,
     "main.worker.run": 1,
 }
+
+
+def _largest_ids(groups: list[gr.GoroutineGroup]) -> dict[str, str]:
+    """The id of each function's largest group (groups come largest first)."""
+    ids: dict[str, str] = {}
+    for g in groups:
+        ids.setdefault(g.function, g.id)
+    return ids
+
+
+def _per_kind(groups: list[dict]) -> dict[str, int]:
+    return {k: sum(g["count"] for g in groups if k in g["frames"]) for k in KINDS}
 
 
 def _crash(binary: Path, mode: str, traceback: str, tmp: Path) -> Path:
@@ -288,15 +305,12 @@ def test_crash_dump_with_thousands_of_goroutines(
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert (out["format"], out["total"]) == ("debug2", headers)
-    counts = {g["function"]: g["count"] for g in out["groups"]}
-    for function, n in KINDS.items():
-        assert counts.get(function) == n, (function, counts)
+    assert _per_kind(out["groups"]) == KINDS
     first = "panic: crasher: 3000 goroutines started" if mode == "panic" else "SIGQUIT: quit"
     assert out["preamble"].splitlines()[0] == first
     snap = gr.parse(path.read_bytes(), str(path))
-    (locked,) = [r for r in snap.records if r.frames[-1:] == ("main.lockedToThread",)]
-    assert locked.locked is True and locked.state == "chan receive"
-    assert sum(1 for r in snap.records if r.locked) >= 1
+    (locked,) = [r for r in snap.records if "main.lockedToThread" in r.frames]
+    assert locked.locked is True
 
 
 @pytest.mark.parametrize("label", ["go1.19", "current"])
@@ -323,13 +337,10 @@ def test_gotraceback_system_dump_keeps_the_group_ids(
     assert "runtime.goexit(" in system and "runtime.gopark(" in system
     sys_snap = gr.parse(system.encode(), "system")
     assert sys_snap.total == len(HEADER.findall(system))
-    plain = {
-        g.function: g.id
-        for g in gr.group(gr.parse(crashes["current", "panic", "all"].read_bytes(), "all"))
-    }
-    ids = {g.function: g.id for g in gr.group(sys_snap)}
+    plain = _largest_ids(gr.group(gr.parse(crashes["current", "panic", "all"].read_bytes(), "all")))
+    ids = _largest_ids(gr.group(sys_snap))
     # main.deep is elided in its middle, differently at each level: its id may differ.
-    for function in set(KINDS) - {"main.deep"} | {"main.main"}:
+    for function in ("main.receiver", "main.selecter", "main.wgWaiter", "main.main"):
         assert ids[function] == plain[function], function
 
 

@@ -22,6 +22,7 @@ speedscope or Pyroscope.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
@@ -81,6 +82,15 @@ def _group_json(g: gr.GoroutineGroup) -> dict[str, Any]:
     }
 
 
+_CRASH = re.compile(r"^(panic: |fatal error: |SIG[A-Z]+: |unexpected fault|runtime: )")
+
+
+def _crash_line(preamble: str) -> str:
+    """The line saying why the program died: ``panic: ...``, ``SIGQUIT: quit``; else the first."""
+    lines = preamble.splitlines()
+    return next((ln for ln in lines if _CRASH.match(ln)), lines[0])
+
+
 def _text(
     snapshot: gr.GoroutineSnapshot,
     groups: list[gr.GoroutineGroup],
@@ -101,7 +111,7 @@ def _text(
         head += " (goroutineleak not served)"
     lines = [ansi.paint(head, "bold", colour)]
     if snapshot.preamble:
-        lines.append(f"crash: {snapshot.preamble.splitlines()[0][:200]}")
+        lines.append(f"crash: {_crash_line(snapshot.preamble)[:200]}")
     by = f"  {label}" if label is not None else ""
     lines.append(f"{'count':>7} {'leaked':>7} {'wait':>6}  {'id':<12}{by}  state / function")
     for g in groups:

@@ -16,6 +16,11 @@ A ``debug2`` input may be a whole crash report (``panic:``, ``fatal error:``,
 ``SIGQUIT: quit`` and registers around the goroutines) or a dump pasted from
 a test log with every line indented: the goroutine section is found in it and
 the rest ignored. Only the first section is read, as panicparse does.
+Inside a goroutine Go's order is required (a call line, then its file line;
+``created by``, then its file line) and call arguments must be what Go
+prints: text breaking it there is refused, with the goroutine and line named,
+for the reasons panicparse refuses it. After a complete frame any other text
+ends the dump (``exit status 2`` after a ``go run`` crash).
 
 ``/debug/pprof/goroutineleak`` serves the same formats; a snapshot taken from
 it has ``kind == "goroutineleak"``. In its proto and debug1 forms every
@@ -76,6 +81,18 @@ _OFFSET = re.compile(r"\+0x[0-9a-f]+$")
 _WRAPPER = re.compile(r"(\.(go|defer)wrap\d+|-fm)$")
 # Status markers Go appends to the wait reason; the wait reason stays the state.
 _MARKERS = (" (leaked)", " (scan)")
+# Where a dump's parser is inside one goroutine.
+_AFTER_HEADER, _AFTER_CALL, _AFTER_FILE, _AFTER_CREATED, _AFTER_CREATOR_FILE = range(5)
+_AFTER_UNAVAILABLE, _ANCESTORS = 5, 6
+_UNAVAILABLE = "goroutine running on other thread; stack unavailable"
+# Marks a line of an indented dump that lacks the indentation.
+_UNINDENTED = "\x00"
+# What Go prints as a call's arguments: hex words (a "?" when possibly stale),
+# "..." past the limit, "_" for an offset too large, "{...}" aggregates.
+_ARGUMENT = r"(?:0x[0-9a-f]{1,16}\??|\.\.\.|_)?"
+_ARGUMENTS = re.compile(f"{_ARGUMENT}(?:, {_ARGUMENT})*")
+_NOT_BRACES = re.compile(r"[^{}]+")
+_MAX_NESTING = 5  # Go prints aggregates nested at most this deep
 # Lines the runtime may print inside a dump that are not frames: unwinder
 # complaints, the stack hexdump that follows them, register values.
 _NOISE = re.compile(r"^(runtime: |stack: |fp=|0x[0-9a-f]+: |\[signal |\s*$)")
@@ -371,17 +388,44 @@ def _kept(names: Sequence[str]) -> list[int]:
     return [kept[-1]] if kept else []
 
 
-def _strip_args(call: str) -> str:
-    """Drop the argument list of a debug2 call line: ``pkg.(*T).m(0x1)`` -> ``pkg.(*T).m``.
+def _dump_name(name: str, cache: dict[str, str]) -> str:
+    """Normalise a function name as a dump prints it (``panic`` is ``runtime.gopanic``)."""
+    norm = cache.get(name)
+    if norm is None:
+        norm = cache[name] = normalise_function("runtime.gopanic" if name == "panic" else name)
+    return norm
 
-    Go prints arguments as hex words and ``{...}`` aggregates, never with
-    parentheses inside, so the last ``(`` opens the argument list.
-    """
-    if call.endswith(")"):
-        i = call.rfind("(")
-        if i > 0:
-            return call[:i]
-    return call
+
+def _bad_arguments(args: str) -> str | None:
+    """Say what is wrong with a call's argument list, or ``None`` if Go could print it."""
+    if args == "...":
+        return None
+    if "{" in args or "}" in args:
+        depth = deepest = 0
+        for c in _NOT_BRACES.sub("", args):
+            depth += 1 if c == "{" else -1
+            if depth < 0:
+                return "unmatched closing curly bracket"
+            deepest = max(deepest, depth)
+        if depth:
+            return "unmatched opening curly bracket"
+        if deepest > _MAX_NESTING:
+            return f"arguments nested deeper than Go prints ({_MAX_NESTING})"
+        args = args.replace("{", "").replace("}", "")
+    if _ARGUMENTS.fullmatch(args) is None:
+        return "arguments Go does not print (hex words, ..., _ and {})"
+    return None
+
+
+def _bad_file_line(line: str) -> str | None:
+    """Say what is wrong with a ``\tfile.go:12 +0x1d`` line, or ``None``."""
+    where = line.strip().split(" ", 1)[0]
+    _, colon, number = where.rpartition(":")
+    if not colon or not number.isdigit():
+        return "no line number"
+    if len(number) > 10 or int(number) > 2**31 - 1:
+        return "line number out of range"
+    return None
 
 
 def _parse_state(inner: str) -> tuple[str, int, bool, bool, int | None]:
@@ -447,7 +491,8 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     if indent:
         cut = len(indent)
         body = "\n".join(
-            line[cut:] if line.startswith(indent) else line for line in body.split("\n")
+            line[cut:] if line.startswith(indent) else (_UNINDENTED + line if line else line)
+            for line in body.split("\n")
         )
     header_match = _HEADER.match
     states: dict[str, tuple[str, int, bool, bool, int | None]] = {}
@@ -477,8 +522,9 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             key = printed
         stack = stacks.get(key)
         if stack is None:
-            kept = _kept(key)
-            stack = stacks[key] = tuple(key[i] for i in kept)
+            normal = [_dump_name(n, names) for n in key]
+            kept = _kept(normal)
+            stack = stacks[key] = tuple(normal[i] for i in kept)
             # "\t/src/main.go:42 +0x1d fp=...": the first word is the file:line.
             stack_sites[key] = tuple(
                 files[i].split(None, 1)[0] if i < len(files) and files[i].strip() else ""
@@ -520,6 +566,57 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         )
 
     ended = False
+    checked_files: set[str] = set()
+
+    def fail(m: re.Match[str], what: str, line: str) -> ProfileError:
+        if line[:1] == _UNINDENTED:
+            return ProfileError(
+                source,
+                f"goroutine {m.group(1)}: inconsistent indentation: {line[1:]!r}, "
+                f"expected {indent!r}",
+            )
+        return ProfileError(source, f"goroutine {m.group(1)}: expected {what}, got {line!r}")
+
+    def check_file(m: re.Match[str], line: str) -> None:
+        reason = _bad_file_line(line)
+        if reason:
+            raise ProfileError(source, f"goroutine {m.group(1)}: {reason} in {line.strip()!r}")
+        checked_files.add(line)
+
+    def creator(m: re.Match[str], line: str) -> tuple[str, int | None]:
+        cr = creators.get(line)
+        if cr is None:
+            cm = _CREATED_BY.match(line)
+            if cm is None:
+                raise ProfileError(source, f"goroutine {m.group(1)}: malformed {line!r}")
+            cr = creators[line] = (
+                normalise_function(cm.group(1)),
+                int(cm.group(2)) if cm.group(2) else None,
+            )
+        return cr
+
+    good_arguments: set[str] = {""}
+
+    def call(m: re.Match[str], line: str) -> str:
+        """Return a call line's function, checking its arguments are what Go prints.
+
+        Go prints arguments as hex words and ``{...}`` aggregates, never with
+        parentheses inside, so the last ``(`` opens the argument list.
+        """
+        i = line.rfind("(")
+        if i <= 0:
+            return line
+        args = line[i + 1 : -1]
+        if args not in good_arguments:
+            bad = _bad_arguments(args)
+            if bad:
+                raise ProfileError(source, f"goroutine {m.group(1)}: {bad} in {line!r}")
+            good_arguments.add(args)
+        return line[:i]
+
+    # Go prints each goroutine as: header; (call line, file line)...; maybe
+    # "created by" and its file line. A line out of that order inside a
+    # goroutine means the text is not a dump; after a complete frame it ends one.
     for block in body.split("\n\n"):
         lines = block.strip("\n").split("\n")
         if not lines[0]:
@@ -527,68 +624,81 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         m = header_match(lines[0])
         if m is None:
             break  # the dump has ended: registers, "exit status 2", a log line
-        frames: list[str] = []
-        files: list[str] = []  # each frame's "\tfile.go:12 +0x1d" line, "" until it comes
-        framed = False  # the line before was a frame, so a file line is that frame's
+        frames: list[str] = []  # as printed, arguments dropped
+        files: list[str] = []  # each frame's "\tfile.go:12 +0x1d" line
         wrappers: list[int] | None = None
         created_by: str | None = None
         creator_id: int | None = None
-        closed = False  # past "[originating from goroutine N]": ancestors, not frames
+        state = _AFTER_HEADER
         for line in lines[1:]:
             first = line[:1]
-            if first == "\t" or first == " ":
-                # "\tfile.go:12 +0x1d": nothing in it groups goroutines, except that
-                # <autogenerated> code is a wrapper the profiles never show.
-                if frames and "<autogenerated>" in line and line.lstrip()[:1] == "<":
-                    wrappers = (wrappers or []) + [len(frames) - 1]
-                if framed:
-                    files[-1] = line
-                    framed = False
-                continue
-            framed = False
-            if closed:
-                continue
-            if first == "c" and line.startswith("created by "):
-                cr = creators.get(line)
-                if cr is None:
-                    cm = _CREATED_BY.match(line)
-                    if cm is None:
-                        raise ProfileError(source, f"goroutine {m.group(1)}: malformed {line!r}")
-                    cr = creators[line] = (
-                        normalise_function(cm.group(1)),
-                        int(cm.group(2)) if cm.group(2) else None,
-                    )
-                created_by, creator_id = cr
-                continue
-            if first == ".":
-                continue  # "...N frames elided...": what remains still identifies the group
-            if line.endswith(")"):
-                name = _strip_args(line)
-                norm = names.get(name)
-                if norm is None:
-                    # The traceback prints runtime.gopanic as "panic".
-                    norm = names[name] = normalise_function(
-                        "runtime.gopanic" if name == "panic" else name
-                    )
-                frames.append(norm)
-                files.append("")
-                framed = True
-                continue
-            if first == "[":
-                # GODEBUG=tracebackancestors: the creators' stacks follow.
-                closed = line.startswith("[originating from goroutine")
-                continue
-            if first == "g":
-                m2 = header_match(line)
-                if m2 is not None:  # no blank line between two goroutines
+            if state == _AFTER_FILE:
+                if first == "\t" or first == " ":
+                    continue  # a second file line: nothing in it groups goroutines
+                if line.endswith(")") and first != _UNINDENTED:
+                    frames.append(call(m, line))
+                    files.append("")
+                    state = _AFTER_CALL
+                elif first == "c" and line.startswith("created by "):
+                    created_by, creator_id = creator(m, line)
+                    state = _AFTER_CREATED
+                elif first == ".":
+                    continue  # "...N frames elided...": what remains still identifies the group
+                elif first == "g" and (m2 := header_match(line)) is not None:
+                    # No blank line between two goroutines.
                     add(m, tuple(frames), wrappers, created_by, creator_id, files)
-                    m, frames, wrappers, created_by, creator_id = m2, [], None, None, None
-                    files = []
+                    m, frames, files, wrappers = m2, [], [], None
+                    created_by = creator_id = None
+                    state = _AFTER_HEADER
+                elif first == "[" and line.startswith("[originating from goroutine"):
+                    state = _ANCESTORS  # GODEBUG=tracebackancestors: creators' stacks follow
+                elif line.startswith("non-Go function") or _NOISE.match(line):
                     continue
-            if line.startswith("non-Go function") or _NOISE.match(line):
-                continue
-            ended = True  # not part of a dump: keep what was read and stop
-            break
+                else:
+                    ended = True  # not part of a dump: keep what was read and stop
+                    break
+            elif state == _AFTER_CALL:
+                if first != "\t" and first != " ":
+                    raise fail(m, "a file after a function", line)
+                if line not in checked_files:
+                    check_file(m, line)
+                # <autogenerated> code is a wrapper the profiles never show.
+                if "<autogenerated>" in line and line.lstrip()[:1] == "<":
+                    wrappers = (wrappers or []) + [len(frames) - 1]
+                files[-1] = line
+                state = _AFTER_FILE
+            elif state == _AFTER_HEADER:
+                if line.endswith(")") and first not in "\t " + _UNINDENTED:
+                    frames.append(call(m, line))
+                    files.append("")
+                    state = _AFTER_CALL
+                elif line.strip() == _UNAVAILABLE:
+                    state = _AFTER_UNAVAILABLE
+                else:
+                    raise fail(m, "a function after a goroutine header", line)
+            elif state == _AFTER_CREATED:
+                if first != "\t" and first != " ":
+                    raise fail(m, "a file after a created line", line)
+                if line not in checked_files:
+                    check_file(m, line)
+                state = _AFTER_CREATOR_FILE
+            elif state == _AFTER_UNAVAILABLE:
+                if first != "c" or not line.startswith("created by "):
+                    raise fail(m, "an empty line after unavailable stack", line)
+                created_by, creator_id = creator(m, line)
+                state = _AFTER_CREATED
+            elif state == _AFTER_CREATOR_FILE:
+                if first == "[" and line.startswith("[originating from goroutine"):
+                    state = _ANCESTORS
+                elif first == "g" and (m2 := header_match(line)) is not None:
+                    add(m, tuple(frames), wrappers, created_by, creator_id, files)
+                    m, frames, files, wrappers = m2, [], [], None
+                    created_by = creator_id = None
+                    state = _AFTER_HEADER
+                elif not _NOISE.match(line):
+                    ended = True
+                    break
+            # _ANCESTORS: the rest of the block is other goroutines' stacks.
         add(m, tuple(frames), wrappers, created_by, creator_id, files)
         if ended:
             break
