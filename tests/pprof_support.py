@@ -28,12 +28,12 @@ PPROF_DATA = TESTDATA / "pprof"
 PROGRAMS = PPROF_DATA / "programs"
 HEAP_INDICES = ("alloc_objects", "alloc_space", "inuse_objects", "inuse_space")
 
-# Rows of -top written with -unit=B or -unit=ns (or plain counts).
+# Rows of -top written with -unit=B, -unit=ns or -unit=us (or plain counts).
 _ROW = re.compile(
-    r"^\s*(-?\d+)(?:B|ns)?\s+-?[\d.]+%\s+-?[\d.]+%\s+(-?\d+)(?:B|ns)?\s+-?[\d.]+%\s+(.+?)"
+    r"^\s*(-?\d+)(?:B|ns|us)?\s+-?[\d.]+%\s+-?[\d.]+%\s+(-?\d+)(?:B|ns|us)?\s+-?[\d.]+%\s+(.+?)"
     r"(?: \((?:partial-)?inline\))?$"
 )
-_TOTAL = re.compile(r"accounting for (-?\d+)(?:B|ns)?, [\d.]+% of (-?\d+)(?:B|ns)? total")
+_TOTAL = re.compile(r"accounting for (-?\d+)(?:B|ns|us)?, [\d.]+% of (-?\d+)(?:B|ns|us)? total")
 
 
 @dataclass(frozen=True)
@@ -151,4 +151,6 @@ def pprof_top(go: Path, *args: str) -> PprofTop:
 
 def unit_flag(unit: str) -> list[str]:
     """The -unit flag that makes pprof print a sample type's values unscaled."""
-    return {"bytes": ["-unit=B"], "nanoseconds": ["-unit=ns"]}.get(unit, [])
+    return {"bytes": ["-unit=B"], "nanoseconds": ["-unit=ns"], "microseconds": ["-unit=us"]}.get(
+        unit, []
+    )

@@ -16,7 +16,10 @@
   ``--- contention:``, with ``cycles/second`` and ``sampling period``) and
   gperftools' ``--- contentionz 1 ---``;
 - binary CPU profiles (Go before 1.9, gperftools), in either word size and
-  byte order, followed by the process's memory map.
+  byte order, followed by the process's memory map;
+- and, not Go's but read the same way so that any input pprof reads is read:
+  gperftools' thread dumps (``--- threadz 1 ---``) and the Java agent's
+  ``heapz``, ``contentionz`` and CPU profiles.
 
 A memory map at the end (``--- Memory map: ---`` or ``MAPPED_LIBRARIES:``)
 names the binary of each address, so unsymbolised frames are named after it.
@@ -28,8 +31,9 @@ runtime frames at its top (``runtime.mallocgc`` and the like, which pprof
 prunes from heap profiles anyway) and ``runtime.goexit`` at its bottom, so
 the first are dropped and the second named.
 
-Java profiles and gperftools' thread dumps are pprof inputs too but not Go
-ones: they are refused with that reason.
+pprof prunes legacy heap profiles with a pattern of allocator functions; its
+Go part is applied here (``runtime\\..*``). The rest names C and C++
+allocators, which only matter for symbolised gperftools profiles.
 """
 
 from __future__ import annotations
@@ -71,8 +75,15 @@ _COUNT_SAMPLE = re.compile(r"(\d+) @((?: 0x[0-9a-f]+)+)")
 _CONTENTION_SAMPLE = re.compile(r"(\d+) *(\d+) @([ x0-9a-f]*)")
 _HEX = re.compile(r"0x[0-9a-f]+")
 _MAP_SENTINELS = ("--- Memory map: ---", "MAPPED_LIBRARIES:")
-_JAVA_HEADERS = ("--- heapz 1 ---", "--- contentionz 1 ---")
-_THREADZ = re.compile(r"--- threadz \d+ ---|--- Thread [0-9A-Fa-f]+ \(name: .*/\d+\) stack: ---")
+_JAVA_HEADERS = {"--- heapz 1 ---": "heap", "--- contentionz 1 ---": "contention"}
+_JAVA_ATTRIBUTE = re.compile(r"([0-9A-Za-z_ ]+)=([0-9A-Za-z_ ]+)")
+_JAVA_SAMPLE = re.compile(r" *(\d+) +(\d+) +@ +([ x0-9a-f]*)")
+_JAVA_LOCATION = re.compile(r"^\s*0x([0-9A-Fa-f]+)\s+(.*)\s*$")
+_JAVA_FILE_LINE = re.compile(r"^(.*)\s+\((.+):(-?\d+)\)$")
+_JAVA_PATH = re.compile(r"^(.*)\s+\((.*)\)$")
+_JAVA_HEAP_RATE = 524288  # the Java agent samples every 512 KiB
+_THREADZ_START = re.compile(r"--- threadz \d+ ---")
+_THREAD_START = re.compile(r"--- Thread ([0-9A-Fa-f]+) \(name: (.*)/(\d+)\) stack: ---")
 
 # Memory map lines, /proc/self/maps or the brief "start-end file" form.
 _HEXNUM = r"(?:0x)?([0-9A-Fa-f]+)"
@@ -136,17 +147,14 @@ def parse(data: bytes, source: str) -> Profile | None:
     if raw is None:
         text = data.decode("utf-8", "replace")
         lines = text.replace("\r\n", "\n").split("\n")
-        for reader in (_parse_heap, _parse_count, _parse_contention):
+        # pprof's order: the first reader that recognises the input reads it.
+        for reader in (_parse_heap, _parse_count, _parse_threadz, _parse_contention, _parse_java):
             try:
                 raw = reader(lines, source)
                 break
             except _Unrecognised:
                 continue
         else:
-            first = next((ln.strip() for ln in lines if ln.strip()), "")
-            if first in _JAVA_HEADERS or _THREADZ.search(first):
-                kind = "a Java" if first in _JAVA_HEADERS else "a gperftools thread (threadz)"
-                raise ProfileError(source, f"{kind} profile: cardguard reads Go profiles only")
             return None
     return _build(raw, source)
 
@@ -375,6 +383,150 @@ def _after_sentinel(lines: list[str]) -> list[str]:
     return []
 
 
+def _parse_threadz(lines: list[str], source: str) -> _Raw:
+    """Read a gperftools thread dump: one stack per thread, ``creator:`` addresses included."""
+    i = 0
+    while i < len(lines) and _is_space_or_comment(lines[i]):
+        i += 1
+    if i >= len(lines):
+        raise _Unrecognised
+    if _THREADZ_START.search(lines[i]):
+        i += 1
+        while i < len(lines) and not (
+            any(s in lines[i] for s in _MAP_SENTINELS) or lines[i].startswith("-")
+        ):
+            i += 1
+    elif not _THREAD_START.search(lines[i]):
+        raise _Unrecognised
+    raw = _Raw(
+        sample_types=(ValueType("thread", "count"),),
+        period_type=ValueType("thread", "count"),
+        period=1,
+    )
+    while i < len(lines) and not any(s in lines[i] for s in _MAP_SENTINELS):
+        if lines[i].startswith("---- no stack trace for"):
+            break
+        if not _THREAD_START.search(lines[i]):
+            raise _Unrecognised
+        addrs: list[int] = []
+        same = False
+        i += 1
+        while i < len(lines):
+            line = lines[i].strip()
+            if line.startswith("---"):
+                break
+            if "same as previous thread" in line:
+                same = True
+            elif line:
+                addrs += [int(h, 16) for h in _HEX.findall(line)]
+            i += 1
+        if same or not addrs:
+            if raw.samples:  # counted with the thread before
+                stack, values = raw.samples[-1]
+                raw.samples[-1] = (stack, (values[0] + 1,))
+            continue
+        stack = addrs[:1] + [a - 1 for a in addrs[1:]]
+        if len(stack) > 1 and stack[0] == stack[1] + 1:
+            stack = stack[:1] + stack[2:]
+        raw.samples.append((stack, (1,)))
+    raw.mappings = _memory_map(_after_sentinel(lines[i:]))
+    return raw
+
+
+def _parse_java(lines: list[str], source: str) -> _Raw:
+    """Read the Java agent's heapz or contentionz text."""
+    kind = _JAVA_HEADERS.get(lines[0].strip()) if len(lines) > 1 else None
+    if kind is None:
+        raise _Unrecognised
+    raw = _Raw(sample_types=(), period_type=ValueType("", ""), period=0)
+    # Only lines ended by a newline are attributes or samples, as pprof reads them.
+    complete = len(lines) - 1
+    i = 1
+    while i < complete:
+        line = lines[i].strip()
+        if line:
+            am = _JAVA_ATTRIBUTE.search(line)
+            if am is None:
+                break
+            key, value = am.group(1).strip(), am.group(2).strip()
+            attr = f"{kind}/{key}"
+            if key == "format":
+                if value != "java":
+                    raise _Unrecognised
+            elif attr == "heap/resolution":
+                raw.sample_types = (
+                    ValueType("inuse_objects", "count"),
+                    ValueType("inuse_space", value),
+                )
+            elif attr == "contention/resolution":
+                raw.sample_types = (ValueType("contentions", "count"), ValueType("delay", value))
+            elif attr == "contention/sampling period":
+                raw.period_type = ValueType("contentions", "count")
+                raw.period = _go_int(value, source, line)
+            elif attr == "contention/ms since reset":
+                raw.duration_nanos = _go_int(value, source, line) * 1_000_000
+            else:
+                raise _Unrecognised
+        i += 1
+    while i < complete:
+        line = lines[i].strip()
+        if line:
+            sm = _JAVA_SAMPLE.search(line)
+            if sm is None:
+                break
+            # The agent writes the size first: the fields are swapped.
+            first = _go_int(sm.group(2), source, line)
+            second = _go_int(sm.group(1), source, line)
+            if kind == "heap":
+                if first == 0:
+                    raise ProfileError(
+                        source, f"parsing sample {line}: second value must be non-zero"
+                    )
+                first, second = scale_heap_sample(first, second, _JAVA_HEAP_RATE)
+            elif raw.period:
+                first, second = first * raw.period, second * raw.period
+            addrs = [int(h, 16) for h in _HEX.findall(sm.group(3))]
+            raw.samples.append((addrs, (first, second)))
+        i += 1
+    if not raw.sample_types:
+        raise ProfileError(source, "malformed profile: missing sample type information")
+    _java_locations(lines[i:], raw, source)
+    return raw
+
+
+def _go_int(value: str, source: str, line: str) -> int:
+    """Parse an integer as Go's ``strconv.ParseInt(s, 0, 64)`` does (``010`` is octal)."""
+    try:
+        if len(value) > 1 and value[0] == "0" and value[1:].isdigit():
+            return int(value, 8)
+        return int(value, 0)
+    except ValueError as exc:
+        raise ProfileError(source, f"parsing {line!r}: {exc}") from exc
+
+
+def _java_locations(lines: list[str], raw: _Raw, source: str) -> None:
+    """Name addresses from the Java agent's ``0xADDR function (File.java:12)`` lines."""
+    used = {a for stack, _ in raw.samples for a in stack}
+    files: dict[str, str] = {}  # a function keeps the file it was first listed with
+    for text in lines:
+        lm = _JAVA_LOCATION.match(text.strip())
+        if lm is None:
+            continue
+        addr = int(lm.group(1), 16)
+        if addr not in used:
+            continue
+        rest, file, line_no = lm.group(2), "", 0
+        if (fl := _JAVA_FILE_LINE.match(rest)) is not None:
+            rest, file = fl.group(1), fl.group(2)
+            line_no = max(int(fl.group(3)), 0)
+        elif (pm := _JAVA_PATH.match(rest)) is not None:
+            rest, file = pm.group(1), pm.group(2).rstrip("/").rsplit("/", 1)[-1]
+        elif "generated stub/JIT" in rest:
+            rest = "STUB"
+        file = files.setdefault(rest, file)
+        raw.symbols[addr] = [Frame(rest, file, line_no)]
+
+
 # --- binary CPU profiles --------------------------------------------------------
 
 _WORDS: tuple[tuple[str, int], ...] = (("<I", 4), (">I", 4), ("<Q", 8), (">Q", 8))
@@ -387,14 +539,13 @@ def _parse_cpu(data: bytes, source: str) -> _Raw:
             continue
         header = struct.unpack_from(f"{fmt[0]}5{fmt[1]}", data)
         if header[0] == 0 and header[1] == 3 and header[3] > 0 and header[4] == 0:
-            if header[2] == 1:
-                raise ProfileError(source, "a Java CPU profile: cardguard reads Go profiles only")
-            if header[2] == 0:
-                return _cpu_samples(data[5 * size :], header[3] * 1000, fmt, size)
+            if header[2] in (0, 1):
+                java = header[2] == 1
+                return _cpu_samples(data[5 * size :], header[3] * 1000, fmt, size, java, source)
     raise _Unrecognised
 
 
-def _cpu_samples(body: bytes, period: int, fmt: str, size: int) -> _Raw:
+def _cpu_samples(body: bytes, period: int, fmt: str, size: int, java: bool, source: str) -> _Raw:
     raw = _Raw(
         sample_types=(ValueType("samples", "count"), ValueType("cpu", "nanoseconds")),
         period_type=ValueType("cpu", "nanoseconds"),
@@ -421,11 +572,15 @@ def _cpu_samples(body: bytes, period: int, fmt: str, size: int) -> _Raw:
         if count == 0 and depth == 1 and addrs[0] == 0:
             break  # the end-of-data marker
         # Return addresses point after the call; the leaf is the interrupted PC.
-        stack = addrs[:1] + [a - 1 for a in addrs[1:]]
+        stack = addrs if java else addrs[:1] + [a - 1 for a in addrs[1:]]
         raw.samples.append((stack, (count, count * period)))
-    _drop_signal_frames(raw)
     text = body[pos * size :].decode("utf-8", "replace")
-    raw.mappings = _memory_map(text.replace("\r\n", "\n").split("\n"))
+    lines = text.replace("\r\n", "\n").split("\n")
+    if java:
+        _java_locations(lines, raw, source)
+        return raw
+    _drop_signal_frames(raw)
+    raw.mappings = _memory_map(lines)
     for i, (stack, values) in enumerate(raw.samples):
         # The leaf may appear twice: from the signal context and, less one, from unwinding.
         if len(stack) > 1 and stack[0] == stack[1] + 1:
