@@ -13,6 +13,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -92,6 +93,63 @@ def test_probe_endpoint_refuses_with_4xx_and_counts(tmp_path: Path, leaky_demo: 
         logs = cg.logs()
         assert "reason=not_allowed" in logs and "endpoint=probe" in logs
         assert "u:p@" not in logs
+
+
+def test_debug_probe_shows_each_fetch_and_the_exposition(
+    tmp_path: Path, leaky_demo: Process
+) -> None:
+    """``/probe?target=...&debug=true``, as blackbox_exporter's: log lines, then the series."""
+    config = "probe:\n  allow: ['127.0.0.1']\n  cache_ttl: 1h\n  profiles: {interval: 1h}\n"
+    with cardguard(tmp_path, "cg", config) as cg:
+        target = f"127.0.0.1:{leaky_demo.port}"
+
+        def debug(t: str) -> requests.Response:
+            params = {"target": t, "debug": "true"}
+            return requests.get(f"{cg.base_url}/probe", params=params, timeout=60)
+
+        r = debug(target)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+        logs, _, rest = r.text.partition("\nMetrics that would have been returned:\n")
+        exposition, _, settings = rest.partition("\nProbe configuration:\n")
+        lines = logs.splitlines()
+        assert lines[0] == "Logs for the probe:"
+        assert f'msg="Beginning probe" target={target} url=http://{target}' in lines[1]
+        fetched = {
+            m["endpoint"]: m
+            for m in (dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line)) for line in lines[1:] if line)
+            if m.get("msg") == "Fetched"
+        }
+        assert set(fetched) >= {"metrics", "heap", "goroutine_full", "goroutineleak"}, logs
+        metrics = fetched["metrics"]
+        assert metrics["url"] == f"http://{target}/metrics" and metrics["status"] == "200"
+        assert int(metrics["bytes"]) > 1000 and float(metrics["duration_seconds"]) > 0
+        assert f"url=http://{target}/debug/pprof/heap status=200" in logs
+        assert 'msg="Endpoint ok" endpoint=heap' in logs and 'msg="Probe done"' in logs
+        # The exposition is what the probe returns without debug.
+        assert f'cardguard_target_series{{target="{target}"}}' in exposition
+        assert "cardguard_heap_owner_inuse_bytes{" in exposition
+        assert yaml.safe_load(settings)["profiles"]["interval"] == "1h"
+
+        # Debug bypasses the result cache (cache_ttl 1h) but not profiles.interval.
+        again = debug(target).text.partition("\nMetrics that")[0]
+        assert "msg=Fetched endpoint=metrics" in again and "endpoint=heap" not in again
+        assert 'msg="Profiles not read" reason=interval' in again
+        plain = requests.get(f"{cg.base_url}/probe", params={"target": target}, timeout=30)
+        assert plain.text.startswith("# HELP") and "Logs for the probe" not in plain.text
+
+        # A failing fetch says why; a refused target says so and is not fetched.
+        dead = debug("127.0.0.1:9")
+        assert dead.status_code == 200, dead.text
+        assert re.search(
+            r'msg="Fetch failed" endpoint=metrics url=http://127\.0\.0\.1:9/metrics status=- '
+            r"bytes=0 wire_bytes=0 duration_seconds=\S+ reason=connect error=",
+            dead.text,
+        ), dead.text
+        refused = debug("169.254.169.254:80")
+        assert refused.status_code == 403
+        assert 'msg="Probe refused" reason=not_allowed' in refused.text
+        assert "none, the probe was refused" in refused.text
+        assert metric(cg, 'cardguard_probe_refused_total{reason="not_allowed"}') == 1
 
 
 def test_refused_targets_are_logged_escaped_and_rate_limited(tmp_path: Path) -> None:

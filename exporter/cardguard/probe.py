@@ -25,6 +25,13 @@ What makes it safe and cheap:
 * **Profiles on their own interval**: heap and goroutine profiles are read
   at most every ``profiles.interval`` whatever the probe rate.
 
+``/probe?target=...&debug=true`` answers, as blackbox_exporter's does, with a
+plain-text page instead of the series: the probe's log lines (every fetch with
+its endpoint, redacted URL, status, bytes, duration and failure reason), the
+exposition it produced and the probe settings it ran with. A debug probe always
+fetches (it bypasses the result cache) but keeps to ``profiles.interval`` and to
+the allow-list like any other.
+
 The ``probe:`` section of the config::
 
     probe:
@@ -47,29 +54,31 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cardguard import allowlist, collectors, fetch
+from cardguard import allowlist, collectors, fetch, logfmt
 from cardguard.allowlist import AllowList, Refusal, Resolver
 from cardguard.config import (
     Ctx,
     GlobalConfig,
     ProfilesConfig,
     TargetConfig,
+    format_duration,
     load_profiles,
     url_path,
 )
 from cardguard.errors import ConfigError
 from cardguard.rules import Rules
-from cardguard.scheduler import TargetSnapshot, TargetWorker
+from cardguard.scheduler import FetchTrace, TargetSnapshot, TargetWorker
 from cardguard.server import ClientLog
 
 log = logging.getLogger("cardguard.probe")
@@ -176,6 +185,101 @@ def render_snapshots(snapshots: Sequence[TargetSnapshot], g: GlobalConfig) -> by
     return generate_latest(registry)
 
 
+# --- /probe?debug=true --------------------------------------------------------
+
+DEBUG_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+def _event(at: float, level: str, msg: str, **fields: object) -> dict[str, object]:
+    return {"ts": logfmt.timestamp(at), "level": level, "msg": msg, **fields}
+
+
+def _refused(refusal: Refusal) -> dict[str, object]:
+    return {"reason": refusal.reason, "error": refusal.message}
+
+
+def _begin(
+    at: float, t: allowlist.Target, target: TargetConfig, budget: float | None
+) -> dict[str, object]:
+    fields: dict[str, object] = {"target": f"{t.host}:{t.port}", "url": fetch.redact_url(t.url)}
+    if t.addresses:
+        fields["addresses"] = ",".join(t.addresses)
+    fields["timeout_seconds"] = target.timeout
+    if budget is not None:
+        fields["cut_to_fit_scrape_timeout"] = "true"
+    return _event(at, "info", "Beginning probe", **fields)
+
+
+def _fetched(t: FetchTrace) -> dict[str, object]:
+    fields: dict[str, object] = {"endpoint": t.endpoint, "url": t.url}
+    fields["status"] = t.status if t.status is not None else "-"
+    fields.update(bytes=t.body_bytes, wire_bytes=t.wire_bytes)
+    fields["duration_seconds"] = f"{t.duration:.6f}"
+    if t.reason is None:
+        return _event(t.at, "info", "Fetched", **fields)
+    return _event(t.at, "warn", "Fetch failed", **fields, reason=t.reason, error=t.error)
+
+
+def _profiles_skipped(
+    at: float, target: TargetConfig, in_time: bool, entry: _Entry
+) -> dict[str, object]:
+    p = target.profiles
+    if not p.enabled:
+        return _event(at, "info", "Profiles not read", reason="disabled")
+    if not in_time:
+        return _event(at, "info", "Profiles not read", reason="metrics_took_half_the_timeout")
+    ago = at - (entry.profiles_at or at)
+    return _event(
+        at,
+        "info",
+        "Profiles not read",
+        reason="interval",
+        last_read_seconds_ago=f"{ago:.1f}",
+        interval_seconds=p.interval,
+    )
+
+
+def _results(snap: TargetSnapshot, since: float) -> list[dict[str, object]]:
+    """What each endpoint fetched in this probe came to, parsing and analysis included."""
+    out = []
+    for endpoint, h in snap.health.items():
+        if not h.attempted or h.last_attempt < since:
+            continue
+        if h.success:
+            out.append(_event(h.last_attempt, "info", "Endpoint ok", endpoint=endpoint))
+        else:
+            fields = {"endpoint": endpoint, "reason": h.last_reason, "error": h.last_error}
+            out.append(_event(h.last_attempt, "warn", "Endpoint failed", **fields))
+    return out
+
+
+def debug_page(
+    lines: Sequence[Mapping[str, object]], body: bytes | None, cfg: ProbeConfig
+) -> bytes:
+    """The ``/probe?debug=true`` page: log lines, the exposition, the probe settings."""
+    settings = {
+        "metrics_path": cfg.metrics_path,
+        "pprof_path": cfg.pprof_path,
+        "timeout": format_duration(cfg.timeout),
+        "cache_ttl": format_duration(cfg.cache_ttl),
+        "body_size_limit": cfg.body_size_limit,
+        "profiles": {
+            "enabled": cfg.profiles.enabled,
+            "interval": format_duration(cfg.profiles.interval),
+            "heap": cfg.profiles.heap,
+            "goroutine": cfg.profiles.goroutine,
+            "goroutineleak": cfg.profiles.goroutineleak,
+        },
+    }
+    out = ["Logs for the probe:", *(logfmt.line(fields) for fields in lines), ""]
+    if body is None:
+        out += ["Metrics that would have been returned: none, the probe was refused.", ""]
+    else:
+        out += ["Metrics that would have been returned:", body.decode("utf-8", "replace")]
+    out += ["Probe configuration:", yaml.safe_dump(settings, sort_keys=False)]
+    return "\n".join(out).encode()
+
+
 class _Entry:
     """One probed target: its worker (state between probes) and the cached answer."""
 
@@ -266,18 +370,27 @@ class Prober:
 
     # -- the endpoint
 
-    def probe(self, raw_target: str | None, timeout_hint: float | None = None) -> ProbeResponse:
+    def probe(
+        self, raw_target: str | None, timeout_hint: float | None = None, debug: bool = False
+    ) -> ProbeResponse:
         """Answer one /probe request for ``raw_target`` (the ``target`` query parameter).
 
         ``timeout_hint`` is the caller's own deadline in seconds (Prometheus sends
         ``X-Prometheus-Scrape-Timeout-Seconds``); fetches are cut to fit inside
         it, so a slow target shows as a failed fetch rather than a lost scrape.
+        ``debug`` answers with the probe's log lines and its output as plain text.
         """
+        log_lines: list[dict[str, object]] | None = [] if debug else None
         self._reload_file_sd()
         allow = self._config.allow.with_file_sd(self._sd_targets)
         decision = allowlist.check(allow, raw_target, self._resolve)
         if isinstance(decision, Refusal):
-            return self._refuse(decision, raw_target)
+            refused = self._refuse(decision, raw_target)
+            if log_lines is None:
+                return refused
+            log_lines.append(_event(self._clock(), "warn", "Probe refused", **_refused(decision)))
+            page = debug_page(log_lines, None, self._config)
+            return ProbeResponse(refused.status, page, DEBUG_CONTENT_TYPE, refused.reason)
         now = self._clock()
         entry = self._entry(decision, now)
         with entry.lock:
@@ -285,10 +398,11 @@ class Prober:
             if decision.addresses != entry.base_target.addresses:
                 # Connect to what this check approved, never to what an earlier one did.
                 self._repin(entry, decision.addresses)
-            if entry.cached is not None and now - entry.cached_at < self._config.cache_ttl:
+            fresh = entry.cached is not None and now - entry.cached_at < self._config.cache_ttl
+            if fresh and log_lines is None:
                 with self._lock:
                     self._cache_hits += 1
-                return ProbeResponse(200, entry.cached)
+                return ProbeResponse(200, entry.cached or b"")
             worker = entry.worker
             budget = self._budget(timeout_hint)
             base = entry.base_target
@@ -297,22 +411,36 @@ class Prober:
                 if budget is None
                 else replace(base, timeout=budget, profiles=replace(base.profiles, timeout=budget))
             )
-            started = time.monotonic()
-            worker.scrape_metrics()
-            interval = worker.target.profiles.interval
-            in_time = budget is None or time.monotonic() - started < budget / 2
-            if (
-                worker.target.profiles.enabled
-                and in_time
-                and (entry.profiles_at is None or now - entry.profiles_at >= interval)
-            ):
-                entry.profiles_at = now
-                worker.collect_profiles()
+            if log_lines is not None:
+                log_lines.append(_begin(now, decision, worker.target, budget))
+                worker.trace = lambda t: log_lines.append(_fetched(t))
+            try:
+                started = time.monotonic()
+                worker.scrape_metrics()
+                interval = worker.target.profiles.interval
+                in_time = budget is None or time.monotonic() - started < budget / 2
+                due = entry.profiles_at is None or now - entry.profiles_at >= interval
+                if worker.target.profiles.enabled and in_time and due:
+                    entry.profiles_at = now
+                    worker.collect_profiles()
+                elif log_lines is not None:
+                    log_lines.append(_profiles_skipped(now, worker.target, in_time, entry))
+            finally:
+                worker.trace = None
             g, _ = self._settings()
             body = self._render([worker.snapshot], g)
             entry.cached, entry.cached_at = body, self._clock()
             with self._lock:
                 self._fetches += 1
+            if log_lines is not None:
+                # Each endpoint's outcome (parsing included) next to its fetch, in time order.
+                log_lines.extend(_results(worker.snapshot, now))
+                log_lines.sort(key=lambda fields: str(fields["ts"]))
+                took = f"{time.monotonic() - started:.6f}"
+                log_lines.append(_event(self._clock(), "info", "Probe done", duration_seconds=took))
+                return ProbeResponse(
+                    200, debug_page(log_lines, body, self._config), DEBUG_CONTENT_TYPE
+                )
         return ProbeResponse(200, body)
 
     def _budget(self, hint: float | None) -> float | None:
@@ -487,7 +615,8 @@ def install(app: Any) -> Prober:
             hint: float | None = float(req.headers.get("x-prometheus-scrape-timeout-seconds", ""))
         except ValueError:
             hint = None
-        r = prober.probe(targets[0], timeout_hint=hint)
+        debug = (req.query.get("debug") or [""])[0] == "true"  # as blackbox_exporter
+        r = prober.probe(targets[0], timeout_hint=hint, debug=debug)
         return Response(r.status, r.body, r.content_type)
 
     app.routes[("GET", "/probe")] = route

@@ -101,6 +101,21 @@ class EndpointHealth:
 
 
 @dataclass(frozen=True)
+class FetchTrace:
+    """One fetch a worker made, as ``/probe?debug=true`` lists it."""
+
+    at: float
+    endpoint: str
+    url: str  # redacted
+    duration: float
+    status: int | None = None
+    body_bytes: int = 0  # decompressed
+    wire_bytes: int = 0
+    reason: str | None = None  # why it failed; None when it succeeded
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class HeapState:
     """The latest heap profile's owners and the change since the one before."""
 
@@ -242,6 +257,8 @@ class TargetWorker:
         self._started_at = clock()
         # The endpoint each thread is collecting right now, so _guard can blame the right one.
         self._current = threading.local()
+        # Told about every fetch while set: /probe?debug=true sets it for one probe.
+        self.trace: Callable[[FetchTrace], None] | None = None
         # Set once each loop finished its first round (fetch attempted, success or not):
         # what /-/ready waits for. A loop this target does not run counts as done.
         self._first_round = {"metrics": threading.Event(), "profiles": threading.Event()}
@@ -415,10 +432,35 @@ class TargetWorker:
         )
         self._collecting(endpoint)
         try:
-            return self._fetcher.get(url, accept=accept, timeout=timeout)
+            return self._get(endpoint, url, accept=accept, timeout=timeout)
         except FetchError as exc:
             self._fail(endpoint, exc.reason, str(exc), time.monotonic() - start)
             return None
+
+    def _get(
+        self, endpoint: str, url: str, *, timeout: float, accept: str | None = None
+    ) -> FetchResult:
+        """Fetch ``url`` for ``endpoint`` and tell :attr:`trace`, if set, how it went."""
+        trace = self.trace
+        if trace is None:
+            return self._fetcher.get(url, accept=accept, timeout=timeout)
+        at, start = self._clock(), time.monotonic()
+        try:
+            res = self._fetcher.get(url, accept=accept, timeout=timeout)
+        except FetchError as exc:
+            status = exc.status if isinstance(exc, HTTPStatusError) else None
+            took = time.monotonic() - start
+            redacted = fetch.redact_url(url)
+            trace(
+                FetchTrace(at, endpoint, redacted, took, status, reason=exc.reason, error=str(exc))
+            )
+            raise
+        trace(
+            FetchTrace(
+                at, endpoint, res.url, res.duration, res.status, len(res.body), res.wire_bytes
+            )
+        )
+        return res
 
     # -- /metrics
 
@@ -638,7 +680,8 @@ class TargetWorker:
         start = time.monotonic()
         self._collecting("goroutineleak")
         try:
-            res = self._fetcher.get(
+            res = self._get(
+                "goroutineleak",
                 t.pprof_url("goroutineleak") + "?debug=1",
                 timeout=t.profiles.timeout or t.timeout,
             )

@@ -13,11 +13,11 @@ import logging
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 import click
 
+from cardguard import logfmt
 from cardguard.config import load_config
 from cardguard.errors import ConfigError
 
@@ -36,8 +36,7 @@ _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        + f".{int(record.msecs):03d}Z",
+        "ts": logfmt.timestamp(record.created),
         "level": record.levelname.lower().replace("warning", "warn"),
         "logger": record.name,
         "msg": record.getMessage(),
@@ -50,34 +49,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
-_NAMED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(c: str) -> str:
-    named = _NAMED_ESCAPES.get(c)
-    if named is not None:
-        return named
-    if c == " " or c.isprintable():
-        return c
-    # Control characters (NUL, ESC, DEL, C1), line and paragraph separators, format
-    # characters such as bidi overrides: a value, often a client's text, must not be
-    # able to end the line, forge another one or drive the terminal that shows it.
-    n = ord(c)
-    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
-
-
-def _logfmt_value(v: Any) -> str:
-    s = str(v)
-    if s and all(c.isprintable() and c not in ' ="\\' for c in s):
-        return s
-    return '"' + "".join(_escape(c) for c in s) + '"'
-
-
 class LogfmtFormatter(logging.Formatter):
     """``ts=... level=warn logger=... msg="..." target=api endpoint=metrics reason=timeout``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+        return logfmt.line(_fields(record))
 
 
 class JSONFormatter(logging.Formatter):
