@@ -71,9 +71,11 @@ def test_label_explosion_names_label_family_call_site_and_fix(demo: TargetView) 
     assert "protects Prometheus but NOT the target's own heap" in o.fix
     assert "main.apiHandler.ServeHTTP" in o.fix
     snippet = o.fix_snippet or ""
-    assert snippet.startswith("metric_relabel_configs:")
+    assert "\nmetric_relabel_configs:\n" in snippet
     assert "source_labels: [__name__, start_point]" in snippet
-    assert "target_label: start_point" in snippet
+    # detection alone has no live series to check a rewrite on: it offers none (issue 13)
+    assert "target_label" not in snippet
+    assert "action: drop" in snippet
 
 
 def test_relabel_snippet_is_valid_for_prometheus(demo: TargetView, tmp_path: Path) -> None:
@@ -96,18 +98,19 @@ def test_relabel_snippet_is_valid_for_prometheus(demo: TargetView, tmp_path: Pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_relabel_rewrite_bounds_the_values(demo: TargetView) -> None:
-    """The snippet's regex (anchored, as Prometheus applies it) keeps only the first segment."""
+def test_unchecked_relabel_snippet_drops_only_the_family(demo: TargetView) -> None:
+    """Without the live series the snippet drops the family's series with the label, no more."""
+    import yaml
 
     o = one(detect(demo), "label_explosion", family=FAMILY, label="start_point")
-    line = next(x for x in (o.fix_snippet or "").splitlines() if "regex:" in x and "#" not in x)
-    regex = re.compile(line.split("regex: ", 1)[1].strip("'"))
-    rewritten = set()
+    steps = yaml.safe_load(o.fix_snippet or "")["metric_relabel_configs"]
+    assert [s["action"] for s in steps] == ["drop"]
+    regex = re.compile(steps[0]["regex"])
     for value in o.evidence["examples"]:
-        m = regex.fullmatch(f"{FAMILY}_count;{value}")
-        assert m is not None
-        rewritten.add(m.group(1) + "/*")
-    assert rewritten == {"/api/*"}
+        assert regex.fullmatch(f"{FAMILY}_count;{value}")
+        assert regex.fullmatch(f"{FAMILY};{value}")
+    assert not regex.fullmatch(f"{FAMILY}_count;")
+    assert not regex.fullmatch("demo_http_requests_total;/api/x")
 
 
 def heap_costs(view: TargetView) -> list[Offender]:
@@ -421,7 +424,7 @@ def test_without_a_full_dump_the_creator_and_ticker_still_show() -> None:
         function="main.subscribe.func1",
     )
     assert o.evidence["blocking"].startswith("a wait on a ticker")
-    assert o.evidence["stack"] == ["main.subscribe.func1"]
+    assert o.evidence["stack"] == ["main.subscribe.func1 (demo-service/main.go:175)"]
 
 
 def test_goroutine_stack_has_file_and_line(demo: TargetView) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cardguard import exposition
+from cardguard import exposition, relabel
 from cardguard.cardinality import OTHER, FamilyStats, PageAnalysis
 from cardguard.churn import ChurnReport
 from cardguard.exposition import Format
@@ -731,32 +731,10 @@ def _compute_goroutine_sites(profile: Profile) -> dict[str, list[Frame]]:
 
 # --- label explosion ------------------------------------------------------------
 
-_BOUNDED_FORM = {
-    "url_path": (r"(/[^/?]*).*", "${1}/*", "the first path segment"),
-    "uuid": (r".+", ":uuid", "a placeholder"),
-    "hex_id": (r".+", ":id", "a placeholder"),
-    "numeric_id": (r".+", ":id", "a placeholder"),
-    "ip": (r".+", ":ip", "a placeholder"),
-    "email": (r".+", ":email", "a placeholder"),
-    "timestamp": (r".+", ":ts", "a placeholder"),
-}
-
-
 def _relabel_snippet(family: str, label: str, pattern: str) -> str:
-    name_re = re.escape(family).replace("\\_", "_")
-    regex, replacement, _ = _BOUNDED_FORM.get(pattern, (r".+", ":other", "a placeholder"))
-    return (
-        "metric_relabel_configs:\n"
-        f"  # rewrite {label} on {family} to a bounded form\n"
-        f"  - source_labels: [__name__, {label}]\n"
-        "    separator: ';'\n"
-        f"    regex: '{name_re}(?:_sum|_count|_bucket|_total|_created)?;{regex}'\n"
-        f"    target_label: {label}\n"
-        f"    replacement: '{replacement}'\n"
-        f"  # or drop the label from every series of this scrape\n"
-        f"  # - action: labeldrop\n"
-        f"  #   regex: {label}\n"
-    )
+    # Without the live series no rewrite can be shown not to merge series: the
+    # snippet drops what explodes (cardguard.remedies rebuilds it from the page).
+    return relabel.plan(family, label, pattern, None).snippet()
 
 
 @dataclass(frozen=True)
@@ -917,7 +895,8 @@ def _label_offender(
     if len(w.points) >= 2:
         evidence["trend"] = _trend(f"distinct {st.label} values on {st.family}", "", w.points)
     fix = (
-        f"Rewrite or drop {st.label} at the scrape with the metric_relabel_configs below. "
+        f"Drop the exploding {st.label} series at the scrape with the metric_relabel_configs "
+        "below (a rewrite would fold series together unless checked on the live series). "
         "This protects Prometheus but NOT the target's own heap: the process still creates "
         f"and keeps one child per {st.label} value until the instrumentation changes. "
     )

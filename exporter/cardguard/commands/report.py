@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import click
 
 from cardguard import offenders as off
+from cardguard import remedies
 from cardguard.cardinality import analyse
 from cardguard.churn import ChurnTracker
 from cardguard.config import TargetConfig, load_config, parse_duration
@@ -100,6 +101,9 @@ class Watch:
         default_factory=lambda: ChurnTracker(window=24 * 3600.0, points_per_window=1_000_000)
     )
     snapshots: int = 0
+    pages: list[remedies.Page] = field(default_factory=list)
+    """The first and the latest /metrics page (remedies read their series)."""
+    uses: Mapping[str, Sequence[remedies.Use]] | None = None
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -117,6 +121,8 @@ class Watch:
                 values = off.values_from_page(snap.metrics, fmt, where, traffic)
                 report = self.churn.update(page, snap.at)
                 self.metrics.append(off.metrics_point(page, snap.at, values, report))
+                self.pages[1:] = []
+                self.pages.append(remedies.Page(snap.metrics, fmt, where, snap.at))
                 shown["series"] = f"{page.total_series:,} series"
             except ParseError as exc:
                 self.note(f"/metrics at {where}: {exc}")
@@ -159,9 +165,21 @@ class Watch:
             goroutine_profile=self.goroutine_profile,
         )
 
+    def refine(self, found: list[off.Offender]) -> list[off.Offender]:
+        """Rebuild fixes from the first and latest pages (cardguard.remedies)."""
+        if not self.pages or not self.metrics:
+            return found
+        first = self.pages[0] if len(self.pages) > 1 else None
+        try:
+            ctx = remedies.build_context(found, self.metrics[-1], self.pages[-1], first, self.uses)
+        except ParseError as exc:
+            self.note(f"remedies: {exc}")
+            return found
+        return remedies.refine(found, ctx)
+
     def report(self, url: str | None) -> TargetReport:
         view = self.view()
-        found = off.detect(view, self.rules)
+        found = self.refine(off.detect(view, self.rules))
         times = [p.at for p in view.metrics] + [h.at for h in view.heaps]
         times += [g.at for g in view.goroutines]
         notes = list(self.notes)
