@@ -674,7 +674,9 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                     state = _AFTER_CALL
                 elif line.strip() == _UNAVAILABLE:
                     state = _AFTER_UNAVAILABLE
-                else:
+                elif line.startswith("non-Go function"):
+                    state = _AFTER_FILE  # a cgo frame, printed without a file line
+                elif not (first not in "\t " + _UNINDENTED and _NOISE.match(line)):
                     raise fail(m, "a function after a goroutine header", line)
             elif state == _AFTER_CREATED:
                 if first != "\t" and first != " ":
