@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps demo test test-fast lint typecheck bench soak fixtures proto generate clean
+.PHONY: deps demo test test-fast test-protobuf5 lint typecheck bench soak fixtures proto generate clean
 
 deps:
 	scripts/bootstrap.sh
@@ -37,9 +37,21 @@ generate: deps
 	$(PY) grafana/generate.py
 	$(PY) deploy/kubernetes/generate.py
 
-# Regenerate the pprof protobuf module from its schema (needs: pip install grpcio-tools).
-proto:
-	cd exporter && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. cardguard/pprof/profile.proto
+# Regenerate the type stub of the pprof messages from the schema in profile_pb2.py.
+proto: deps
+	$(PY) -m cardguard.pprof.profile_pb2 > exporter/cardguard/pprof/profile_pb2.pyi
+
+# The pprof tests once more beside protobuf 5.x, the oldest runtime pyproject.toml allows, in a
+# venv of their own (cardguard must install next to libraries that pin protobuf 5 or 6).
+# Needs PyPI for the venv's packages.
+PB5_VENV := build/venv-protobuf5
+test-protobuf5: deps
+	rm -rf $(PB5_VENV)
+	python3 -m venv $(PB5_VENV)
+	$(PB5_VENV)/bin/pip install -q 'protobuf>=5.26,<6' -e . pytest pytest-timeout
+	$(PB5_VENV)/bin/python -c 'import google.protobuf as p, sys; sys.exit(not p.__version__.startswith("5.") and "protobuf " + p.__version__ + " is not 5.x")'
+	$(PB5_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		tests/test_pprof_profile.py tests/test_heap.py tests/test_cli_heap.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -7,10 +7,12 @@ import zlib
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool
 
 from cardguard.errors import ProfileError
 from cardguard.pprof import profile, profile_pb2
 from pprof_support import version_dirs, version_ids
+from support import TESTDATA
 
 
 @pytest.mark.parametrize("vdir", version_dirs(), ids=version_ids())
@@ -149,3 +151,36 @@ def test_profiler_labels_are_kept_on_request(vdir: Path) -> None:
     assert [(s.stack, s.values) for s in plain.samples] == [
         (s.stack, s.values) for s in labelled.samples
     ]
+
+
+# --- the message classes --------------------------------------------------------------
+
+# The FileDescriptorProto protoc made of cardguard's profile.proto (taken from the
+# profile_pb2.py protoc 7.35.1 generated, before the schema moved into Python).
+PROTOC_DESCRIPTOR = TESTDATA / "pprof" / "profile.proto.descriptor.pb"
+
+
+def test_schema_is_the_one_protoc_compiled() -> None:
+    """The messages built at import time have protoc's wire layout, field by field."""
+    want = descriptor_pb2.FileDescriptorProto.FromString(PROTOC_DESCRIPTOR.read_bytes())
+    assert profile_pb2.file_descriptor_proto() == want
+    assert profile_pb2.Profile.DESCRIPTOR.file.name == want.name
+
+
+def test_type_stub_is_current() -> None:
+    """profile_pb2.pyi is what `make proto` writes from profile_pb2.SCHEMA."""
+    stub = Path(profile_pb2.__file__).with_suffix(".pyi")
+    assert stub.read_text() == profile_pb2.stub(), "run `make proto`"
+
+
+def test_classes_live_in_a_pool_of_their_own() -> None:
+    """pprof's own generated module, or another copy, in the process cannot clash with them."""
+    default = descriptor_pool.Default()
+    with pytest.raises(KeyError):
+        default.FindMessageTypeByName("cardguard.pprof.Profile")
+    # The same file added to the default pool is simply another, independent copy.
+    default.AddSerializedFile(PROTOC_DESCRIPTOR.read_bytes())
+    other = default.FindMessageTypeByName("cardguard.pprof.Profile")
+    assert other is not profile_pb2.Profile.DESCRIPTOR
+    msg = profile_pb2.Profile(string_table=["", "x"])
+    assert profile_pb2.Profile.FromString(msg.SerializeToString()).string_table == ["", "x"]

@@ -17,14 +17,8 @@ Modules:
 
 Nothing here does I/O: every function takes bytes or parsed objects.
 
-The protobuf schema is ``profile.proto`` in this directory, written for
-cardguard from the published pprof field numbers. ``profile_pb2.py`` and
-``profile_pb2.pyi`` are generated from it; after editing the schema run
-``make proto``, which does::
-
-    python -m grpc_tools.protoc -I exporter --python_out=exporter \\
-        --pyi_out=exporter exporter/cardguard/pprof/profile.proto
-
-(``grpc_tools`` comes from ``pip install grpcio-tools``; it is only needed to
-regenerate, never at run time.)
+The protobuf messages (``profile_pb2``) are built at import time from the
+schema written in ``profile_pb2.py``, with pprof's published field numbers,
+so any protobuf runtime from 5.26 on will do. ``profile_pb2.pyi`` (their types,
+for mypy) is generated from it: after editing the schema run ``make proto``.
 """
