@@ -35,6 +35,7 @@ from cardguard.rules import DEFAULT_RULES, Rules, load_rules
 if TYPE_CHECKING:
     from cardguard.fleet import FleetServer
     from cardguard.probe import ProbeConfig
+    from cardguard.usagefiles import UsageConfig
 
 T = TypeVar("T")
 
@@ -230,6 +231,7 @@ class Config:
     rules: Rules = DEFAULT_RULES
     probe: ProbeConfig | None = None  # the ``probe:`` section, owned by cardguard.probe
     fleet: tuple[FleetServer, ...] = ()  # the ``fleet:`` section, owned by cardguard.fleet
+    usage: UsageConfig | None = None  # the ``usage:`` section, owned by cardguard.usagefiles
 
     def target(self, name: str) -> TargetConfig | None:
         for t in self.targets:
@@ -493,7 +495,7 @@ class Section:
 # ---------------------------------------------------------------------------
 # Sections
 
-_TOP_KEYS = ("global", "targets", "rules", "probe", "fleet")
+_TOP_KEYS = ("global", "targets", "rules", "probe", "fleet", "usage")
 _GLOBAL_KEYS = (
     "scrape_interval",
     "scrape_timeout",
@@ -881,10 +883,21 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
         from cardguard.fleet import load_fleet_config  # same reason as probe above
 
         fleet = load_fleet_config(top.value_node("fleet"), ctx)
+    usage = None
+    if top.has("usage"):
+        from cardguard.usagefiles import load_usage_config  # same reason as probe above
+
+        usage = load_usage_config(top.value_node("usage"), ctx)
     if ctx.problems:
         raise ConfigError(source, yamlfile.limited(source, ctx.problems))
     return Config(
-        source=source, global_=g, targets=tuple(targets), rules=rules, probe=probe, fleet=fleet
+        source=source,
+        global_=g,
+        targets=tuple(targets),
+        rules=rules,
+        probe=probe,
+        fleet=fleet,
+        usage=usage,
     )
 
 

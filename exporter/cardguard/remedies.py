@@ -14,7 +14,7 @@ dashboards use a label), and returns the offenders with their ``fix`` and
   children stop being updated, and a native-histogram configuration for
   histogram and summary families, each at the call site the heap profile names;
 - a Pushgateway group or a textfile collector gets the fix that fits it;
-- the rules and panels that use the label are named before "drop it".
+- the rules and panels that use the label (``cardguard.usage``) are named before "drop it".
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardguard import origin as org
-from cardguard import relabel, templates
+from cardguard import relabel, templates, usage
 from cardguard.exposition import Format, Sample, SampleBlock, scan
 from cardguard.offenders import MetricsPoint, Offender
 from cardguard.relabel import Labels, parse_key
@@ -55,17 +55,6 @@ class Stale:
 
 
 @dataclass(frozen=True)
-class Use:
-    """One rule or panel that uses a label (``cardguard.usage`` finds them)."""
-
-    source: str
-    """``rules.yml: group/alert`` or ``dashboard.json: panel title``."""
-    how: str
-    """``matcher``, ``by``, ``without``, ``on``, ``group_left``, ``label_replace`` ..."""
-    expr: str
-
-
-@dataclass(frozen=True)
 class Context:
     """What ``refine`` knows beyond the offenders themselves."""
 
@@ -77,8 +66,8 @@ class Context:
     total_series: int = 0
     label_families: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Families on the page carrying each label."""
-    uses: Mapping[str, Sequence[Use]] | None = None
-    """Uses per label name; ``None`` when no rule files or dashboards were given."""
+    uses: usage.Index | None = None
+    """Label uses in rules and dashboards; ``None`` when none were given."""
 
 
 # --- facts from pages ----------------------------------------------------------------------
@@ -168,7 +157,7 @@ def build_context(
     point: MetricsPoint,
     last: Page,
     first: Page | None = None,
-    uses: Mapping[str, Sequence[Use]] | None = None,
+    uses: usage.Index | None = None,
 ) -> Context:
     """Read what ``refine`` needs from the first and latest pages of a watch.
 
@@ -277,7 +266,9 @@ def native_histogram_options(kind: str) -> str:
 # --- wording and assembly ------------------------------------------------------------------------
 
 
-def _uses_sentence(label: str, uses: Sequence[Use] | None) -> tuple[str, list[dict[str, str]]]:
+def _uses_sentence(
+    label: str, uses: Sequence[usage.Use] | None
+) -> tuple[str, list[dict[str, str]]]:
     if uses is None:
         return (
             f" Check your rules and dashboards before dropping {label} (give them to "
@@ -422,7 +413,7 @@ def _refine_label(o: Offender, ctx: Context) -> Offender:
     ev["relabel"] = plan.to_dict()
     kind = ctx.origin.writes(family)
     ev["source"] = kind
-    uses = None if ctx.uses is None else list(ctx.uses.get(label, ()))
+    uses = None if ctx.uses is None else ctx.uses.of(family, label)
     used, listed = _uses_sentence(label, uses)
     if uses is not None:
         ev["used_by"] = listed

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import click
 
 from cardguard import offenders as off
-from cardguard import remedies
+from cardguard import remedies, usage, usagefiles
 from cardguard.cardinality import analyse
 from cardguard.churn import ChurnTracker
 from cardguard.config import TargetConfig, load_config, parse_duration
@@ -103,7 +103,8 @@ class Watch:
     snapshots: int = 0
     pages: list[remedies.Page] = field(default_factory=list)
     """The first and the latest /metrics page (remedies read their series)."""
-    uses: Mapping[str, Sequence[remedies.Use]] | None = None
+    uses: usage.Index | None = None
+    """Label uses in the rules and dashboards given (--usage-rules, --usage-dashboards)."""
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -327,6 +328,7 @@ def watch_live(
     save: Path | None,
     metrics_path: str,
     pprof_path: str,
+    uses: usage.Index | None = None,
 ) -> TargetReport:
     """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them."""
     target = TargetConfig(
@@ -338,7 +340,7 @@ def watch_live(
         body_size_limit=DEFAULT_MAX_BYTES,
     )
     live = Live(target, full_limit)
-    w = Watch(name, rules)
+    w = Watch(name, rules, uses=uses)
     count = max(2, int(duration // interval) + 1) if duration > 0 else 1
     start = time.monotonic()
     try:
@@ -591,6 +593,18 @@ def _default_name(url: str) -> str:
     default=None,
     help="A saved /debug/pprof/goroutineleak profile.",
 )
+@click.option(
+    "--usage-rules",
+    multiple=True,
+    metavar="GLOB",
+    help="Prometheus rule files (globs, repeat): name the rules that use an exploding label.",
+)
+@click.option(
+    "--usage-dashboards",
+    multiple=True,
+    metavar="GLOB",
+    help="Grafana dashboard JSON files (globs, repeat): name the panels that use it.",
+)
 def report(
     target_url: str | None,
     duration: float,
@@ -611,6 +625,8 @@ def report(
     heap_base: Path | None,
     goroutine_files: tuple[Path, ...],
     leak_file: Path | None,
+    usage_rules: tuple[str, ...],
+    usage_dashboards: tuple[str, ...],
 ) -> None:
     """Watch a Go service (or read saved files) and name its offenders, worst first.
 
@@ -639,6 +655,11 @@ def report(
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(1)
+    uses = None
+    if usage_rules or usage_dashboards:
+        uses = usagefiles.read(usagefiles.UsageConfig(usage_rules, usage_dashboards, Path.cwd()))
+        for problem in uses.problems:
+            _progress(f"usage: {problem}")
     try:
         if target_url:
             url = target_url.rstrip("/")
@@ -657,6 +678,7 @@ def report(
                 save=save,
                 metrics_path=metrics_path,
                 pprof_path=pprof_path,
+                uses=uses,
             )
         else:
             if from_dir is not None:
@@ -666,7 +688,7 @@ def report(
                 heaps = ([heap_base] if heap_base else []) + list(heap_files)
                 snaps = load_files(metrics_files, heaps, goroutine_files, leak_file)
                 label = name or "files"
-            w = Watch(label, rules)
+            w = Watch(label, rules, uses=uses)
             for snap, where in snaps:
                 w.add(snap, where)
             result = w.report(None)
