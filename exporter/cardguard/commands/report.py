@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import click
 
 from cardguard import offenders as off
-from cardguard import remedies, usage, usagefiles
+from cardguard import remedies, usage, usagefiles, verdict
 from cardguard.cardinality import analyse
 from cardguard.churn import ChurnTracker
 from cardguard.config import TargetConfig, load_config, parse_duration
@@ -105,6 +105,10 @@ class Watch:
     """The first and the latest /metrics page (remedies read their series)."""
     uses: usage.Index | None = None
     """Label uses in the rules and dashboards given (--usage-rules, --usage-dashboards)."""
+    identities: list[tuple[float, verdict.Identity]] = field(default_factory=list)
+    """Which process and build served each /metrics page (restarts split the watch)."""
+    baseline: int | None = None
+    """Metrics points read from --baseline: the watch is judged as before/after a fix."""
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -124,6 +128,7 @@ class Watch:
                 self.metrics.append(off.metrics_point(page, snap.at, values, report))
                 self.pages[1:] = []
                 self.pages.append(remedies.Page(snap.metrics, fmt, where, snap.at))
+                self.identities.append((snap.at, verdict.identity(snap.metrics, fmt, where)))
                 shown["series"] = f"{page.total_series:,} series"
             except ParseError as exc:
                 self.note(f"/metrics at {where}: {exc}")
@@ -166,6 +171,43 @@ class Watch:
             goroutine_profile=self.goroutine_profile,
         )
 
+    def add_baseline(self, snaps: Sequence[tuple[Snapshot, str]]) -> None:
+        """Read snapshots saved before a fix (--baseline); what follows is judged against them."""
+        for snap, where in snaps:
+            self.add(snap, where)
+        if snaps:
+            self.baseline = len(self.metrics)
+
+    def cut(self) -> tuple[float, dict[str, object]] | None:
+        """Where the watch splits into before and after a fix: the end of --baseline, else
+        the last restart (process start time or build changed), with what changed."""
+        ids = self.identities
+        at: float | None = None
+        i = verdict.restart_index(ids)
+        if self.baseline is not None and self.baseline < len(self.metrics):
+            at = self.metrics[self.baseline].at
+            i = next((k for k, (t, _) in enumerate(ids) if t >= at), i)
+        elif i is not None:
+            at = ids[i][0]
+        if at is None:
+            return None
+        info: dict[str, object] = {"at": round(at, 3)}
+        if i is not None and i > 0:
+            old, new = ids[i - 1][1], ids[i][1]
+            info["restarted"] = old.restarted(new)
+            info["build_before"], info["build_after"] = old.describe(), new.describe()
+            info["start_time_before"], info["start_time_after"] = old.start_time, new.start_time
+        return at, info
+
+    def detect(self, view: off.TargetView) -> list[off.Offender]:
+        """Offenders of the watch; across a fix (cut), each open one judged fixed or not."""
+        cut = self.cut()
+        if cut is None:
+            return self.refine(off.detect(view, self.rules))
+        before, after = verdict.split(view, cut[0])
+        judged = verdict.judge(off.detect(before, self.rules), before, after, restart=cut[1])
+        return self.refine(verdict.merge(judged, off.detect(after, self.rules)))
+
     def refine(self, found: list[off.Offender]) -> list[off.Offender]:
         """Rebuild fixes from the first and latest pages (cardguard.remedies)."""
         if not self.pages or not self.metrics:
@@ -180,7 +222,7 @@ class Watch:
 
     def report(self, url: str | None) -> TargetReport:
         view = self.view()
-        found = self.refine(off.detect(view, self.rules))
+        found = self.detect(view)
         times = [p.at for p in view.metrics] + [h.at for h in view.heaps]
         times += [g.at for g in view.goroutines]
         notes = list(self.notes)
@@ -329,8 +371,13 @@ def watch_live(
     metrics_path: str,
     pprof_path: str,
     uses: usage.Index | None = None,
+    baseline: Sequence[tuple[Snapshot, str]] = (),
 ) -> TargetReport:
-    """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them."""
+    """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them.
+
+    With ``baseline`` (snapshots saved before a fix), each offender they show is judged
+    fixed or still growing on what the watch sees.
+    """
     target = TargetConfig(
         name=name,
         url=url,
@@ -341,6 +388,7 @@ def watch_live(
     )
     live = Live(target, full_limit)
     w = Watch(name, rules, uses=uses)
+    w.add_baseline(baseline)
     count = max(2, int(duration // interval) + 1) if duration > 0 else 1
     start = time.monotonic()
     try:
@@ -594,6 +642,13 @@ def _default_name(url: str) -> str:
     help="A saved /debug/pprof/goroutineleak profile.",
 )
 @click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Snapshots saved with --save before a fix: say of each offender they show whether "
+    "it is fixed or still growing.",
+)
+@click.option(
     "--usage-rules",
     multiple=True,
     metavar="GLOB",
@@ -627,6 +682,7 @@ def report(
     leak_file: Path | None,
     usage_rules: tuple[str, ...],
     usage_dashboards: tuple[str, ...],
+    baseline: Path | None,
 ) -> None:
     """Watch a Go service (or read saved files) and name its offenders, worst first.
 
@@ -655,6 +711,13 @@ def report(
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(1)
+    baseline_snaps: list[tuple[Snapshot, str]] = []
+    if baseline is not None:
+        try:
+            baseline_snaps = load_saved(baseline)
+        except CardguardError as exc:
+            click.echo(f"cardguard report: {exc}", err=True)
+            sys.exit(1)
     uses = None
     if usage_rules or usage_dashboards:
         uses = usagefiles.read(usagefiles.UsageConfig(usage_rules, usage_dashboards, Path.cwd()))
@@ -679,6 +742,7 @@ def report(
                 metrics_path=metrics_path,
                 pprof_path=pprof_path,
                 uses=uses,
+                baseline=baseline_snaps,
             )
         else:
             if from_dir is not None:
@@ -689,6 +753,7 @@ def report(
                 snaps = load_files(metrics_files, heaps, goroutine_files, leak_file)
                 label = name or "files"
             w = Watch(label, rules, uses=uses)
+            w.add_baseline(baseline_snaps)
             for snap, where in snaps:
                 w.add(snap, where)
             result = w.report(None)
