@@ -28,6 +28,7 @@ TESTDATA = REPO / "tests" / "testdata"
 DEBIAN_GO = Path("/usr/lib/go/bin/go")
 GOCODE = Path("/usr/share/gocode")
 CACHE = Path(os.environ.get("CARDGUARD_TEST_CACHE", Path.home() / ".cache" / "cardguard-tests"))
+BUILD_FLAGS = ("-trimpath",)
 
 
 def current_go() -> Path | None:
@@ -59,6 +60,8 @@ def go_version(go: Path) -> str:
 def build_go_program(src: Path, go: Path, out: Path) -> Path:
     """Build the Go package in directory ``src`` in GOPATH mode against Debian's client_golang.
 
+    ``-trimpath`` makes the binary name its sources by import path
+    (``demo-service/main.go``), not by the temporary GOPATH it was built in.
     The build cache lives under CACHE so repeated test runs are quick.
     """
     with tempfile.TemporaryDirectory(prefix="cardguard-gopath-") as gopath:
@@ -75,7 +78,7 @@ def build_go_program(src: Path, go: Path, out: Path) -> Path:
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            [str(go), "build", "-o", str(out), "."],
+            [str(go), "build", *BUILD_FLAGS, "-o", str(out), "."],
             cwd=pkg,
             env=env,
             capture_output=True,
@@ -88,7 +91,7 @@ def build_go_program(src: Path, go: Path, out: Path) -> Path:
 
 def cached_go_build(src: Path, go: Path, name: str) -> Path:
     """Build ``src`` with ``go`` unless this exact source (every file under it) was built before."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(" ".join(BUILD_FLAGS).encode())
     for f in sorted(src.rglob("*")):
         if f.is_file():
             h.update(f.relative_to(src).as_posix().encode())

@@ -154,6 +154,8 @@ class GlobalConfig:
     exact_count_cap: int = 10_000
     native_histograms: bool = False
     """Ask for protobuf first and count native histograms, as Prometheus with them on."""
+    grafana_url: str | None = None
+    """Grafana that /report links to (the cardguard / Target dashboard per target)."""
     caps: Caps = field(default_factory=Caps)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -502,6 +504,7 @@ _GLOBAL_KEYS = (
     "body_size_limit",
     "exact_count_cap",
     "native_histograms",
+    "grafana_url",
     "caps",
     "thresholds",
 )
@@ -594,6 +597,7 @@ def _load_global(ctx: Ctx, node: Node | None) -> GlobalConfig:
         body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
         exact_count_cap=sec.get("exact_count_cap", _positive(ctx), d.exact_count_cap),
         native_histograms=sec.get("native_histograms", ctx.boolean, d.native_histograms),
+        grafana_url=sec.get("grafana_url", _grafana_url(ctx), d.grafana_url),
         caps=caps,
         thresholds=th,
     )
@@ -664,6 +668,18 @@ def check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
         ctx.error(node, path, f"invalid host in {shown}")
         return False
     return True
+
+
+def _grafana_url(ctx: Ctx) -> Callable[[Node, str], str | None]:
+    """A Grafana base URL: checked like a target URL, but a path (a sub-path install) is fine."""
+
+    def convert(node: Node, path: str) -> str | None:
+        text = ctx.string(node, path)
+        if text is None or not check_url(ctx, node, path, text):
+            return None
+        return text.rstrip("/")
+
+    return convert
 
 
 def url_path(ctx: Ctx) -> Callable[[Node, str], str | None]:

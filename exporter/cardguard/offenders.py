@@ -52,6 +52,8 @@ from cardguard.pprof.goroutines import (
 )
 from cardguard.pprof.heap import normalise_function
 from cardguard.pprof.profile import Frame, Profile
+from cardguard.pprof.stacks import site as source_site
+from cardguard.pprof.stacks import source_path
 from cardguard.rules import (
     DEFAULT_RULES,
     SEVERITY_RANK,
@@ -459,7 +461,9 @@ def _short(function: str) -> str:
 
 
 def _site(frame: Frame) -> str:
-    return f"{frame.function} ({frame.filename}:{frame.line})"
+    """``function (file:line)``, the file as ``-trimpath`` would name it (module path)."""
+    where = source_site(frame.filename, frame.line)
+    return f"{frame.function} ({where})" if where else frame.function
 
 
 def _human_bytes(n: float) -> str:
@@ -731,6 +735,7 @@ def _compute_goroutine_sites(profile: Profile) -> dict[str, list[Frame]]:
 
 # --- label explosion ------------------------------------------------------------
 
+
 def _relabel_snippet(family: str, label: str, pattern: str) -> str:
     # Without the live series no rewrite can be shown not to merge series: the
     # snippet drops what explodes (cardguard.remedies rebuilds it from the page).
@@ -772,13 +777,27 @@ def _label_windows(view: TargetView) -> list[_LabelWindow]:
     return out
 
 
+# What a value pattern (cardguard.patterns) looks like to a reader.
+_SHAPES = {
+    "url_path": "URL path",
+    "uuid": "UUID",
+    "hex_id": "hex ID",
+    "numeric_id": "numeric ID",
+    "ip": "IP address",
+    "email": "email address",
+    "timestamp": "timestamp",
+}
+
+
 def _label_reasons(w: _LabelWindow, rule: LabelExplosionRule, total_series: int) -> list[str]:
     st = w.stat
     suspect = st.pattern in rule.suspect_patterns
     reasons = []
     if suspect and st.distinct_values >= rule.distinct_values:
+        shape = _SHAPES.get(st.pattern, st.pattern)
         reasons.append(
-            f"{st.distinct_values} distinct {st.pattern} values (limit {rule.distinct_values})"
+            f"{st.distinct_values} distinct {st.label} values, {shape}s "
+            f"(limit {rule.distinct_values})"
         )
     if st.distinct_values >= rule.distinct_values_any:
         reasons.append(
@@ -859,15 +878,7 @@ def _label_offender(
     use: _LibraryUse | None,
 ) -> Offender:
     st = w.stat
-    shape = {
-        "url_path": "URL path",
-        "uuid": "UUID",
-        "hex_id": "hex ID",
-        "numeric_id": "numeric ID",
-        "ip": "IP address",
-        "email": "email address",
-        "timestamp": "timestamp",
-    }.get(st.pattern, "distinct value")
+    shape = _SHAPES.get(st.pattern, "distinct value")
     holder = ""
     site = None
     if use is not None and use.total:
@@ -1385,7 +1396,7 @@ def _goroutine_offender(
         "growth_per_second": round(main.rate, 6),
         "live_work": live,
         "proof": main.proof,
-        "stack": [_site(f) for f in raw[:MAX_STACK]] if raw else list(g.frames[:MAX_STACK]),
+        "stack": [_site(f) for f in raw[:MAX_STACK]] if raw else _group_stack(g),
         "reasons": reasons,
     }
     if len(members) > 1:
@@ -1443,6 +1454,15 @@ def _goroutine_offender(
     )
 
 
+def _group_stack(g: GoroutineGroup) -> list[str]:
+    """The group's frames as ``function (file:line)``, where its input printed the line."""
+    out = []
+    for i, name in enumerate(g.frames[:MAX_STACK]):
+        where = source_path(g.sites[i]) if i < len(g.sites) and g.sites[i] else ""
+        out.append(f"{name} ({where})" if where else name)
+    return out
+
+
 def _creator_guess(g: GoroutineGroup) -> str | None:
     """Without a creator in the dump, a closure's enclosing function is the likely creator."""
     enclosing = _enclosing(g.function)
@@ -1474,6 +1494,14 @@ def _traffic_change(view: TargetView) -> tuple[float | None, list[float], tuple[
     return rates[-1] / rates[0] - 1.0, rates, fams
 
 
+# A request rate that moved less than this (relative) between the first and last interval.
+STEADY_TRAFFIC = 0.1
+
+
+def _per_second(rate: float) -> str:
+    return f"{rate:,.1f}/s" if rate < 10 else f"{rate:,.0f}/s"
+
+
 def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
     if len(view.heaps) < 2:
         return []
@@ -1499,6 +1527,7 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
             # sized once), not something that keeps growing.
             continue
         severity: Severity = rule.severity if len(steps) >= 2 else "info"
+        phrase = None  # the summary's short form of ``traffic``
         if change is None:
             traffic = (
                 "traffic unknown (no request counter on /metrics)"
@@ -1512,7 +1541,21 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
             traffic = f"request rate rose {change:.0%}: the growth may follow load"
             severity = "info"
         else:
-            traffic = f"request rate steady ({', '.join(f'{r:.1f}/s' for r in rates)})"
+            # Within the tolerance: say which way it went; a falling rate under a growing
+            # heap is the strongest sign that the growth is not load.
+            moved = f"{_per_second(rates[0])} -> {_per_second(rates[-1])}"
+            if abs(change) < STEADY_TRAFFIC:
+                traffic = f"request rate steady ({moved})"
+                phrase = "the request rate held steady"
+            elif change < 0:
+                traffic = f"request rate fell {-change:.0%} ({moved})"
+                phrase = f"the request rate fell {-change:.0%}"
+            else:
+                traffic = (
+                    f"request rate rose {change:.0%} ({moved}), within the "
+                    f"{rule.traffic_tolerance:.0%} the rules allow"
+                )
+                phrase = f"the request rate rose only {change:.0%}"
         rate_h = grown / _hours(span) if span > 0 else 0.0
         frames = series[-1][1].get(owner, [])
         evidence: dict[str, Any] = {
@@ -1532,11 +1575,12 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
                 [(h.at, v) for h, v in zip(view.heaps, values, strict=True)],
             ),
         }
-        site = next((f for f in frames if f.function == owner), None)
-        where = f" ({site.filename}:{site.line})" if site is not None else ""
+        held = next((f for f in frames if f.function == owner), None)
+        where = f" ({source_site(held.filename, held.line)})" if held is not None else ""
         summary = (
             f"{owner}{where} holds {_human_bytes(now)} of heap, up {_human_bytes(grown)} "
-            f"in {span:.0f}s while {traffic.split(':')[0]}; what it allocates is never freed"
+            f"in {span:.0f}s while {phrase or traffic.split(':')[0]}; "
+            "what it allocates is never freed"
         )
         fix = (
             f"Bound what {owner} keeps: give the map or slice it fills an eviction policy "

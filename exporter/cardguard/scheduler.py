@@ -50,6 +50,7 @@ from cardguard.churn import ChurnReport, ChurnTracker
 from cardguard.config import Config, GlobalConfig, TargetConfig
 from cardguard.errors import FetchError, ParseError, ProfileError
 from cardguard.fetch import Fetcher, FetchResult, HTTPStatusError
+from cardguard.offenders import HeapPoint
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
@@ -77,6 +78,9 @@ HISTORY_WINDOW = 3600.0
 MAX_METRICS_POINTS = 60
 MAX_HEAP_POINTS = 6
 MAX_GOROUTINE_POINTS = 60
+# /report offers each target's last heap and goroutine profile for download; a body
+# larger than this is not kept (the bound on what serve holds is targets x 2 x this).
+MAX_KEPT_PROFILE_BYTES = 16 * 1024 * 1024
 SERIES_FINGERPRINTS = 512
 
 T = TypeVar("T")
@@ -148,6 +152,16 @@ class Visible:
 
 
 @dataclass(frozen=True)
+class RawProfile:
+    """A profile body as the target served it, kept for download from /report."""
+
+    at: float
+    body: bytes
+    content_type: str
+    url: str
+
+
+@dataclass(frozen=True)
 class TargetSnapshot:
     """Everything known about one target at one moment; never mutated after it is published."""
 
@@ -174,6 +188,10 @@ class TargetSnapshot:
     window_seconds: float = 0.0
     snapshots: int = 0
     notes: tuple[str, ...] = ()
+    # The first and the latest heap profile of the window (what /report's flame graphs
+    # compare), and the last bodies of "heap" and "goroutine" for download.
+    heap_window: tuple[HeapPoint, ...] = ()
+    raw_profiles: Mapping[str, RawProfile] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # --- bounded history ------------------------------------------------------------
@@ -598,6 +616,8 @@ class TargetWorker:
                 rules,
                 heap=HeapState(at, inuse, objects, delta),
                 visible=dataclasses.replace(vis, heap_owners=names, capped=frozenset(capped)),
+                heap_window=(self._heap_points[0], self._heap_points[-1]),
+                raw_profiles=self._kept("heap", at, res),
             )
 
     def _collect_goroutines(self) -> None:
@@ -650,7 +670,17 @@ class TargetWorker:
                 ),
                 group_creators=MappingProxyType(creators),
                 visible=dataclasses.replace(vis, groups=ids, capped=frozenset(capped)),
+                raw_profiles=self._kept("goroutine", at, res),
             )
+
+    def _kept(self, name: str, at: float, res: FetchResult) -> Mapping[str, RawProfile]:
+        """The raw profiles to publish with ``res`` as the latest ``name``; called under _lock."""
+        kept = dict(self.snapshot.raw_profiles)
+        if len(res.body) <= MAX_KEPT_PROFILE_BYTES:
+            kept[name] = RawProfile(at, res.body, res.content_type or "", res.url)
+        else:
+            kept.pop(name, None)
+        return MappingProxyType(kept)
 
     def _fetch_goroutines(self, full: bool) -> tuple[str, gr.GoroutineSnapshot, FetchResult] | None:
         """Fetch and parse the goroutine profile, as a full dump (debug=2) or counted (debug=1)."""

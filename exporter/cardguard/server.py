@@ -4,7 +4,9 @@ Handlers are thin: each route is a function ``(app, request) -> Response`` in
 one map (:data:`ROUTES`); the :class:`App` holds the registry, the scheduler
 and the config. Plug-in points for later layers:
 
-* more routes (``/probe``): ``App.routes[("GET", "/probe")] = handler``;
+* more routes (``/probe``): ``App.routes[("GET", "/probe")] = handler``; a route
+  for everything under a path goes in ``App.subtrees`` (key ending in ``/``,
+  as Go's ServeMux patterns), e.g. ``/report/<target>/heap.pb.gz``;
 * TLS: pass an ``ssl.SSLContext`` to :func:`make_server`, which wraps the
   listening socket;
 * authentication: pass ``authenticate(handler) -> bool`` to :func:`make_server`;
@@ -20,6 +22,7 @@ rate-limited log line (:class:`ClientLog`).
 
 from __future__ import annotations
 
+import gzip
 import html
 import http.server
 import logging
@@ -32,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -42,7 +45,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from cardguard import __version__, render
+from cardguard import __version__, flamegraph, render
 from cardguard.collectors import (
     BuildInfoCollector,
     ReloadCollector,
@@ -51,7 +54,9 @@ from cardguard.collectors import (
 )
 from cardguard.config import Config, format_duration, load_config
 from cardguard.errors import ConfigError
-from cardguard.scheduler import ENDPOINTS, Scheduler, TargetSnapshot
+from cardguard.offenders import GoroutinePoint, TargetView
+from cardguard.pprof.profile import GZIP_MAGIC
+from cardguard.scheduler import ENDPOINTS, RawProfile, Scheduler, TargetSnapshot
 from cardguard.version import build_info
 
 log = logging.getLogger("cardguard.server")
@@ -111,6 +116,7 @@ class App:
         self.routes: dict[tuple[str, str], Route] = dict(ROUTES)
         if telemetry_path != "/metrics":
             self.routes[("GET", telemetry_path)] = self.routes.pop(("GET", "/metrics"))
+        self.subtrees: dict[tuple[str, str], Route] = dict(SUBTREES)
         self._reload_lock = threading.Lock()
         self.started = time.time()
         _ = config
@@ -118,6 +124,18 @@ class App:
     @property
     def config(self) -> Config:
         return self.scheduler.config
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The route for ``path``: an exact one, else the longest subtree holding it."""
+        exact = self.routes.get((method, path))
+        if exact is not None:
+            return exact
+        best = None
+        for (m, prefix), handler in self.subtrees.items():
+            if m == method and path.startswith(prefix) and len(path) > len(prefix):
+                if best is None or len(prefix) > len(best[0]):
+                    best = (prefix, handler)
+        return best[1] if best else None
 
     def reload(self) -> tuple[int, str]:
         """Reload the config file; keep the running config when the new one cannot be used.
@@ -180,9 +198,41 @@ class App:
                     snapshots=snap.snapshots,
                     notes=notes,
                     error=snap.offenders_error,
+                    flames=flamegraph.for_view(_pictured(snap)),
+                    downloads=tuple(
+                        (f"{name} ({_clock(raw.at)})", _download_href(snap.target, name))
+                        for name, raw in _downloads(snap).items()
+                    ),
+                    grafana_url=self.config.global_.grafana_url,
                 )
             )
         return out
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(ts))
+
+
+def _pictured(snap: TargetSnapshot) -> TargetView:
+    """What the flame graphs of one target are drawn from, out of its published snapshot."""
+    goroutines: tuple[GoroutinePoint, ...] = ()
+    if snap.goroutines is not None:
+        g = snap.goroutines
+        goroutines = (GoroutinePoint(at=g.at, total=g.total, groups=g.groups),)
+    return TargetView(target=snap.target, heaps=snap.heap_window, goroutines=goroutines)
+
+
+# Downloadable files per kept profile: the name on the page and in the URL.
+_DOWNLOAD_NAMES = {"heap": "heap.pb.gz", "goroutine": "goroutine.txt"}
+
+
+def _downloads(snap: TargetSnapshot) -> dict[str, RawProfile]:
+    return {_DOWNLOAD_NAMES[k]: v for k, v in snap.raw_profiles.items() if k in _DOWNLOAD_NAMES}
+
+
+def _download_href(target: str, name: str) -> str:
+    # Relative to /report, so the page works behind a reverse proxy's path prefix too.
+    return f"report/{quote(target, safe='')}/{name}"
 
 
 # --- routes -------------------------------------------------------------------------
@@ -222,6 +272,26 @@ def _reload(app: App, req: Request) -> Response:
 
 def _report(app: App, req: Request) -> Response:
     return Response(200, render.report_page(app.reports()), "text/html; charset=utf-8")
+
+
+def _report_file(app: App, req: Request) -> Response:
+    """``/report/<target>/heap.pb.gz`` or ``goroutine.txt``: the last profile serve kept."""
+    target, _, name = req.path.removeprefix("/report/").partition("/")
+    target = unquote(target)
+    snap = next((s for s in app.scheduler.snapshots() if s.target == target), None)
+    raw = _downloads(snap).get(name) if snap is not None else None
+    if snap is None or raw is None:
+        return Response(404, b"no such target or profile; see /report\n")
+    body = raw.body
+    if name.endswith(".gz") and not body.startswith(GZIP_MAGIC):
+        body = gzip.compress(body, mtime=0)  # the target sent it Content-Encoding: gzip
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(raw.at))
+    stem, dot, ext = name.partition(".")
+    filename = f"{snap.target}-{stem}-{stamp}{dot}{ext}".replace('"', "")
+    kind = "application/octet-stream" if name.endswith(".gz") else "text/plain; charset=utf-8"
+    return Response(
+        200, body, kind, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 def _health_cell(snap: TargetSnapshot) -> str:
@@ -266,29 +336,14 @@ def _landing(app: App, req: Request) -> Response:
         series = f"{page.total_series:,}" if page is not None else "-"
         rows.append(
             "<tr>"
-            f"<td>{html.escape(snap.target)}</td>"
+            f'<td><a href="report#t-{html.escape(snap.target, quote=True)}">'
+            f"{html.escape(snap.target)}</a></td>"
             f"<td>{html.escape(snap.url)}</td><td>{every}</td>"
             f"<td>{_health_cell(snap)}</td><td>{series}</td>"
             f"<td>{len(snap.offenders)}</td>"
             "</tr>"
         )
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cardguard</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3em .6em; }}
-.ok {{ color: #17702a; }} .bad {{ color: #b00020; }}
-</style></head>
-<body>
-<h1>cardguard {html.escape(__version__)}</h1>
-<p>Prometheus exporter and cardinality guard for Go services.</p>
-<ul>
-<li><a href="{html.escape(app.telemetry_path.lstrip("/"), quote=True)}">\
-{html.escape(app.telemetry_path)}</a>: cardguard's series</li>
-<li><a href="report">/report</a>: offenders with evidence and fixes</li>
-<li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
-</ul>
-<h2>Configuration</h2>
+    body = f"""<h2>Configuration</h2>
 <p><code>{html.escape(app.config_path)}</code>: {status}
 ({_reload_hint(app)})</p>
 <h2>Targets</h2>
@@ -297,10 +352,24 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <tbody>
 {"".join(rows) or '<tr><td colspan="6">no targets configured</td></tr>'}
 </tbody></table>
-</body></html>
-"""
-    return Response(200, body.encode(), "text/html; charset=utf-8")
+<h2>Pages</h2>
+<ul>
+<li><a href="report">/report</a>: offenders with evidence, fixes, trends and flame graphs</li>
+<li><a href="{html.escape(app.telemetry_path.lstrip("/"), quote=True)}">\
+{html.escape(app.telemetry_path)}</a>: cardguard's series</li>
+<li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
+</ul>"""
+    landing = render.page(
+        f"cardguard {__version__}",
+        "Prometheus exporter and cardinality guard for Go services.",
+        body,
+        nav=(("targets", "./"), ("report", "report"), ("metrics", app.telemetry_path.lstrip("/"))),
+    )
+    return Response(200, landing.encode(), "text/html; charset=utf-8")
 
+
+# Routes for every path under a prefix (the key ends in "/"), tried after ROUTES.
+SUBTREES: dict[tuple[str, str], Route] = {("GET", "/report/"): _report_file}
 
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/"): _landing,
@@ -599,7 +668,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 unauthorized = {"WWW-Authenticate": 'Basic realm="cardguard"'}
                 self._send(Response(401, b"Unauthorized\n", headers=unauthorized), head_only)
                 return
-            route = app.routes.get((method, path))
+            route = app.route(method, path)
             if route is None:
                 allowed = sorted(m for (m, p) in app.routes if p == path)
                 if allowed:

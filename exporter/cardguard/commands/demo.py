@@ -82,9 +82,14 @@ def _go_toolchain() -> Path:
     raise DemoError("no Go toolchain found: run scripts/bootstrap.sh")
 
 
+# Stacks then name sources by import path (demo-service/main.go:234), not by the
+# temporary GOPATH the binary was built in, which is gone by the time anyone reads them.
+BUILD_FLAGS = ("-trimpath",)
+
+
 def _build_demo(go: Path, echo: Any) -> Path:
     """Build deploy/demo-service once per source and toolchain; return the binary."""
-    digest = hashlib.sha256(str(go).encode())
+    digest = hashlib.sha256(f"{go} {' '.join(BUILD_FLAGS)}".encode())
     for f in sorted(DEMO_SRC.rglob("*")):
         if f.is_file():
             digest.update(f.name.encode() + f.read_bytes())
@@ -107,7 +112,7 @@ def _build_demo(go: Path, echo: Any) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         proc = subprocess.run(
-            [str(go), "build", "-o", str(tmp), "."],
+            [str(go), "build", *BUILD_FLAGS, "-o", str(tmp), "."],
             cwd=pkg,
             env=env,
             capture_output=True,

@@ -8,8 +8,13 @@ and ``/debug/pprof/goroutineleak`` where the target serves it. Progress goes to
 stderr; the report (worst offender first) to stdout or ``--output``.
 
 Offline, the same snapshots come from files: ``--from DIR`` reads what
-``--save DIR`` wrote; or name files directly with ``--metrics``, ``--heap``,
+``--save DIR`` wrote (with the target's name and URL, so the report names it
+as the live one did); or name files directly with ``--metrics``, ``--heap``,
 ``--heap-base``, ``--goroutines`` and ``--goroutineleak``.
+
+``--format html`` draws each target's flame graphs (in-use heap, heap growth
+over the watch, goroutines) and trend charts inline; ``--grafana-url`` adds
+links to the target's cardguard dashboard over the watched time range.
 
 Exit status: 0 when the report was made, 1 when it could not be (target
 unreachable at the start, unreadable files), 3 when ``--fail-on`` found an
@@ -26,16 +31,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from cardguard import cgroupfs, container, remedies, usage, usagefiles, verdict
+from cardguard import flamegraph, remedies, usage, usagefiles, verdict
 from cardguard import offenders as off
 from cardguard.cardinality import analyse
 from cardguard.churn import ChurnTracker
-from cardguard.config import TargetConfig, load_config, parse_duration
+from cardguard.commands._options import (
+    DURATION,
+    color_option,
+    colour_wanted,
+    missing_scheme,
+    timeout_option,
+)
+from cardguard.config import TargetConfig, load_config
 from cardguard.errors import CardguardError, ConfigError, FetchError, ParseError, ProfileError
 from cardguard.exposition import ACCEPT_HEADER, detect_format
 from cardguard.pprof import goroutines as gr
@@ -60,7 +71,11 @@ ALTERNATIVES = {"goroutine": ("goroutine.txt",)}
 
 @dataclass
 class Snapshot:
-    """The raw bodies read from a target at one moment (any may be missing)."""
+    """The raw bodies read from a target at one moment (any may be missing).
+
+    ``target`` and ``url`` name where they came from; saved with the bodies so
+    a report read back with ``--from`` names the target as the live one did.
+    """
 
     at: float
     metrics: bytes | None = None
@@ -69,12 +84,16 @@ class Snapshot:
     goroutine: bytes | None = None
     goroutine_full: bytes | None = None
     goroutineleak: bytes | None = None
-    cgroup_memory: dict[str, Any] | None = None
-    """A container memory reading (``container.ContainerMemory.to_dict``), if any."""
+    target: str | None = None
+    url: str | None = None
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"at": self.at, "content_type": self.content_type}
+        meta: dict[str, object] = {"at": self.at, "content_type": self.content_type}
+        if self.target is not None:
+            meta["target"] = self.target
+        if self.url is not None:
+            meta["url"] = self.url
         (directory / "meta.json").write_text(json.dumps(meta) + "\n")
         if self.metrics is not None:
             (directory / FILES["metrics"]).write_bytes(gzip.compress(self.metrics, mtime=0))
@@ -86,8 +105,6 @@ class Snapshot:
             if key == "goroutine" and not body.startswith(_GZIP):
                 name = ALTERNATIVES[key][0]
             (directory / name).write_bytes(body)
-        if self.cgroup_memory is not None:
-            (directory / "container.json").write_text(json.dumps(self.cgroup_memory) + "\n")
 
 
 @dataclass
@@ -114,8 +131,6 @@ class Watch:
     """Which process and build served each /metrics page (restarts split the watch)."""
     baseline: int | None = None
     """Metrics points read from --baseline: the watch is judged as before/after a fix."""
-    containers: list[tuple[float, container.ContainerMemory]] = field(default_factory=list)
-    """Container memory readings over the watch (--cgroup)."""
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -126,13 +141,11 @@ class Watch:
         self.snapshots += 1
         shown: dict[str, str] = {}
         traffic = self.rules.for_target(self.name).heap_growth.traffic_metric
-        reading = self.add_container(snap)
         if snap.metrics is not None:
             try:
                 fmt = detect_format(snap.content_type, snap.metrics)
                 page = analyse(snap.metrics, content_type=snap.content_type, source=where, fmt=fmt)
-                usage = reading.usage_bytes if reading is not None else None
-                values = off.values_from_page(snap.metrics, fmt, where, traffic, usage)
+                values = off.values_from_page(snap.metrics, fmt, where, traffic)
                 report = self.churn.update(page, snap.at)
                 self.metrics.append(off.metrics_point(page, snap.at, values, report))
                 self.pages[1:] = []
@@ -179,19 +192,6 @@ class Watch:
             leaks=self.leaks,
             goroutine_profile=self.goroutine_profile,
         )
-
-    def add_container(self, snap: Snapshot) -> container.ContainerMemory | None:
-        """Keep the snapshot's container memory reading, if it has one."""
-        if snap.cgroup_memory is None:
-            return None
-        fields = {k: v for k, v in snap.cgroup_memory.items() if k != "reclaimable_bytes"}
-        try:
-            reading = container.ContainerMemory(**fields)
-        except TypeError as exc:
-            self.note(f"container reading: {exc}")
-            return None
-        self.containers.append((snap.at, reading))
-        return reading
 
     def add_baseline(self, snaps: Sequence[tuple[Snapshot, str]]) -> None:
         """Read snapshots saved before a fix (--baseline); what follows is judged against them."""
@@ -240,16 +240,9 @@ class Watch:
         except ParseError as exc:
             self.note(f"remedies: {exc}")
             return found
-        return self.explain_memory(remedies.refine(found, ctx))
+        return remedies.refine(found, ctx)
 
-    def explain_memory(self, found: list[off.Offender]) -> list[off.Offender]:
-        """Explain memory with the container's figures and forecast its limit (--cgroup)."""
-        memory = self.metrics[-1].values.memory if self.metrics else {}
-        rss = memory.get("process_resident_memory_bytes")
-        heap = memory.get("go_memstats_heap_inuse_bytes")
-        return container.refine(found, self.containers, rss, heap)
-
-    def report(self, url: str | None) -> TargetReport:
+    def report(self, url: str | None, grafana_url: str | None = None) -> TargetReport:
         view = self.view()
         found = self.detect(view)
         times = [p.at for p in view.metrics] + [h.at for h in view.heaps]
@@ -272,6 +265,8 @@ class Watch:
             window_seconds=(max(times) - min(times)) if times else 0.0,
             snapshots=self.snapshots,
             notes=tuple(notes),
+            flames=flamegraph.for_view(view),
+            grafana_url=grafana_url,
         )
 
 
@@ -280,9 +275,6 @@ class Watch:
 
 class Live:
     """Reads snapshots from a running target through ``cardguard.fetch``."""
-
-    cgroup: Path | None = None
-    """The target's memory cgroup directory, read with every snapshot (--cgroup)."""
 
     def __init__(self, target: TargetConfig, full_limit: int) -> None:
         from cardguard.fetch import Fetcher
@@ -310,15 +302,10 @@ class Live:
 
     def snapshot(self, final: bool) -> Snapshot:
         t = self.target
-        snap = Snapshot(at=time.time())
+        snap = Snapshot(at=time.time(), target=t.name, url=t.url)
         got = self._get("metrics", t.metrics_url, ACCEPT_HEADER)
         if got is not None:
             snap.metrics, snap.content_type = got
-        if self.cgroup is not None:
-            try:
-                snap.cgroup_memory = cgroupfs.read(self.cgroup).to_dict()
-            except ValueError as exc:
-                self.missing["cgroup"] = f"cgroup: {exc}"
         heap = self._get("heap", t.pprof_url("heap"))
         snap.heap = heap[0] if heap else None
         g = self._get("goroutine", t.pprof_url("goroutine"))
@@ -409,7 +396,7 @@ def watch_live(
     pprof_path: str,
     uses: usage.Index | None = None,
     baseline: Sequence[tuple[Snapshot, str]] = (),
-    cgroup: Path | None = None,
+    grafana_url: str | None = None,
 ) -> TargetReport:
     """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them.
 
@@ -425,7 +412,6 @@ def watch_live(
         body_size_limit=DEFAULT_MAX_BYTES,
     )
     live = Live(target, full_limit)
-    live.cgroup = cgroup
     w = Watch(name, rules, uses=uses)
     w.add_baseline(baseline)
     count = max(2, int(duration // interval) + 1) if duration > 0 else 1
@@ -442,7 +428,7 @@ def watch_live(
         # Interrupted: report on what was seen so far rather than nothing.
         w.note(f"interrupted after {w.snapshots} of {count} snapshots")
         _progress("interrupted; reporting on the snapshots taken so far")
-    return w.report(url)
+    return w.report(url, grafana_url)
 
 
 # --- offline ---------------------------------------------------------------------------
@@ -487,17 +473,17 @@ def load_saved(directory: Path) -> list[tuple[Snapshot, str]]:
             raise ProfileError(
                 str(d / "meta.json"), f"unreadable snapshot metadata: {exc}"
             ) from exc
-        snap = Snapshot(at=at, content_type=meta.get("content_type"))
+        snap = Snapshot(
+            at=at,
+            content_type=meta.get("content_type"),
+            target=meta.get("target"),
+            url=meta.get("url"),
+        )
         for key, fname in FILES.items():
             for p in (d / fname, *(d / alt for alt in ALTERNATIVES.get(key, ()))):
                 if p.exists():
                     setattr(snap, key, _read_page(p) if key == "metrics" else _read(p))
                     break
-        if (d / "container.json").exists():
-            try:
-                snap.cgroup_memory = json.loads((d / "container.json").read_text())
-            except (OSError, ValueError) as exc:
-                raise ProfileError(str(d / "container.json"), f"unreadable: {exc}") from exc
         out.append((snap, str(d)))
     return out
 
@@ -551,15 +537,6 @@ def load_files(
 # --- the command -------------------------------------------------------------------------
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    seconds = parse_duration(value)
-    if seconds is None:
-        raise click.BadParameter(f"expected a duration like 30s or 2m, got {value!r}")
-    return float(seconds)
-
-
 def _load_rules(path: Path | None) -> Rules:
     if path is None:
         return DEFAULT_RULES
@@ -582,18 +559,22 @@ def _default_name(url: str) -> str:
 @click.argument("target_url", required=False)
 @click.option(
     "--duration",
+    type=DURATION,
     default="2m",
-    callback=_duration,
     show_default=True,
     help="How long to watch a live target.",
 )
 @click.option(
     "--interval",
+    type=DURATION,
     default=None,
-    callback=_duration,
     help="Time between snapshots (default: a quarter of --duration, at least 5s).",
 )
-@click.option("--name", default=None, help="Target name in the report (default: HOST:PORT).")
+@click.option(
+    "--name",
+    default=None,
+    help="Target name in the report (default: HOST:PORT, or the name saved with --from).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -622,13 +603,7 @@ def _default_name(url: str) -> str:
     default=None,
     help="Exit 3 when an offender of this severity or worse is found.",
 )
-@click.option(
-    "--timeout",
-    default="10s",
-    callback=_duration,
-    show_default=True,
-    help="Deadline for each request to the target.",
-)
+@timeout_option("10s")
 @click.option(
     "--full-goroutines-limit",
     default=10000,
@@ -686,13 +661,6 @@ def _default_name(url: str) -> str:
     help="A saved /debug/pprof/goroutineleak profile.",
 )
 @click.option(
-    "--cgroup",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="The target's memory cgroup directory (v1 or v2): explain container memory (usage, "
-    "working set, page cache) and forecast its limit.",
-)
-@click.option(
     "--baseline",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -711,6 +679,14 @@ def _default_name(url: str) -> str:
     metavar="GLOB",
     help="Grafana dashboard JSON files (globs, repeat): name the panels that use it.",
 )
+@click.option(
+    "--grafana-url",
+    default=None,
+    metavar="URL",
+    help="Grafana to link to: each offender links the cardguard / Target dashboard over its "
+    "time range.",
+)
+@color_option()
 def report(
     target_url: str | None,
     duration: float,
@@ -734,7 +710,8 @@ def report(
     usage_rules: tuple[str, ...],
     usage_dashboards: tuple[str, ...],
     baseline: Path | None,
-    cgroup: Path | None,
+    grafana_url: str | None,
+    color: str,
 ) -> None:
     """Watch a Go service (or read saved files) and name its offenders, worst first.
 
@@ -757,6 +734,10 @@ def report(
         raise click.UsageError("give either TARGET_URL or saved files (--from, --metrics, ...)")
     if not target_url and not offline:
         raise click.UsageError("give TARGET_URL, --from DIR or saved files; see --help")
+    if target_url and "://" not in target_url:
+        raise click.UsageError(
+            f"{target_url} is not a URL: it needs http:// or https://{missing_scheme(target_url)}"
+        )
     try:
         rules = _load_rules(rules_file)
     except ConfigError as exc:
@@ -795,12 +776,15 @@ def report(
                 pprof_path=pprof_path,
                 uses=uses,
                 baseline=baseline_snaps,
-                cgroup=cgroup,
+                grafana_url=grafana_url,
             )
         else:
+            saved_url: str | None = None
             if from_dir is not None:
                 snaps = load_saved(from_dir)
-                label = name or str(from_dir)
+                saved_url = next((s.url for s, _ in reversed(snaps) if s.url), None)
+                saved = next((s.target for s, _ in reversed(snaps) if s.target), None)
+                label = name or saved or str(from_dir)
             else:
                 heaps = ([heap_base] if heap_base else []) + list(heap_files)
                 snaps = load_files(metrics_files, heaps, goroutine_files, leak_file)
@@ -809,21 +793,30 @@ def report(
             w.add_baseline(baseline_snaps)
             for snap, where in snaps:
                 w.add(snap, where)
-            result = w.report(None)
+            result = w.report(saved_url, grafana_url)
     except CardguardError as exc:
         click.echo(f"cardguard report: {exc}", err=True)
         sys.exit(1)
-    text = render([result], fmt)
-    _emit(text, output)
+    colour = fmt == "text" and output is None and colour_wanted(color)
+    text = render([result], fmt, colour=colour)
+    _emit(text, output, colour=colour)
     if fail_on is not None and any(
         SEVERITY_RANK[o.severity] >= SEVERITY_RANK[fail_on] for o in result.offenders
     ):
         sys.exit(3)
 
 
-def _emit(text: str, output: Path | None, write: Callable[[str], None] | None = None) -> None:
+def _emit(
+    text: str,
+    output: Path | None,
+    write: Callable[[str], None] | None = None,
+    colour: bool = False,
+) -> None:
     if output is None:
-        (write or click.echo)(text.rstrip("\n"))
+        if write is not None:
+            write(text.rstrip("\n"))
+        else:
+            click.echo(text.rstrip("\n"), color=colour)
         return
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
