@@ -22,18 +22,20 @@ The ``fleet:`` section of the config::
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from yaml.nodes import Node
 
-from cardguard import offenders, tsdb
+from cardguard import container, offenders, tsdb
 from cardguard.config import (
     NAME_RE,
     BasicAuth,
@@ -63,8 +65,26 @@ _KEYS = (
     "basic_auth",
     "bearer_token_file",
     "tls",
+    "containers",
 )
 MAX_POINTS = 60
+_CONTAINER_KEYS = ("name", "cadvisor", "process")
+RSS = "process_resident_memory_bytes"
+HEAP = "go_memstats_heap_inuse_bytes"
+
+
+@dataclass(frozen=True)
+class FleetContainer:
+    """A container whose memory the server's cAdvisor series show (``containers:``).
+
+    ``cadvisor`` selects its cAdvisor series (``{namespace="shop",container="api"}``),
+    ``process`` the process' own client_golang series (``{job="api"}``); each must pick
+    one series per metric (the largest is taken otherwise).
+    """
+
+    name: str
+    cadvisor: str
+    process: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class FleetServer:
     basic_auth: BasicAuth | None = None
     bearer_token_file: Any = None
     tls: TLSConfig = field(default_factory=TLSConfig)
+    containers: tuple[FleetContainer, ...] = ()
 
     @property
     def status_url(self) -> str:
@@ -138,11 +159,46 @@ def load_fleet_config(node: Node | None, ctx: Ctx) -> tuple[FleetServer, ...]:
             else None,
             bearer_token_file=sec.optional("bearer_token_file", ctx.file),
             tls=load_tls(ctx, sec.value_node("tls"), join(path, "tls")),
+            containers=_load_containers(
+                ctx, sec.value_node("containers"), join(path, "containers")
+            ),
         )
         if name is None or url is None:
             continue
         seen.add(name)
         out.append(server)
+    return tuple(out)
+
+
+def _selector(ctx: Ctx, node: Node, path: str) -> str | None:
+    import promql_parser
+
+    text = ctx.string(node, path)
+    if text is None:
+        return None
+    try:
+        promql_parser.parse("x" + text)
+    except ValueError:
+        ctx.error(node, path, f'expected a label selector like {{job="api"}}, got {text!r}')
+        return None
+    if not text.strip().startswith("{"):
+        ctx.error(node, path, f'expected a label selector like {{job="api"}}, got {text!r}')
+        return None
+    return text.strip()
+
+
+def _load_containers(ctx: Ctx, node: Node | None, path: str) -> tuple[FleetContainer, ...]:
+    out = []
+    for i, item in enumerate(ctx.sequence(node, path)):
+        p = join(path, i)
+        sec = ctx.section(item, p, _CONTAINER_KEYS)
+        if sec is None:
+            continue
+        name = sec.required("name", ctx.string)
+        cadvisor = sec.required("cadvisor", lambda n, q: _selector(ctx, n, q))
+        process = sec.get("process", lambda n, q: _selector(ctx, n, q), "")
+        if name is not None and cadvisor is not None:
+            out.append(FleetContainer(name, cadvisor, process or ""))
     return tuple(out)
 
 
@@ -221,6 +277,53 @@ class FleetPoller:
             offenders=self.snapshot.offenders,
         )
 
+    def _query(self, expr: str) -> float | None:
+        """One instant query; the largest value of its result, None when empty or failing."""
+        s = self.server
+        url = f"{s.url.rstrip('/')}/api/v1/query?" + urlencode({"query": expr})
+        try:
+            res = self._fetcher.get(url, accept="application/json", timeout=s.timeout)
+            doc = json.loads(res.body)
+            values = [float(r["value"][1]) for r in doc["data"]["result"]]
+        except FetchError as exc:
+            log.warning(
+                "%s", exc, extra={"target": s.name, "endpoint": "query", "reason": exc.reason}
+            )
+            return None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning(
+                "unreadable query answer: %s",
+                exc,
+                extra={"target": s.name, "endpoint": "query", "reason": "parse"},
+            )
+            return None
+        return max(values) if values else None
+
+    def _containers(self, now: float, rules: Rules) -> list[offenders.Offender]:
+        """misleading_memory for each configured container, from cAdvisor's series."""
+        out: list[offenders.Offender] = []
+        for c in self.server.containers:
+            got = {m: self._query(f"max({m}{c.cadvisor})") for m in container.CADVISOR}
+            values = {m: v for m, v in got.items() if v is not None}
+            reading = container.from_cadvisor(values, f"cadvisor via {self.server.name}")
+            if reading is None:
+                continue
+            memory: dict[str, float] = {}
+            for m in (RSS, HEAP) if c.process else ():
+                v = self._query(f"max({m}{c.process})")
+                if v is not None:
+                    memory[m] = v
+            point = offenders.MetricsPoint(
+                at=now,
+                values=offenders.MetricValues(
+                    memory=memory, container_memory_bytes=reading.usage_bytes
+                ),
+            )
+            view = offenders.TargetView(target=f"{self.server.name}/{c.name}", metrics=(point,))
+            found = [o for o in offenders.detect(view, rules) if o.kind == "misleading_memory"]
+            out += container.refine(found, [(now, reading)], memory.get(RSS), memory.get(HEAP))
+        return out
+
     def poll(self) -> FleetSnapshot:
         """Fetch and parse the status once, update the bounded view and offenders."""
         start = time.monotonic()
@@ -239,7 +342,7 @@ class FleetPoller:
         self._points.append(tsdb.metrics_point(status, now))
         del self._points[:-MAX_POINTS]
         view = offenders.TargetView(target=s.name, metrics=tuple(self._points))
-        found = tuple(offenders.detect(view, rules))
+        found = tuple(offenders.detect(view, rules)) + tuple(self._containers(now, rules))
         self.snapshot = FleetSnapshot(
             server=s.name,
             rows=self._view.rows(status),
