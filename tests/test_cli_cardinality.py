@@ -207,7 +207,7 @@ def test_page_promtool_only_lints_is_still_measured() -> None:
 def test_missing_file_dead_url_and_size_limit(tmp_path: Path) -> None:
     assert_clean_failure(run(str(tmp_path / "nope.txt")), "nope.txt", "No such file")
     dead = f"http://127.0.0.1:{free_port()}/metrics"
-    assert_clean_failure(run(dead, "--timeout", "5"), "127.0.0.1")
+    assert_clean_failure(run(dead, "--timeout", "5s"), "127.0.0.1")
     assert_clean_failure(
         run(str(PAGES / "prometheus.txt"), "--max-bytes", "1000"), "exceeds 1000 bytes"
     )

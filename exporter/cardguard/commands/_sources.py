@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
+from cardguard.commands._options import missing_scheme
 from cardguard.errors import ProfileError
 
 PPROF_ROOT = "/debug/pprof"
@@ -65,7 +66,8 @@ def read_file(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
             with open(source, "rb") as fh:
                 data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise ProfileError(source, f"cannot read: {exc.strerror or exc}") from exc
+        hint = missing_scheme(source) if isinstance(exc, FileNotFoundError) else ""
+        raise ProfileError(source, f"cannot read: {exc.strerror or exc}{hint}") from exc
     if len(data) > max_bytes:
         raise ProfileError(source, f"larger than the limit of {max_bytes} bytes")
     return data

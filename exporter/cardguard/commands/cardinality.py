@@ -1,6 +1,7 @@
 """``cardguard cardinality SOURCE``: series per family and distinct values per label of one page.
 
-SOURCE is a file, an http(s) URL or ``-`` for stdin, in the text, OpenMetrics
+SOURCE is a file, an http(s) URL (a target's base URL gets ``/metrics``, as
+``heap`` and ``goroutines`` add their paths) or ``-`` for stdin, in the text, OpenMetrics
 or protobuf exposition format (``--native-histograms`` asks a URL for
 protobuf first, as Prometheus does with native histograms on; a file is read
 as protobuf only where it cannot be text). The page is analysed by
@@ -15,14 +16,18 @@ import json
 import sys
 import zlib
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from cardguard.cardinality import Limits, PageAnalysis, analyse
+from cardguard.commands._options import missing_scheme, timeout_option
 from cardguard.errors import CardguardError, FetchError
 from cardguard.exposition import Format, accept_header
+from cardguard.fetch import HTTPStatusError
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+METRICS_PATH = "/metrics"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -57,14 +62,37 @@ def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
     return out
 
 
+def page_url(url: str) -> str:
+    """The /metrics URL for SOURCE: a target's base URL (no path) gets ``/metrics``.
+
+    The same base URL works for ``heap`` and ``goroutines``, which add their
+    ``/debug/pprof/...`` paths.
+    """
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        return urlunsplit(parts._replace(path=METRICS_PATH))
+    return url
+
+
 def read_source(
     source: str, *, timeout: float, max_bytes: int, native_histograms: bool = False
 ) -> tuple[bytes, str | None]:
     """Return the page bytes of SOURCE and its Content-Type (None for files and stdin)."""
     if source.startswith(("http://", "https://")):
-        return fetch_page(
-            source, timeout=timeout, max_bytes=max_bytes, native_histograms=native_histograms
-        )
+        url = page_url(source)
+        try:
+            return fetch_page(
+                url, timeout=timeout, max_bytes=max_bytes, native_histograms=native_histograms
+            )
+        except HTTPStatusError as exc:
+            path = urlsplit(url).path
+            if exc.status != 404 or path.endswith(METRICS_PATH):
+                raise
+            parts = urlsplit(url)
+            meant = urlunsplit(parts._replace(path=METRICS_PATH, query="", fragment=""))
+            raise HTTPStatusError(
+                exc.source, exc.reason, f"{exc.message}; is the page at {meant}?", exc.status
+            ) from None
     try:
         if source == "-":
             data = sys.stdin.buffer.read(max_bytes + 1)
@@ -72,7 +100,8 @@ def read_source(
             with open(source, "rb") as fh:
                 data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise FetchError(source, "other", f"cannot read: {exc.strerror or exc}") from None
+        hint = missing_scheme(source) if isinstance(exc, FileNotFoundError) else ""
+        raise FetchError(source, "other", f"cannot read: {exc.strerror or exc}{hint}") from None
     if len(data) > max_bytes:
         raise FetchError(source, "too_large", f"page exceeds {max_bytes} bytes")
     if data.startswith(_GZIP_MAGIC):
@@ -164,7 +193,7 @@ def render_json(analysis: PageAnalysis, top: int) -> str:
     show_default=True,
     help="Distinct values per label counted exactly before estimating.",
 )
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="URL fetch seconds.")
+@timeout_option("10s", "Deadline for fetching a URL.")
 @click.option(
     "--max-bytes",
     type=click.IntRange(min=1),
@@ -190,6 +219,8 @@ def cardinality(
     )
     fmt: Format | None = None if input_format == "auto" else input_format  # type: ignore[assignment]
     name = "<stdin>" if source == "-" else source
+    if source.startswith(("http://", "https://")):
+        name = page_url(source)
     try:
         data, content_type = read_source(
             source, timeout=timeout, max_bytes=max_bytes, native_histograms=native_histograms
@@ -204,4 +235,4 @@ def cardinality(
     sys.stdout.write(out)
 
 
-__all__ = ["cardinality", "fetch_page", "read_source", "render_json", "render_text"]
+__all__ = ["cardinality", "fetch_page", "page_url", "read_source", "render_json", "render_text"]
