@@ -75,7 +75,9 @@ def test_report_names_the_demo_offenders_with_fixes(demo: Process, tmp_path: Pat
     assert "creates a new series per URL" in label["summary"]
     assert label["evidence"]["call_site"].startswith("main.apiHandler.ServeHTTP")
     assert "NOT the target's own heap" in label["fix"]
-    assert label["fix_snippet"].startswith("metric_relabel_configs:")
+    # issue 13: no rewrite of the raw paths is safe, so the snippet drops what explodes
+    assert "\nmetric_relabel_configs:\n" in label["fix_snippet"]
+    assert "No rewrite or removal of start_point is safe" in label["fix_snippet"]
 
     leak = find(doc, "goroutine_leak", function="main.subscribe.func1")
     assert leak["severity"] == "critical"  # Go 1.27 confirms it in goroutineleak
@@ -306,4 +308,7 @@ def test_target_without_pprof_still_gets_label_checks(tmp_path: Path) -> None:
     assert "no heap profile: heap growth and children cost were not checked" in notes
     o = find(doc, "label_explosion", family="orders_total", label="customer")
     assert o["evidence"]["pattern"] == "uuid"
-    assert "replacement: ':uuid'" in o["fix_snippet"]
+    # each customer UUID is its own series: a placeholder would fold all 300 into one
+    refused = {c["kind"]: c for c in o["evidence"]["relabel"]["refused"]}
+    assert refused["rewrite"]["series_after"] == 1
+    assert "action: drop" in o["fix_snippet"] and "replacement:" not in o["fix_snippet"]
