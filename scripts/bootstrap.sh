@@ -15,7 +15,6 @@ APT_PACKAGES=(
   prometheus
   prometheus-alertmanager
   prometheus-pushgateway
-  prometheus-node-exporter  # tests/test_remedies.py: a textfile collector explosion
   chromium
   ca-certificates
   openssl

@@ -85,6 +85,16 @@ def test_dockerfile_copies_files_that_exist(name: str) -> None:
     assert instructions(dockerfile)[-1][0] in {"CMD", "ENTRYPOINT"}
 
 
+def test_cardguard_image_has_what_the_wheel_build_needs() -> None:
+    """setup.py copies cardguard.shipped.FILES into the package; the image must have them."""
+    from cardguard import shipped
+
+    sources = copy_sources(DEPLOY / "Dockerfile")
+    assert {"setup.py", "MANIFEST.in", "pyproject.toml", "exporter"} <= set(sources)
+    for rel in shipped.files(REPO):
+        assert any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in sources), rel
+
+
 def test_cardguard_image_runs_the_console_script_on_the_agreed_port() -> None:
     steps = instructions(DEPLOY / "Dockerfile")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

@@ -1,7 +1,9 @@
 """``cardguard demo``: run the leaky demo service, cardguard, Prometheus and Alertmanager locally.
 
-Everything runs from this source checkout on 127.0.0.1, on free ports, with
-its files in a temporary directory:
+Everything runs on 127.0.0.1, on free ports, with its files in a temporary
+directory, from the repository files cardguard ships (:mod:`cardguard.shipped`:
+a source checkout's own, or the copies a wheel carries, so ``pip install
+cardguard`` is enough):
 
 - the demo Go service (deploy/demo-service), built with a local Go toolchain
   against Debian's client_golang;
@@ -16,6 +18,12 @@ The shipped rules wait 15 minutes to an hour before an alert fires; the demo
 divides every ``for:`` by ``--for-scale`` in its temporary copy so something
 happens within a minute or two. It stays until Ctrl-C, or ``--duration``;
 ``--once`` exits as soon as the first leak notification arrives.
+
+``--service-only`` runs the demo service alone, on ``--listen`` (default
+127.0.0.1:6060, where the README's examples point), until Ctrl-C.
+
+The parts that are not Python come from Debian (:data:`SYSTEM_PARTS`); when one
+is missing the error names every missing package and the ``apt-get`` line.
 """
 
 from __future__ import annotations
@@ -43,15 +51,24 @@ from typing import Any
 import click
 import yaml
 
+from cardguard import shipped
 from cardguard.config import parse_duration
 
-CHECKOUT = Path(__file__).resolve().parents[3]
-RULES = CHECKOUT / "rules"
-DEMO_SRC = CHECKOUT / "deploy" / "demo-service"
-ALERTMANAGER_CONFIG = CHECKOUT / "deploy" / "alertmanager" / "alertmanager.yml"
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 GOCODE = Path("/usr/share/gocode")
+CLIENT_GOLANG = GOCODE / "src" / "github.com" / "prometheus" / "client_golang" / "prometheus"
+# What the demo needs outside Python: what it is, and the Debian package that has it.
+SYSTEM_PARTS = {
+    "go": ("a Go toolchain", "golang-go"),
+    "client_golang": (
+        "client_golang for GOPATH builds",
+        "golang-github-prometheus-client-golang-dev",
+    ),
+    "prometheus": ("Prometheus", "prometheus"),
+    "alertmanager": ("Alertmanager", "prometheus-alertmanager"),
+}
+DEFAULT_SERVICE_LISTEN = "127.0.0.1:6060"  # where the README's examples point
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cardguard-demo"
 # Leaks fast enough to see within a minute.
 DEMO_FLAGS = ("-label-rate=100", "-goroutine-rate=20", "-cache-rate=100")
@@ -62,13 +79,71 @@ class DemoError(click.ClickException):
     """A part of the demo could not be set up; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class _Files:
+    """The shipped repository files the demo reads (see cardguard.shipped)."""
+
+    root: Path
+
+    @property
+    def demo_src(self) -> Path:
+        return self.root / "deploy" / "demo-service"
+
+    @property
+    def rules(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def alertmanager_config(self) -> Path:
+        return self.root / "deploy" / "alertmanager" / "alertmanager.yml"
+
+    @property
+    def dashboards(self) -> Path:
+        return self.root / "grafana" / "dashboards"
+
+
+def _files() -> _Files:
+    root = shipped.root()
+    if root is None:
+        raise DemoError(
+            "this cardguard carries none of the demo's files (cardguard/_shipped): install it "
+            "from a wheel or sdist, or run it from a source checkout"
+        )
+    return _Files(root)
+
+
+def _check_system(parts: list[str]) -> Path:
+    """Return the Go toolchain; fail naming every missing part and its Debian package."""
+    go = _go_toolchain()
+    where = {
+        "go": ("/usr/lib/go/bin/go or go on PATH", go is not None),
+        "client_golang": (str(CLIENT_GOLANG), CLIENT_GOLANG.is_dir()),
+        "prometheus": (PROMETHEUS, Path(PROMETHEUS).exists()),
+        "alertmanager": (ALERTMANAGER, Path(ALERTMANAGER).exists()),
+    }
+    missing = [p for p in parts if not where[p][1]]
+    if not missing and go is not None:
+        return go
+    lines = [
+        f"  {SYSTEM_PARTS[p][0]} (looked for {where[p][0]}): Debian package {SYSTEM_PARTS[p][1]}"
+        for p in missing
+    ]
+    raise DemoError(
+        "cardguard demo needs parts that are not installed:\n"
+        + "\n".join(lines)
+        + "\nInstall them with: sudo apt-get install "
+        + " ".join(SYSTEM_PARTS[p][1] for p in missing)
+        + "\n(in a source checkout, scripts/bootstrap.sh installs everything)"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _go_toolchain() -> Path:
+def _go_toolchain() -> Path | None:
     """Prefer a current Go (goroutineleak profile), else Debian's, else any go on PATH."""
     with contextlib.suppress(ImportError):
         import go  # type: ignore[import-untyped]
@@ -79,7 +154,7 @@ def _go_toolchain() -> Path:
     for candidate in (Path("/usr/lib/go/bin/go"), Path(shutil.which("go") or "/nonexistent")):
         if candidate.exists():
             return candidate
-    raise DemoError("no Go toolchain found: run scripts/bootstrap.sh")
+    return None
 
 
 # Stacks then name sources by import path (demo-service/main.go:234), not by the
@@ -87,19 +162,19 @@ def _go_toolchain() -> Path:
 BUILD_FLAGS = ("-trimpath",)
 
 
-def _build_demo(go: Path, echo: Any) -> Path:
-    """Build deploy/demo-service once per source and toolchain; return the binary."""
+def _build_demo(go: Path, src: Path, echo: Any) -> Path:
+    """Build the demo service in ``src`` once per source and toolchain; return the binary."""
     digest = hashlib.sha256(f"{go} {' '.join(BUILD_FLAGS)}".encode())
-    for f in sorted(DEMO_SRC.rglob("*")):
+    for f in sorted(src.rglob("*")):
         if f.is_file():
             digest.update(f.name.encode() + f.read_bytes())
     out = CACHE / f"demo-service-{digest.hexdigest()[:12]}"
     if out.exists():
         return out
-    echo(f"building the demo service with {go} ...")
+    echo(f"building the demo service in {src} with {go} ...")
     with tempfile.TemporaryDirectory(prefix="cardguard-demo-gopath-") as gopath:
         pkg = Path(gopath) / "src" / "demo-service"
-        shutil.copytree(DEMO_SRC, pkg)
+        shutil.copytree(src, pkg)
         env = dict(os.environ)
         env.update(
             GOPATH=f"{gopath}:{GOCODE}",
@@ -119,7 +194,7 @@ def _build_demo(go: Path, echo: Any) -> Path:
             text=True,
         )
         if proc.returncode != 0:
-            raise DemoError(f"building {DEMO_SRC} failed:\n{proc.stderr.strip()}")
+            raise DemoError(f"building {src} failed:\n{proc.stderr.strip()}")
         tmp.replace(out)
     return out
 
@@ -211,30 +286,31 @@ class _Receiver:
         self.server.server_close()
 
 
-def _seconds(duration: str) -> float:
+def _seconds(duration: str, where: Path) -> float:
     value = parse_duration(duration)
     if value is None:
-        raise DemoError(f"{RULES}: cannot read duration {duration!r}")
+        raise DemoError(f"{where}: cannot read duration {duration!r}")
     return value
 
 
-def _write_rules(dest: Path, scale: float) -> list[Path]:
-    """Copy rules/ into ``dest`` with every ``for:`` divided by ``scale``."""
+def _write_rules(dest: Path, rules: Path, scale: float) -> list[Path]:
+    """Copy the rule files in ``rules`` into ``dest`` with every ``for:`` divided by ``scale``."""
     dest.mkdir(parents=True, exist_ok=True)
     out = []
-    for path in sorted(RULES.glob("*.rules.yml")):
+    for path in sorted(rules.glob("*.rules.yml")):
         doc = yaml.safe_load(path.read_text())
         for group in doc["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
-                    rule["for"] = f"{max(1, round(_seconds(rule['for']) / scale))}s"
+                    seconds = _seconds(rule["for"], path)
+                    rule["for"] = f"{max(1, round(seconds / scale))}s"
         (dest / path.name).write_text(yaml.safe_dump(doc, sort_keys=False))
         out.append(dest / path.name)
     return out
 
 
-def _alertmanager_config(receiver_port: int) -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+def _alertmanager_config(path: Path, receiver_port: int) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(path.read_text())
     for r in config["receivers"]:
         for hook in r.get("webhook_configs", []):
             path = hook["url"].split("/", 3)[3]
@@ -249,21 +325,22 @@ def _alertmanager_config(receiver_port: int) -> dict[str, Any]:
 class _Running:
     urls: dict[str, str]
     first_leak: threading.Event
+    files: _Files
 
 
 @contextlib.contextmanager
-def _bring_up(workdir: Path, for_scale: float, echo: Any) -> Iterator[_Running]:
-    for binary in (PROMETHEUS, ALERTMANAGER):
-        if not Path(binary).exists():
-            raise DemoError(f"{binary} not found: run scripts/bootstrap.sh")
-    if not RULES.is_dir() or not DEMO_SRC.is_dir():
-        raise DemoError(f"{CHECKOUT} is not a cardguard source checkout (no rules/ or deploy/)")
-    demo_bin = _build_demo(_go_toolchain(), echo)
+def _bring_up(
+    workdir: Path, for_scale: float, echo: Any, listen: str | None = None
+) -> Iterator[_Running]:
+    files = _files()
+    go = _check_system(["go", "client_golang", "prometheus", "alertmanager"])
+    demo_bin = _build_demo(go, files.demo_src, echo)
     stack = _Stack(workdir)
     receiver = _Receiver(echo)
     try:
-        port = _free_port()
-        demo = stack.start("demo", [str(demo_bin), f"-listen=127.0.0.1:{port}", *DEMO_FLAGS], port)
+        address = listen or f"127.0.0.1:{_free_port()}"
+        port = int(address.rpartition(":")[2])
+        demo = stack.start("demo", [str(demo_bin), f"-listen={address}", *DEMO_FLAGS], port)
         stack.wait_ready(demo, "/metrics")
 
         cfg = workdir / "cardguard.yml"
@@ -292,7 +369,8 @@ def _bring_up(workdir: Path, for_scale: float, echo: Any) -> Iterator[_Running]:
         stack.wait_ready(cardguard, "/-/healthy")
 
         am_cfg = workdir / "alertmanager.yml"
-        am_cfg.write_text(yaml.safe_dump(_alertmanager_config(receiver.port), sort_keys=False))
+        am_config = _alertmanager_config(files.alertmanager_config, receiver.port)
+        am_cfg.write_text(yaml.safe_dump(am_config, sort_keys=False))
         port = _free_port()
         am = stack.start(
             "alertmanager",
@@ -307,7 +385,7 @@ def _bring_up(workdir: Path, for_scale: float, echo: Any) -> Iterator[_Running]:
         )
         stack.wait_ready(am, "/-/ready")
 
-        rules = _write_rules(workdir / "rules", for_scale)
+        rules = _write_rules(workdir / "rules", files.rules, for_scale)
         prom_cfg = workdir / "prometheus.yml"
         prom_cfg.write_text(
             yaml.safe_dump(
@@ -352,7 +430,7 @@ def _bring_up(workdir: Path, for_scale: float, echo: Any) -> Iterator[_Running]:
             "prometheus_alerts": prom.url + _alerts_page(prom.url),
             "alertmanager": am.url,
         }
-        yield _Running(urls, receiver.first_leak)
+        yield _Running(urls, receiver.first_leak, files)
     finally:
         receiver.close()
         stack.stop()
@@ -368,15 +446,15 @@ def _alerts_page(base: str) -> str:
     return "/api/v1/alerts"
 
 
-def _banner(urls: dict[str, str], workdir: Path, for_scale: float) -> str:
-    grafana = CHECKOUT / "grafana" / "dashboards"
+def _banner(urls: dict[str, str], workdir: Path, for_scale: float, files: _Files) -> str:
+    grafana = files.dashboards
     return f"""
 cardguard demo is running (configs, logs and data in {workdir}).
 
   demo service   {urls["demo"]}/metrics   {urls["demo"]}/debug/pprof/
   cardguard      {urls["cardguard"]}/   report: {urls["cardguard"]}/report
   Prometheus     {urls["prometheus_alerts"]}   (rules/ loaded, every for: divided by {for_scale:g})
-  Alertmanager   {urls["alertmanager"]}/#/alerts   (deploy/alertmanager/alertmanager.yml)
+  Alertmanager   {urls["alertmanager"]}/#/alerts   ({files.alertmanager_config})
   Grafana        import {grafana}/*.json into a Grafana whose Prometheus is {urls["prometheus"]}
 
 The demo leaks three ways: a path-valued start_point label, goroutines parked
@@ -410,11 +488,38 @@ printed below as Alertmanager sends them. Ctrl-C stops everything.
     default=None,
     help="Keep configs, logs and data here instead of a temporary directory.",
 )
-def demo(duration: str, once: bool, for_scale: float, workdir: Path | None) -> None:
+@click.option(
+    "--service-only",
+    is_flag=True,
+    help="Run only the leaky demo service (on --listen), for cardguard report/heap/goroutines.",
+)
+@click.option(
+    "--listen",
+    default=None,
+    help=f"host:port of the demo service (--service-only: {DEFAULT_SERVICE_LISTEN}; "
+    "else a free port). Port 0 picks a free one.",
+)
+def demo(
+    duration: str,
+    once: bool,
+    for_scale: float,
+    workdir: Path | None,
+    service_only: bool,
+    listen: str | None,
+) -> None:
     """Run the leaky demo with cardguard, Prometheus and Alertmanager; print where to look."""
     limit = parse_duration(duration)
     if limit is None:
         raise click.BadParameter(f"expected a duration like 90s or 5m, got {duration!r}")
+    if listen is not None:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise click.BadParameter(f"expected host:port, got {listen!r}", param_hint="--listen")
+    if service_only:
+        if once:
+            raise click.UsageError("--once waits for an alert; --service-only runs no alerting")
+        _service_only(listen or DEFAULT_SERVICE_LISTEN, limit)
+        return
     with contextlib.ExitStack() as cleanup:
         if workdir is None:
             workdir = Path(
@@ -425,8 +530,8 @@ def demo(duration: str, once: bool, for_scale: float, workdir: Path | None) -> N
         # SIGTERM (and a SIGINT before the stack is up) still unwinds through
         # the ExitStack, so every process started is stopped.
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        running = cleanup.enter_context(_bring_up(workdir, for_scale, echo))
-        echo(_banner(running.urls, workdir, for_scale))
+        running = cleanup.enter_context(_bring_up(workdir, for_scale, echo, listen))
+        echo(_banner(running.urls, workdir, for_scale, running.files))
         deadline = time.monotonic() + limit if limit else None
         try:
             while True:
@@ -445,3 +550,29 @@ def demo(duration: str, once: bool, for_scale: float, workdir: Path | None) -> N
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _service_only(listen: str, limit: float) -> None:
+    """Build and run the demo service alone in the foreground until Ctrl-C, SIGTERM or ``limit``."""
+    files = _files()
+    binary = _build_demo(_check_system(["go", "client_golang"]), files.demo_src, click.echo)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    click.echo(
+        f"cardguard demo: the leaky demo service ({files.demo_src}); it prints its address. "
+        "Try: cardguard report http://ADDRESS --duration 2m. Ctrl-C stops it.",
+    )
+    # Its stdout is ours: it prints "listening on HOST:PORT" (port 0 picks one).
+    proc = subprocess.Popen([str(binary), f"-listen={listen}", *DEMO_FLAGS])
+    try:
+        proc.wait(timeout=limit or None)
+        raise DemoError(f"the demo service exited with status {proc.returncode}")
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        click.echo("cardguard demo: stopping the demo service.")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
