@@ -122,6 +122,11 @@ def _diff(old: HashSample, new: HashSample) -> tuple[int, int, bool]:
     return len(b - a) << level, len(a - b) << level, level > 0
 
 
+def _same(before: tuple[HashSample, int] | None, now: tuple[HashSample, int]) -> bool:
+    """Whether a bounded copy was made from this very sample with this budget."""
+    return before is not None and before[0] is now[0] and before[1] == now[1]
+
+
 def _shrink(sample: HashSample, budget: int) -> HashSample:
     """A copy of ``sample`` holding at most ``budget`` hashes (coarser level if needed)."""
     level = sample.level
@@ -152,6 +157,11 @@ class ChurnTracker:
         self.min_spacing = window / points_per_window
         self._series: dict[str, HashSample] = {}
         self._values: dict[tuple[str, str], HashSample] = {}
+        # The analysis' sample each bounded copy above was made from, and the budget: an
+        # unchanged family (the same object, reused by cardguard.incremental) is not
+        # copied or compared again.
+        self._series_from: dict[str, tuple[HashSample, int]] = {}
+        self._values_from: dict[tuple[str, str], tuple[HashSample, int]] = {}
         self._history: dict[tuple[str, str], _History] = {}
         self._seen = False
 
@@ -162,6 +172,8 @@ class ChurnTracker:
         labs: list[LabelChurn] = []
         series: dict[str, HashSample] = {}
         values: dict[tuple[str, str], HashSample] = {}
+        series_from: dict[str, tuple[HashSample, int]] = {}
+        values_from: dict[tuple[str, str], tuple[HashSample, int]] = {}
         with_prints = [f for f in analysis.families if f.fingerprints is not None]
         budget = self.max_fingerprints // max(1, len(with_prints))
         n_labels = sum(1 for f in analysis.families for lab in f.labels if lab.values is not None)
@@ -170,10 +182,15 @@ class ChurnTracker:
             added = removed = 0
             estimated = False
             if fam.fingerprints is not None:
-                cur = _shrink(fam.fingerprints, budget)
-                series[fam.name] = cur
                 prev = self._series.get(fam.name)
-                if prev is not None and not baseline:
+                origin = (fam.fingerprints, budget)
+                same = prev is not None and _same(self._series_from.get(fam.name), origin)
+                cur = prev if same and prev is not None else _shrink(fam.fingerprints, budget)
+                series[fam.name] = cur
+                series_from[fam.name] = origin
+                if same and not baseline:
+                    estimated = not cur.exact
+                elif prev is not None and not baseline:
                     added, removed, estimated = _diff(prev, cur)
                 elif not baseline:
                     added, estimated = cur.estimate(), not cur.exact
@@ -193,10 +210,18 @@ class ChurnTracker:
                 v_added = v_removed = 0
                 v_est = lab.estimated
                 if lab.values is not None and len(values) < self.max_labels:
-                    cur_values = _shrink(lab.values, value_budget)
-                    values[key] = cur_values
                     pv = self._values.get(key)
-                    if pv is not None and not baseline:
+                    v_origin = (lab.values, value_budget)
+                    v_same = pv is not None and _same(self._values_from.get(key), v_origin)
+                    if v_same and pv is not None:
+                        cur_values = pv
+                    else:
+                        cur_values = _shrink(lab.values, value_budget)
+                    values[key] = cur_values
+                    values_from[key] = v_origin
+                    if v_same and not baseline:
+                        v_est = v_est or not cur_values.exact
+                    elif pv is not None and not baseline:
                         v_added, v_removed, sampled = _diff(pv, cur_values)
                         v_est = v_est or sampled
                     elif not baseline:
@@ -221,6 +246,8 @@ class ChurnTracker:
                     fams.append(FamilyChurn(name, 0, 0, prev.estimate(), not prev.exact))
         self._series = series
         self._values = values
+        self._series_from = series_from
+        self._values_from = values_from
         present = set(values) | {(f.name, lab.name) for f in analysis.families for lab in f.labels}
         for key in [k for k in self._history if k not in present]:
             del self._history[key]

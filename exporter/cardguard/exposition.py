@@ -229,18 +229,26 @@ _BLANK = b" \t"
 # of lines in one pass; group 1 is the metric name.
 # Possessive quantifiers: nothing here needs backtracking, and telling the
 # regex engine so makes these passes about a third faster.
+# The value and optional timestamp that end such a line (after one space).
+_FAST_VALUE = (
+    rb"[+-]?+(?:[0-9]++\.?+[0-9]*+(?:[eE][+-]?+[0-9]++)?+"
+    rb"|\.[0-9]++(?:[eE][+-]?+[0-9]++)?+|Inf|NaN)"
+    rb"(?: -?[0-9]++)?+$"
+)
 _FAST_LINE = re.compile(
     rb"^([a-zA-Z_:][a-zA-Z0-9_:]*+)"
     rb"(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*+="
     + _QUOTED
     + rb"(?:,[a-zA-Z_][a-zA-Z0-9_]*+="
     + _QUOTED
-    + rb")*+,?)?\})?"
-    rb" [+-]?+(?:[0-9]++\.?+[0-9]*+(?:[eE][+-]?+[0-9]++)?+"
-    rb"|\.[0-9]++(?:[eE][+-]?+[0-9]++)?+|Inf|NaN)"
-    rb"(?: -?[0-9]++)?+$",
+    + rb")*+,?)?\})? "
+    + _FAST_VALUE,
     re.MULTILINE,
 )
+# " value [timestamp]" at the end of a line whose series part ends in a name character or
+# "}". The space comes first so the regex engine hunts for it as a literal (several times
+# faster); the lookbehind then checks the character before it.
+_VALUE_AT_END = re.compile(rb" (?<=[}a-zA-Z0-9_:] )" + _FAST_VALUE, re.MULTILINE)
 # One label pair inside validated lines, as the raw text ``name="escaped value"``.
 # Anchoring on the '{' or ',' before the name keeps the search from retrying
 # inside every word of a long value; validated lines keep it in step.
@@ -289,6 +297,25 @@ def split_pair(pair: bytes) -> tuple[bytes, bytes]:
 def block_series_keys(block: SampleBlock) -> list[bytes]:
     """Return each line's series identity (metric name plus label block), raw bytes."""
     return _SERIES_KEY.findall(block.data, block.start, block.end)
+
+
+def fast_lines(data: bytes, start: int, end: int) -> int:
+    """Count the lines of ``data[start:end]`` that have the fast path's common shape.
+
+    ``end`` excludes the last line's newline. When the count equals the number
+    of lines, every line is a valid sample line whose value and timestamp
+    :func:`strip_values` removes, leaving exactly its series identity.
+    """
+    return len(_FAST_LINE.findall(data, start, end))
+
+
+def strip_values(data: bytes) -> tuple[bytes, int]:
+    """Remove the value and timestamp (fast-path grammar) from the end of every line.
+
+    Returns the remaining text and how many lines lost a value. On lines that
+    :func:`fast_lines` counts, what remains is the line's series identity.
+    """
+    return _VALUE_AT_END.subn(b"", data)
 
 
 def block_values(block: SampleBlock) -> Iterator[tuple[str, float]]:
