@@ -376,18 +376,20 @@ def values_from_page(
         ParseError: the page is malformed.
     """
 
-    def wanted(family: str) -> bool:
-        return family in MEMORY_METRICS or traffic.matches(family) or _traffic_base(family, traffic)
-
     def samples() -> Iterator[tuple[str, float]]:
         for event in exposition.scan(data, fmt, source):
             if isinstance(event, exposition.Sample):
-                if wanted(event.family) or wanted(event.name):
+                if reads_family(event.family, traffic) or reads_family(event.name, traffic):
                     yield event.name, event.value
-            elif isinstance(event, exposition.SampleBlock) and wanted(event.family):
+            elif isinstance(event, exposition.SampleBlock) and reads_family(event.family, traffic):
                 yield from exposition.block_values(event)
 
     return metric_values(samples(), traffic, container_memory_bytes)
+
+
+def reads_family(family: str, traffic: Matcher) -> bool:
+    """Whether :func:`values_from_page` reads the samples of ``family`` (memory or traffic)."""
+    return family in MEMORY_METRICS or traffic.matches(family) or _traffic_base(family, traffic)
 
 
 def _traffic_base(name: str, traffic: Matcher) -> bool:
@@ -411,16 +413,24 @@ def metric_values(
     memory: dict[str, float] = {}
     total = 0.0
     fams: set[str] = set()
+    # A counter's children share one sample name: decide once per name, not per sample.
+    counted: dict[str, str | None] = {}
     for name, value in samples:
         if math.isnan(value) or math.isinf(value):
             continue
         if name in MEMORY_METRICS:
             memory[name] = value
             continue
-        if name.endswith(("_bucket", "_sum", "_created")):
-            continue
-        base = name[: -len("_count")] if name.endswith("_count") else name
-        if traffic.matches(name) or (base != name and traffic.matches(base)):
+        if name in counted:
+            base = counted[name]
+        else:
+            base = name[: -len("_count")] if name.endswith("_count") else name
+            if name.endswith(("_bucket", "_sum", "_created")) or not (
+                traffic.matches(name) or (base != name and traffic.matches(base))
+            ):
+                base = None
+            counted[name] = base
+        if base is not None:
             total += value
             fams.add(base)
     return MetricValues(
