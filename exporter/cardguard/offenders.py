@@ -1205,11 +1205,14 @@ def _live_frames(frames: Iterable[str]) -> str | None:
 
 
 def _same_curve(a: Sequence[float], b: Sequence[float], tolerance: float = 0.2) -> bool:
-    """Return whether two groups grew in step: the same share of their growth at each point."""
-    if len(a) < 3 or len(a) != len(b):
+    """Return whether two groups grew in step: the same share of their growth at each point,
+    and the same share of their last count already there at the first."""
+    if len(a) < 2 or len(a) != len(b):
         return False
     da, db = a[-1] - a[0], b[-1] - b[0]
     if da <= 0 or db <= 0:
+        return False
+    if abs(a[0] / a[-1] - b[0] / b[-1]) > tolerance:
         return False
     return all(
         abs((x - a[0]) / da - (y - b[0]) / db) <= tolerance for x, y in zip(a, b, strict=True)
@@ -1512,6 +1515,32 @@ def _per_second(rate: float) -> str:
     return f"{rate:,.1f}/s" if rate < 10 else f"{rate:,.0f}/s"
 
 
+def _live_goroutines(point: GoroutinePoint) -> int:
+    """Goroutines of a snapshot that serve connected clients (network reads, connections)."""
+    return sum(
+        g.count
+        for g in point.groups
+        if _live_frames(g.frames) is not None or g.state in _LIVE_STATES
+    )
+
+
+def _clients_change(view: TargetView, start: float, end: float) -> str | None:
+    """Say how connected clients grew over [start, end], when they grew markedly."""
+    points = [p for p in view.goroutines if start - 1 <= p.at <= end + 1] or list(view.goroutines)
+    if len(points) < 2:
+        return None
+    before, after = _live_goroutines(points[0]), _live_goroutines(points[-1])
+    if after - before >= CLIENT_GROWTH_MIN and after >= (1 + CLIENT_GROWTH_RATIO) * before:
+        return f"goroutines serving connected clients grew from {before} to {after}"
+    return None
+
+
+# Growth of goroutines serving clients that makes heap growth over the same window "may
+# follow load": at least this many more, and this much more than before.
+CLIENT_GROWTH_MIN = 50
+CLIENT_GROWTH_RATIO = 0.2
+
+
 def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
     if len(view.heaps) < 2:
         return []
@@ -1520,6 +1549,7 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
     first, last = series[0][0], series[-1][0]
     span = view.heaps[-1].at - view.heaps[0].at
     change, rates, fams = _traffic_change(view)
+    clients = _clients_change(view, view.heaps[0].at, view.heaps[-1].at)
     out: list[Offender] = []
     for owner, now in last.items():
         before = first.get(owner, 0)
@@ -1566,6 +1596,12 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
                     f"{rule.traffic_tolerance:.0%} the rules allow"
                 )
                 phrase = f"the request rate rose only {change:.0%}"
+        if clients is not None and severity != "info":
+            # Heap that grows with connected clients (buffers, watchers, per-stream
+            # state) ends with them; say so rather than call it a leak.
+            traffic = f"{clients}: the growth may follow them"
+            phrase = clients
+            severity = "info"
         rate_h = grown / _hours(span) if span > 0 else 0.0
         frames = series[-1][1].get(owner, [])
         evidence: dict[str, Any] = {
@@ -1724,8 +1760,9 @@ def detect(view: TargetView, rules: Rules | TargetRules = DEFAULT_RULES) -> list
     found += _label_explosions(view, tr, use)
     if use is not None:
         found += _fold_into_explosions(found, _children_heap_cost(view, tr, use))
-    found += _goroutine_leaks(view, tr)
-    found += _heap_growth(view, tr)
+    leaks = _goroutine_leaks(view, tr)
+    found += leaks
+    found += _fold_into_leaks(leaks, _heap_growth(view, tr))
     found += _misleading_memory(view, tr)
     return sort_offenders(found)
 
@@ -1749,6 +1786,35 @@ def _fold_into_explosions(explosions: list[Offender], costs: list[Offender]) -> 
             "bytes_per_child": ev.get("bytes_per_child"),
             "call_site": ev.get("call_site"),
         }
+    return rest
+
+
+def _fold_into_leaks(leaks: list[Offender], growth: list[Offender]) -> list[Offender]:
+    """One cause, one offender: heap that grows in the function a leaking goroutine group
+    runs in, or in the one that starts it (a ticker per leaked poller), is evidence of that
+    leak (``heap_growth``), not a second offender."""
+    owners: dict[str, Offender] = {}
+    for o in leaks:
+        if o.severity == "info":
+            continue
+        for name in (o.function, o.evidence.get("created_by")):
+            if name:
+                owners.setdefault(str(name), o)
+                owners.setdefault(_enclosing(str(name)), o)
+    rest = []
+    for g in growth:
+        home = owners.get(g.function)
+        if home is None:
+            rest.append(g)
+            continue
+        home.evidence.setdefault("heap_growth", []).append(  # type: ignore[attr-defined]
+            {
+                "function": g.function,
+                "growth_bytes": g.evidence.get("growth_bytes"),
+                "inuse_bytes": g.evidence.get("inuse_bytes"),
+                "summary": g.summary,
+            }
+        )
     return rest
 
 
