@@ -430,7 +430,7 @@ def fleet(s: Settings) -> dict[str, Any]:
         lay.place(
             table(
                 "Offenders",
-                f"cardguard_offender{{{t}}}",
+                f"cardguard_offender_info{{{t}}}",
                 "One row per offender. Click a row for the target's dashboard or for the offender's evidence and fix on cardguard's /report page (targets cardguard probes for Prometheus are not on /report; set the cardguard URL variable to where your browser reaches cardguard).",
                 hide=("Value", "job", "instance"),
                 links=[*to_target, report_link()],
@@ -612,11 +612,11 @@ def target_dashboard(s: Settings) -> dict[str, Any]:
                 "New label values per hour",
                 [
                     (
-                        f'cardguard_label_values_growth_per_hour{{{t}, family=~"$family"}}',
+                        f'cardguard_label_values_growth_per_second{{{t}, family=~"$family"}} * 3600',
                         "{{family}} / {{label}}",
                     )
                 ],
-                "New distinct values each label gains per hour. Sustained growth on a label that already has many values is what CardguardLabelExplosion alerts on.",
+                "New distinct values each label gains per hour (cardguard_label_values_growth_per_second times 3600). Sustained growth on a label that already has many values is what CardguardLabelExplosion alerts on.",
             ),
             12,
             8,
@@ -801,7 +801,7 @@ def target_dashboard(s: Settings) -> dict[str, Any]:
         lay.place(
             table(
                 "Offenders",
-                f"cardguard_offender{{{t}}}",
+                f"cardguard_offender_info{{{t}}}",
                 "Offenders on this target. Click a row for its evidence and fix on cardguard's /report page (set the cardguard URL variable to where your browser reaches cardguard; probed targets are not on /report).",
                 hide=("Value", "job", "instance", "target"),
                 links=[report_link()],

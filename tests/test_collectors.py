@@ -141,7 +141,7 @@ def test_families_sticky_after_threshold(server: local_http.Running) -> None:
     # Labels: id of a and c passed min_label_values; counts are distinct values.
     assert one(ss, "cardguard_label_distinct_values", family="c", label="id") == 9
     assert one(ss, "cardguard_label_distinct_values_estimated", family="c", label="id") == 0
-    assert values(ss, "cardguard_label_values_growth_per_hour", family="c", label="id")
+    assert values(ss, "cardguard_label_values_growth_per_second", family="c", label="id")
     # A family that vanished from the page is not exported with a stale value.
     server.routes["/metrics"] = local_http.ok(page({"c": 9}))
     w.scrape_metrics()
@@ -236,6 +236,10 @@ def test_health_series_for_dead_target() -> None:
     # No data yet: no cardinality series, but the capped flags are there for every kind.
     assert values(ss, "cardguard_target_series", target="dead") == {}
     assert len(values(ss, "cardguard_output_capped", target="dead")) == 5
+    # A target is named by cardguard_target_info even while nothing answers, with the
+    # host:port Prometheus labels its own scrape with (the Go-runtime rules join on it).
+    port = w.target.url.rsplit(":", 1)[1]
+    assert one(ss, "cardguard_target_info", target="dead", address=f"127.0.0.1:{port}") == 1
 
 
 def test_offender_series_capped(server: local_http.Running) -> None:
@@ -255,7 +259,7 @@ def test_offender_series_capped(server: local_http.Running) -> None:
     assert len(capped.snapshot.offenders) > 1
     assert one(samples([capped.snapshot]), "cardguard_output_capped", kind="offender") == 1
     ss = samples([w.snapshot], offender_cap=1)
-    info = values(ss, "cardguard_offender", target="t")
+    info = values(ss, "cardguard_offender_info", target="t")
     assert len(info) == 1
     (labels,) = info
     assert dict(labels)["id"] == found[0].id and dict(labels)["kind"] == found[0].kind

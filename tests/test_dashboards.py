@@ -418,7 +418,7 @@ def test_every_query_returns_live_data(tmp_path: Path, demo_service: Any) -> Non
 
 def check_report_links(prom: Any, cardguard_url: str, target: str) -> None:
     """Each offender row's /report link lands on that offender's section of the page."""
-    rows = query(prom, f'cardguard_offender{{target="{target}"}}')
+    rows = query(prom, f'cardguard_offender_info{{target="{target}"}}')
     assert rows, "no offenders for the leaky demo"
     page = requests.get(f"{cardguard_url}/report", timeout=10).text
     for row in rows:

@@ -109,7 +109,7 @@ def test_cache_serves_ha_pairs_and_state_persists(leaky_demo: Process) -> None:
     again = p.probe(target)
     assert p.stats().fetches == 2
     assert series(again.body, "cardguard_family_series_added_total") or series(
-        again.body, "cardguard_label_values_growth_per_hour"
+        again.body, "cardguard_label_values_growth_per_second"
     ), again.body.decode()[:2000]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -97,7 +98,7 @@ class CardinalityCollector(Collector):
         cardguard_target_series{target="api"} 52113.0
         cardguard_family_series{target="api",family="api_latency",metric_type="summary"} 50000.0
         cardguard_label_distinct_values{target="api",family="api_latency",label="start_point"} 10000.0
-        cardguard_label_values_growth_per_hour{target="api",family="api_latency",label="start_point"} 3600.0
+        cardguard_label_values_growth_per_second{target="api",family="api_latency",label="start_point"} 1.0
         cardguard_family_series_added_total{target="api",family="api_latency"} 1250.0
         cardguard_output_capped{target="api",kind="family"} 0.0
     """
@@ -130,9 +131,9 @@ class CardinalityCollector(Collector):
             lab_labels,
         )
         growth = _gauge(
-            "cardguard_label_values_growth_per_hour",
+            "cardguard_label_values_growth_per_second",
             "Least-squares slope of the label's distinct values over cardguard's last hour of "
-            "/metrics scrapes, in values per hour.",
+            "/metrics scrapes, in values per second.",
             lab_labels,
         )
         added = CounterMetricFamily(
@@ -203,7 +204,7 @@ class CardinalityCollector(Collector):
                     estimated.add_metric(lv, 1.0 if lab.estimated else 0.0)
                     lc = growth_of.get((f.name, lab.name))
                     if lc is not None:
-                        growth.add_metric(lv, lc.growth_per_hour)
+                        growth.add_metric(lv, lc.growth_per_hour / 3600.0)
             if "label" in vis.capped:
                 distinct.add_metric([name, OTHER, OTHER], float(folded_max))
         yield from (total, fam_count, fam_series, distinct, estimated, growth, added, removed)
@@ -372,12 +373,38 @@ class ProfileCollector(Collector):
             group_leaked.add_metric(lv, float(n))
 
 
+class TargetInfoCollector(Collector):
+    """Which address each target name stands for, so rules can join the two.
+
+    Prometheus labels a Go service's own series with its ``instance`` (host:port);
+    cardguard's carry ``target``. Go-runtime rules join on this to name the target.
+
+    Example::
+
+        cardguard_target_info{target="api",address="10.0.0.7:8080"} 1.0
+    """
+
+    def __init__(self, snapshots: Snapshots) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        info = _gauge(
+            "cardguard_target_info",
+            "A target cardguard watches (always 1): its name and the host:port of its URL, "
+            "as in the configuration.",
+            ["target", "address"],
+        )
+        for snap in self._snapshots():
+            info.add_metric([snap.target, urlsplit(snap.url).netloc], 1.0)
+        yield info
+
+
 class OffenderCollector(Collector):
     """The offenders detected for each target, worst first, capped per target.
 
     Example::
 
-        cardguard_offender{target="api",id="le-1a2b3c4d",kind="label_explosion",severity="critical",family="api_latency",label="start_point",function=""} 1.0
+        cardguard_offender_info{target="api",id="le-1a2b3c4d",kind="label_explosion",severity="critical",family="api_latency",label="start_point",function=""} 1.0
         cardguard_offenders{target="api",severity="critical"} 1.0
     """
 
@@ -387,7 +414,7 @@ class OffenderCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         info = _gauge(
-            "cardguard_offender",
+            "cardguard_offender_info",
             "An offender found by cardguard's rules from the target's /metrics and pprof "
             "data (always 1); see /report for evidence and fix. At most global.caps.offenders "
             "per target, worst first.",
@@ -476,6 +503,7 @@ def target_collectors(snapshots: Snapshots, offender_cap: Callable[[], int]) -> 
     """All collectors that read target snapshots, in exposition order."""
     return [
         ScrapeHealthCollector(snapshots),
+        TargetInfoCollector(snapshots),
         CardinalityCollector(snapshots),
         ProfileCollector(snapshots),
         OffenderCollector(snapshots, offender_cap),
