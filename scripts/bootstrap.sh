@@ -15,6 +15,14 @@ APT_PACKAGES=(
   prometheus
   prometheus-alertmanager
   prometheus-pushgateway
+  # Real Go servers of the verdict matrix (benchmarks/bench_verdicts.py, tests/test_verdict_matrix.py)
+  etcd-server
+  caddy
+  prometheus-node-exporter
+  prometheus-blackbox-exporter
+  mtail
+  docker-registry
+  influxdb
   chromium
   ca-certificates
   openssl
