@@ -389,7 +389,7 @@ def _many_families(n: int, fmt: str) -> bytes:
 def test_memory_bounded_with_many_families(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     # Smaller caps than the defaults keep this quick; both page sizes are past them.
     monkeypatch.setattr(exposition._TextParser, "FAMILY_MEMORY", 4000)
-    monkeypatch.setattr(exposition._OMParser, "CLOSED_MEMORY", 4000)
+    monkeypatch.setattr(exposition._OMParser, "FAMILY_MEMORY", 4000)
     limits = Limits(max_families=2000)
     peaks = []
     for n in (10_000, 30_000):

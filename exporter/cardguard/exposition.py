@@ -1,52 +1,89 @@
-"""Parse Prometheus text format 0.0.4 and OpenMetrics 1.0 exposition pages.
+"""Parse Prometheus text format and OpenMetrics pages, accepting exactly what Prometheus accepts.
 
 Pure: bytes in, events out; no I/O. Two entry points:
 
 ``parse(data, fmt, source)``
     Stream of ``Family`` and ``Sample`` events, one ``Sample`` per sample line,
-    with labels unescaped and values as floats. Rejects malformed input with
-    ``ParseError(source, line, message)``.
+    with labels unescaped and values as floats. Rejects a page Prometheus
+    would not ingest with ``ParseError(source, line, message)``.
 
 ``scan(data, fmt, source)``
     The same stream, except that runs of sample lines of one family that have
     the common shape (``name{l="v",...} value [timestamp]``) come as one
     ``SampleBlock`` that refers to a byte range of ``data`` instead of as
     per-line ``Sample`` objects. Every line of a block has been validated with
-    one regular expression pass over the range, so a block is exactly as
-    trustworthy as the per-line samples; lines of any other shape go through
-    the strict per-line parser. Consumers that count (``cardinality``) read a
-    block with ``block_label_pairs`` / ``block_series_keys`` without creating
-    a Python object per sample. The bulk checks are the per-line parser's
-    (syntax, UTF-8, family membership, numeric ``le``/``quantile``) except
-    one: a label name repeated within one line is only caught per line, by
-    ``parse``. OpenMetrics pages always take the strict path, because their
-    semantic rules (histogram groups, exemplars, ordering) are checked per
-    sample.
+    one regular expression pass over the range (which also refuses a label
+    name repeated within a line), so a block is exactly as trustworthy as the
+    per-line samples; lines of any other shape go through the strict per-line
+    parser. Consumers that count (``cardinality``) read a block with
+    ``block_label_pairs`` / ``block_series_keys`` without creating a Python
+    object per sample.
 
-Format choice follows Prometheus: ``detect_format`` looks at the Content-Type
-(``application/openmetrics-text`` means OpenMetrics, anything else the text
-format) and, when there is no Content-Type (a file or stdin), at whether the
-page ends with ``# EOF``. ``ACCEPT_HEADER`` is what Prometheus 2.x sends when
-scraping, preferring OpenMetrics.
+Leniency is Prometheus' scrape parser's: a page Prometheus ingests is read
+and counted as Prometheus counts it; a page Prometheus refuses is refused,
+naming the line and the reason (in Prometheus' words where it has them). The
+reference is Prometheus 2.42 (``model/textparse`` and the checks of its scrape
+loop and TSDB, which the tests run as an oracle), widened to what later
+Prometheus reads and 2.42 refuses: quoted UTF-8 metric and label names
+(Prometheus 3), exemplars on any sample (2.43), and native histograms in
+OpenMetrics text (Prometheus' OpenMetrics 2.0 parser).
 
-Checks the strict parser applies beyond syntax (OpenMetrics only): counter,
-histogram and summary values not negative or NaN; ``le``/``quantile`` present
-and valid; buckets in increasing ``le`` order with non-decreasing counts and a
-``+Inf`` bucket, ``_count`` equal to it, ``_sum`` and ``_count`` together;
-stateset values 0/1 and info values 1; exemplars only on ``_total`` and
-``_bucket`` samples and at most 128 characters of labels; metadata before
-samples and not repeated; families and label groups not interleaved; repeated
-series only with non-decreasing timestamps. One leniency, for real pages:
-metadata repeated after a family's samples starts a second family of the same
-name (client_golang serves ``go_memstats_alloc_bytes`` as a gauge and, right
-after it, as a counter; Prometheus scrapes that page). Conformance cases marked
-bad that cardguard accepts anyway would be listed, with the reason, in
-tests/test_conformance.py (there are none).
+Text format (``promparse.go``): blanks (space, tab) may surround every
+token, except before a metric name that starts a line (Prometheus makes them
+part of the name, and refuses it); commas between label pairs are optional
+and a trailing one is allowed; a value is anything Go's
+``strconv.ParseFloat`` reads except hexadecimal and ``_`` forms and values
+too large for a float (``0x1p-3`` is refused, as is ``-NaN``); a timestamp
+is digits only (milliseconds, int64). Comment lines are anything starting
+with ``#`` other than ``# HELP <name> ...`` and ``# TYPE <name> <type>`` (a
+bare ``# HELP`` is a comment); HELP and TYPE may repeat and come after
+samples (a TYPE that changes a family's type starts a new family of that
+name); ``le`` and ``quantile`` need not be numbers. A NUL byte at the start
+of a line ends the page, as Prometheus' lexer reads it as end of input. One
+deliberate gap: Prometheus accepts a raw newline inside a quoted label value
+or name; cardguard, which reads line by line, refuses it (no client writes
+one).
 
-Memory: the text parser remembers a bounded number of family names (see
-``_TextParser``) and the OpenMetrics parser a bounded number of finished
-families and label groups (``_OMParser``), so neither grows with millions of
-families or series.
+OpenMetrics (``openmetricsparse.go``): single spaces exactly, no blank lines,
+no comments other than ``# HELP``/``# TYPE``/``# UNIT``/``# EOF``, ``# EOF``
+last; a UNIT must end the family name; one exemplar per line, on any sample;
+no trailing comma in a label set. Nothing beyond syntax is checked, because
+Prometheus checks nothing beyond it: a histogram's ``_count`` before its
+buckets, buckets out of order or without ``+Inf``, negative counters,
+families interleaved or repeated are all ingested. A native histogram
+(``{count:...,sum:...,schema:...,zero_threshold:...,zero_count:...,
+positive_spans:[...],positive_deltas:[...]}`` as the value of a histogram or
+gauge histogram family's bare name; buckets as ``*_deltas`` like
+client_python writes them or absolute ``*_buckets`` like Prometheus'
+OpenMetrics 2.0 parser reads them) is checked as Prometheus checks a native
+histogram and is one series; several exemplars and a ``st@`` start
+timestamp may follow it. The OpenMetrics 2.0 composite forms of classic
+histograms and summaries (``bucket:[...]``, ``quantile:[...]``) are refused:
+no released Prometheus reads them.
+
+Both formats, what Prometheus' scrape loop and TSDB refuse after parsing: a
+``__name__`` label beside the metric name, a label name repeated within one
+series, and a quoted name that is empty or not UTF-8. A repeated name is
+fine where Prometheus drops or replaces it first: every label of a name
+that has an empty value somewhere in the series is dropped, and ``job`` and
+``instance`` are replaced by the target's.
+
+Format choice follows Prometheus: ``detect_format`` looks at the
+Content-Type (``application/openmetrics-text`` means OpenMetrics, the
+protobuf media type protobuf, anything else the text format). Without one (a
+file or stdin) a page that ends with ``# EOF`` is OpenMetrics if it parses as
+OpenMetrics, else text: a text-format page may end with a ``# EOF`` comment.
+``accept_header`` gives what Prometheus 2.42 sends when scraping, preferring
+OpenMetrics, or protobuf with native histograms on
+(``cardguard.exposition_proto``).
+
+Families: a sample belongs to the family whose name it extends by one of the
+suffixes its type owns (``_bucket``/``_sum``/``_count`` of a text histogram,
+``_total``/``_created`` of an OpenMetrics counter...), else to a family of
+its own name (``untyped`` in text, ``unknown`` in OpenMetrics). Memory: each
+parser remembers a bounded number of family names (``FAMILY_MEMORY``, the
+most recent), so it does not grow with millions of families; a family
+forgotten that way and met again starts anew.
 """
 
 from __future__ import annotations
@@ -95,12 +132,20 @@ _OM_SUFFIXES: dict[str, tuple[str, ...]] = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
     "unknown": ("",),
-    "histogram": ("_bucket", "_count", "_sum", "_created"),
-    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "histogram": ("_bucket", "_count", "_sum", "_created", ""),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum", ""),
     "summary": ("", "_count", "_sum", "_created"),
     "info": ("_info",),
     "stateset": ("",),
 }
+_SUFFIXES = {"text": _TEXT_SUFFIXES, "openmetrics": _OM_SUFFIXES}
+_UNTYPED = {"text": "untyped", "openmetrics": "unknown"}
+# Every suffix of either format, longest first so "_gcount" is tried before "_count".
+_ALL_SUFFIXES = tuple(
+    sorted({s for table in _SUFFIXES.values() for ss in table.values() for s in ss if s}, key=len)[
+        ::-1
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +165,11 @@ class Family:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One sample line. ``timestamp`` is in seconds, ``None`` when absent."""
+    """One sample line. ``timestamp`` is in seconds, ``None`` when absent.
+
+    A native histogram is one sample whose ``value`` is its count of
+    observations.
+    """
 
     family: str
     name: str
@@ -152,10 +201,12 @@ ScanEvent = Family | Sample | SampleBlock
 
 
 def detect_format(content_type: str | None, data: bytes) -> Format:
-    """Choose the parser as Prometheus does: by media type, else sniff for ``# EOF``.
+    """Choose the parser as Prometheus does: by media type; without one, sniff.
 
     Without a media type, a page that cannot be text but is framed as
-    protobuf is protobuf (``exposition_proto.looks_like_protobuf``).
+    protobuf is protobuf (``exposition_proto.looks_like_protobuf``), and a
+    page that ends with ``# EOF`` is OpenMetrics when it parses as
+    OpenMetrics, else text.
     """
     from cardguard import exposition_proto  # it builds on this module's event types
 
@@ -167,7 +218,14 @@ def detect_format(content_type: str | None, data: bytes) -> Format:
     if exposition_proto.looks_like_protobuf(data):
         return "protobuf"
     tail = data[-64:].rstrip(b"\n")
-    return "openmetrics" if tail.endswith(b"# EOF") and _last_line(tail) == b"# EOF" else "text"
+    if not (tail.endswith(b"# EOF") and _last_line(tail) == b"# EOF"):
+        return "text"
+    try:
+        for _ in scan(data, "openmetrics", "<sniff>"):
+            pass
+    except ParseError:
+        return "text"
+    return "openmetrics"
 
 
 def _last_line(data: bytes) -> bytes:
@@ -182,7 +240,7 @@ def parse(data: bytes, fmt: Format, source: str, *, fast: bool = True) -> Iterat
     """
     for event in scan(data, fmt, source, fast=fast):
         if isinstance(event, SampleBlock):
-            yield from _block_samples(event, source)
+            yield from _block_samples(event, fmt, source)
         else:
             yield event
 
@@ -190,13 +248,13 @@ def parse(data: bytes, fmt: Format, source: str, *, fast: bool = True) -> Iterat
 def scan(
     data: bytes, fmt: Format, source: str, *, chunk_bytes: int = 1 << 20, fast: bool = True
 ) -> Iterator[ScanEvent]:
-    """Yield events, with common-shape sample runs of text pages as ``SampleBlock``.
+    """Yield events, with common-shape sample runs as ``SampleBlock``.
 
     Runs are cut into blocks of about ``chunk_bytes`` so that what a consumer
     derives from one block stays small. ``fast=False`` yields no blocks.
     """
     if fmt == "openmetrics":
-        yield from _OMParser(data, source).run()
+        yield from _OMParser(data, source, chunk_bytes if fast else 0).run()
     elif fmt == "protobuf":
         from cardguard import exposition_proto  # it builds on this module's event types
 
@@ -212,54 +270,81 @@ def scan(
 
 _METRIC_NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(rb"[a-zA-Z_][a-zA-Z0-9_]*")
-# A quoted label value, unrolled-loop form: any backslash escape is accepted
-# (the OpenMetrics conformance cases keep unknown escapes such as \z verbatim).
+# What may follow a label value in the text format: '}', a comma, the next pair.
+_LABEL_START = re.compile(rb'[a-zA-Z_"}]')
+# A quoted string (label value, or a quoted name), unrolled-loop form: any
+# backslash escape is accepted, as Prometheus' lexers accept it; only \\, \"
+# and \n are decoded (``unescape``).
 _QUOTED = rb'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
 _QUOTED_RE = re.compile(_QUOTED)
-_OM_NUMBER = re.compile(
-    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))"
+# What Go's strconv.ParseFloat reads, without the hexadecimal and '_' forms
+# Prometheus' parseFloat refuses: decimal numbers, Inf/Infinity (signed) and
+# NaN (unsigned), case-insensitive.
+_GO_FLOAT = re.compile(
+    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf(?:inity)?))|(?i:nan)"
 )
-_OM_REAL = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_TEXT_NUMBER = _OM_NUMBER
-_TEXT_HEX = re.compile(rb"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+")
-_TEXT_TS = re.compile(rb"-?[0-9]+")
+_DIGITS = re.compile(rb"[0-9]+")
 _BLANK = b" \t"
+_INT64_MAX = (1 << 63) - 1
 
-# The common shape of a text-format sample line, used to validate whole runs
-# of lines in one pass; group 1 is the metric name.
-# Possessive quantifiers: nothing here needs backtracking, and telling the
-# regex engine so makes these passes about a third faster.
-# The value and optional timestamp that end such a line (after one space).
-_FAST_VALUE = (
-    rb"[+-]?+(?:[0-9]++\.?+[0-9]*+(?:[eE][+-]?+[0-9]++)?+"
-    rb"|\.[0-9]++(?:[eE][+-]?+[0-9]++)?+|Inf|NaN)"
-    rb"(?: -?[0-9]++)?+$"
+# Label pairs of the common shape, for the fast paths: a label name that is
+# not __name__ and, from the second pair on, not the name of an earlier pair
+# of the line (backreferences to the earlier names), up to _FAST_PAIRS pairs.
+# Lines with more pairs go to the strict parser.
+_FAST_PAIRS = 32
+_FAST_NAME = rb"(?!__name__=)([a-zA-Z_][a-zA-Z0-9_]*+)="
+
+
+def _distinct_pairs(n: int) -> bytes:
+    inner = b""
+    for j in range(n, 0, -1):
+        earlier = b"|".join(b"\\%d" % i for i in range(1, j))
+        not_earlier = b"(?!(?:" + earlier + b")=)" if j > 1 else b""
+        pair = not_earlier + _FAST_NAME + _QUOTED
+        inner = pair + (b"(?:," + inner + b")?+" if inner else b"")
+    return inner
+
+
+_FAST_LABELS = _distinct_pairs(_FAST_PAIRS)
+# A decimal value small enough that it cannot overflow a float (at most 200
+# integer digits and a two-digit exponent), or +-Inf, or NaN.
+_FAST_NUMBER = rb"[+-]?+(?:[0-9]{1,200}+(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]{1,2}+)?+"
+_FAST_VALUE = rb"(?:" + _FAST_NUMBER + rb"|[+-]?+Inf|NaN)"
+# The common shape of a sample line, per format; no capture but the label
+# names, so that subn() validates a whole run without building objects.
+_FAST_LINE = {
+    "text": re.compile(
+        rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:\{(?:"
+        + _FAST_LABELS
+        + rb",?)?\})? "
+        + _FAST_VALUE
+        + rb"(?: [0-9]{1,18}+)?+$",
+        re.MULTILINE,
+    ),
+    "openmetrics": re.compile(
+        rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:\{(?:"
+        + _FAST_LABELS
+        + rb")?\})? "
+        + _FAST_VALUE
+        + rb"(?: "
+        + _FAST_NUMBER
+        + rb")?+$",
+        re.MULTILINE,
+    ),
+}
+# " value [timestamp]" at the end of a text-format line whose series part ends in
+# a name character or "}" (``strip_values``). The space comes first so the regex
+# engine hunts for it as a literal (several times faster); the lookbehind then
+# checks the character before it.
+_VALUE_AT_END = re.compile(
+    rb" (?<=[}a-zA-Z0-9_:] )" + _FAST_VALUE + rb"(?: [0-9]{1,18}+)?+$", re.MULTILINE
 )
-_FAST_LINE = re.compile(
-    rb"^([a-zA-Z_:][a-zA-Z0-9_:]*+)"
-    rb"(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*+="
-    + _QUOTED
-    + rb"(?:,[a-zA-Z_][a-zA-Z0-9_]*+="
-    + _QUOTED
-    + rb")*+,?)?\})? "
-    + _FAST_VALUE,
-    re.MULTILINE,
-)
-# " value [timestamp]" at the end of a line whose series part ends in a name character or
-# "}". The space comes first so the regex engine hunts for it as a literal (several times
-# faster); the lookbehind then checks the character before it.
-_VALUE_AT_END = re.compile(rb" (?<=[}a-zA-Z0-9_:] )" + _FAST_VALUE, re.MULTILINE)
+# The metric name that starts a line of the common shape.
+_FIRST_NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*+(?=[{ ])")
 # One label pair inside validated lines, as the raw text ``name="escaped value"``.
 # Anchoring on the '{' or ',' before the name keeps the search from retrying
 # inside every word of a long value; validated lines keep it in step.
 _PAIR = re.compile(rb"[{,]([a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED + rb")")
-# Values of the bucket/quantile label in validated lines, per family type.
-# The name comes first so the regex engine can hunt for its literal text; the
-# lookbehind then checks it starts a label pair (after '{' or ',').
-_BOUND_VALUES = {
-    "histogram": re.compile(rb"le=(?<=[{,]le=)(" + _QUOTED + rb")"),
-    "summary": re.compile(rb"quantile=(?<=[{,]quantile=)(" + _QUOTED + rb")"),
-}
 # Series identity (name and label block) at the start of validated lines.
 _SERIES_KEY = re.compile(rb"^[^ {\n]+(?:\{[^\n]*\})?", re.MULTILINE)
 # Name and value token of a validated fast-path line: the label block, if any,
@@ -300,13 +385,13 @@ def block_series_keys(block: SampleBlock) -> list[bytes]:
 
 
 def fast_lines(data: bytes, start: int, end: int) -> int:
-    """Count the lines of ``data[start:end]`` that have the fast path's common shape.
+    """Count the lines of ``data[start:end]`` that have the text fast path's common shape.
 
     ``end`` excludes the last line's newline. When the count equals the number
     of lines, every line is a valid sample line whose value and timestamp
     :func:`strip_values` removes, leaving exactly its series identity.
     """
-    return len(_FAST_LINE.findall(data, start, end))
+    return _FAST_LINE["text"].subn(b"", data[start:end])[1]
 
 
 def strip_values(data: bytes) -> tuple[bytes, int]:
@@ -357,177 +442,194 @@ class _LineError(Exception):
     """A problem in one line; the caller adds source and line number."""
 
 
-_PAIR_TEXT = rb"[a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED
-# A whole label set of the plain shape (no blanks), checked in one match.
-_LABELSET = {
-    True: re.compile(rb"\{(?:" + _PAIR_TEXT + rb"(?:," + _PAIR_TEXT + rb")*+)?\}"),
-    False: re.compile(rb"\{(?:" + _PAIR_TEXT + rb"(?:," + _PAIR_TEXT + rb")*+,?)?\}"),
+def _go_float(tok: bytes, what: str = "value") -> float:
+    """Read a number as Prometheus' parseFloat does (Go's ParseFloat, no hex, no '_')."""
+    if _GO_FLOAT.fullmatch(tok) is None:
+        text = tok.decode("utf-8", "replace")
+        if any(c in tok for c in b"pP_"):
+            raise _LineError(f"unsupported character in float: {what} {text!r}")
+        raise _LineError(f"invalid {what} {text!r}")
+    v = float(tok)
+    if math.isinf(v) and tok[-1:] not in (b"f", b"F", b"y", b"Y"):
+        raise _LineError(f"{what} {tok.decode('ascii')!r} out of range")
+    return v
+
+
+def _quoted_name(raw: bytes, what: str) -> str:
+    """Decode a quoted (UTF-8) metric or label name, without its quotes."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _LineError(f"{what} is not valid UTF-8") from None
+    name = unescape(raw)
+    if not name:
+        raise _LineError(f"{what} is empty")
+    return name
+
+
+def _label_value(raw: bytes, name: str) -> str:
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _LineError(f"invalid UTF-8 label value for label {name!r}") from None
+    return unescape(raw) if "\\" in value else value
+
+
+def _check_series(labels: list[tuple[str, str]]) -> None:
+    """Refuse what Prometheus' scrape loop and TSDB refuse in a parsed label set.
+
+    The metric name is never among ``labels``. Before Prometheus looks for a
+    label name repeated within the series it drops every label of a name
+    that has an empty value, and replaces ``job`` and ``instance`` by the
+    target's; both collapse repeats.
+    """
+    if len(labels) < 2 and not (labels and labels[0][0] == "__name__"):
+        return
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for k, _ in labels:
+        if k == "__name__":
+            raise _LineError('label name "__name__" is not unique (it is the metric name)')
+        if k in seen:
+            repeated.add(k)
+        seen.add(k)
+    for k in repeated:
+        if k not in ("job", "instance") and all(v for name, v in labels if name == k):
+            raise _LineError(f"label name {k!r} is not unique")
+
+
+def _skip(line: bytes, pos: int) -> int:
+    n = len(line)
+    while pos < n and line[pos] in _BLANK:
+        pos += 1
+    return pos
+
+
+def _meta_name(rest: bytes, kind: str) -> tuple[str, bytes]:
+    """The metric name at the start of a HELP/TYPE/UNIT line's rest, and what follows it."""
+    if rest[:1] == b'"':
+        q = _QUOTED_RE.match(rest)
+        if q is None:
+            raise _LineError(f"expected metric name after {kind}")
+        return unescape(rest[1 : q.end() - 1]), rest[q.end() :]
+    m = _METRIC_NAME.match(rest)
+    if m is None:
+        raise _LineError(f"expected metric name after {kind}")
+    return m.group().decode("ascii"), rest[m.end() :]
+
+
+_PLAIN_PAIR = rb"[a-zA-Z_][a-zA-Z0-9_]*+=" + _QUOTED
+# A label set of the plain shape (no blanks, no quoted names), split with one findall.
+_PLAIN_LABELS = {
+    "text": re.compile(rb"\{(?:" + _PLAIN_PAIR + rb"(?:," + _PLAIN_PAIR + rb")*+,?)?\}"),
+    "openmetrics": re.compile(rb"\{(?:" + _PLAIN_PAIR + rb"(?:," + _PLAIN_PAIR + rb")*+)?\}"),
 }
 
 
-def _parse_labels(line: bytes, pos: int, om: bool) -> tuple[tuple[tuple[str, str], ...], int]:
-    """Parse ``{...}`` starting at ``line[pos] == '{'``; return labels and the offset after '}'."""
-    m = _LABELSET[om].match(line, pos)
-    if m is not None:
-        # Plain shape: split with one findall; anything odd (bad UTF-8, a repeated
-        # name) goes to the character loop below, which names the problem.
-        end = m.end()
-        out: list[tuple[str, str]] = []
-        for pair in _PAIR.findall(line, pos, end):
-            name, _, quoted = pair.partition(b"=")
-            raw = quoted[1:-1]
-            try:
-                value = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                break
-            out.append((name.decode("ascii"), unescape(raw) if "\\" in value else value))
-        else:
-            if len({k for k, _ in out}) == len(out):
-                return tuple(out), end
+# A whole sample line of the plain shape, with timestamps as each format
+# writes them: name, label set, value and timestamp, in one match.
+_PLAIN_LINE = {
+    "text": re.compile(
+        rb"([a-zA-Z_:][a-zA-Z0-9_:]*+)("
+        + _PLAIN_LABELS["text"].pattern
+        + rb")? ([^ \t{\x00]++)(?: ([0-9]{1,18}+))?$"
+    ),
+    "openmetrics": re.compile(
+        rb"([a-zA-Z_:][a-zA-Z0-9_:]*+)("
+        + _PLAIN_LABELS["openmetrics"].pattern
+        + rb")? ([^ {]++)(?: ([^ #][^ ]*+))?$"
+    ),
+}
+
+
+def _plain_sample(
+    line: bytes, m: re.Match[bytes], om: bool = False
+) -> tuple[str, list[tuple[str, str]], float, float | None]:
+    """Name, labels, value and timestamp of a line ``_PLAIN_LINE`` matched."""
+    name = m.group(1).decode("ascii")
     labels: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    pos += 1
-    n = len(line)
-    while True:
-        if not om:
-            while pos < n and line[pos] in _BLANK:
-                pos += 1
-        if pos < n and line[pos] == 0x7D:  # '}'
-            if om and labels and line[pos - 1] == 0x2C:  # ','
-                raise _LineError("trailing comma in label set")
-            return tuple(labels), pos + 1
-        m = _LABEL_NAME.match(line, pos)
-        if m is None:
-            raise _LineError(f"expected a label name at column {pos + 1}")
-        name = m.group().decode("ascii")
-        pos = m.end()
-        if not om:
-            while pos < n and line[pos] in _BLANK:
-                pos += 1
-        if pos >= n or line[pos] != 0x3D:  # '='
-            raise _LineError(f"expected '=' after label name {name!r}")
-        pos += 1
-        if not om:
-            while pos < n and line[pos] in _BLANK:
-                pos += 1
-        q = _QUOTED_RE.match(line, pos)
-        if q is None:
-            raise _LineError(f"expected a quoted value for label {name!r}")
-        raw = line[q.start() + 1 : q.end() - 1]
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _LineError(f"label {name!r} value is not valid UTF-8") from exc
-        if name in seen:
-            raise _LineError(f"duplicate label name {name!r}")
-        seen.add(name)
-        labels.append((name, unescape(raw)))
-        pos = q.end()
-        if not om:
-            while pos < n and line[pos] in _BLANK:
-                pos += 1
-        if pos < n and line[pos] == 0x2C:
-            pos += 1
-            if om and pos < n and line[pos] == 0x7D:
-                raise _LineError("trailing comma in label set")
-            continue
-        if pos < n and line[pos] == 0x7D:
-            return tuple(labels), pos + 1
-        raise _LineError(f"expected ',' or '}}' after label {name!r}")
+    if m.group(2):
+        for pair in _PAIR.findall(line, m.start(2), m.end(2)):
+            lname, _, quoted = pair.partition(b"=")
+            key = lname.decode("ascii")
+            labels.append((key, _label_value(quoted[1:-1], key)))
+        _check_series(labels)
+    value = _go_float(m.group(3))
+    ts: float | None = None
+    if m.group(4) is not None:
+        ts = _om_timestamp(m.group(4), "timestamp") if om else int(m.group(4)) / 1000.0
+    return name, labels, value, ts
 
 
-def _om_float(tok: bytes, what: str) -> float:
-    if _OM_NUMBER.fullmatch(tok) is None:
-        raise _LineError(f"invalid {what} {tok.decode('utf-8', 'replace')!r}")
-    return float(tok)
-
-
-def _text_float(tok: bytes) -> float:
-    if _TEXT_NUMBER.fullmatch(tok) is not None:
-        return float(tok)
-    if _TEXT_HEX.fullmatch(tok) is not None:
-        return float.fromhex(tok.decode("ascii"))
-    raise _LineError(f"invalid value {tok.decode('utf-8', 'replace')!r}")
-
-
-def _unescape_help(raw: bytes) -> str:
-    return unescape(raw)
+def _plain_labels(line: bytes, pos: int, fmt: Format, labels: list[tuple[str, str]]) -> int | None:
+    """Read a plain-shape label set at ``line[pos] == '{'``; its end, or None if not plain."""
+    m = _PLAIN_LABELS[fmt].match(line, pos)
+    if m is None:
+        return None
+    end = m.end()
+    for pair in _PAIR.findall(line, pos, end):
+        name, _, quoted = pair.partition(b"=")
+        lname = name.decode("ascii")
+        labels.append((lname, _label_value(quoted[1:-1], lname)))
+    return end
 
 
 # --------------------------------------------------------------------------
-# Text format 0.0.4
+# Families, and what both parsers share.
 
 
-class _TextFamily:
-    """What the text parser remembers about one family name."""
+class _FamilyState:
+    """What a parser remembers about one family name."""
 
-    __slots__ = ("announced", "help", "samples", "type", "typed")
+    __slots__ = ("announced", "help", "line", "type", "unit")
 
-    def __init__(self, ftype: str) -> None:
+    def __init__(self, ftype: str, line: int) -> None:
         self.type = ftype
         self.help: str | None = None
-        self.typed = False
-        self.samples = False
+        self.unit: str | None = None
         self.announced = False
+        self.line = line
 
 
-class _TextParser:
-    """Prometheus text format 0.0.4, with the bulk fast path for sample runs.
+class _Parser:
+    """Line splitting, family bookkeeping and the fast path, common to both formats.
 
     It remembers at most ``FAMILY_MEMORY`` family names (the most recent), so
-    its memory is bounded on pages with millions of families. A family name
-    forgotten that way and met again (only on pages that scatter a family's
-    lines far apart) starts a new family, and a second TYPE line for it is not
-    noticed.
+    its memory is bounded on pages with millions of families.
     """
 
     FAMILY_MEMORY = 20_000
+    fmt: Format = "text"
 
     def __init__(self, data: bytes, source: str, chunk_bytes: int) -> None:
         self.data = data
         self.source = source
         self.chunk_bytes = chunk_bytes
+        self.suffixes = _SUFFIXES[self.fmt]
+        self.untyped = _UNTYPED[self.fmt]
+        self.fast_line = _FAST_LINE[self.fmt]
         # OrderedDict: dropping the oldest is O(1) (a dict slows down when emptied from the front).
-        self.fams: OrderedDict[str, _TextFamily] = OrderedDict()
+        self.fams: OrderedDict[str, _FamilyState] = OrderedDict()
         self.pending: str | None = None  # family whose metadata is being read
+        self.ended = False
 
     def error(self, line: int, message: str) -> ParseError:
         return ParseError(self.source, line, message)
 
-    def run(self) -> Iterator[ScanEvent]:
-        data = self.data
-        n = len(data)
-        pos = 0
-        lineno = 1
-        while pos < n:
-            if data[pos] == 0x23:  # '#': one comment line
-                end = data.find(b"\n", pos)
-                if end < 0:
-                    end = n
-                yield from self.comment(data[pos:end], lineno)
-                pos = end + 1
-                lineno += 1
-                continue
-            # A run of non-comment lines up to the next line starting with '#'.
-            run_end = data.find(b"\n#", pos)
-            run_end = n if run_end < 0 else run_end + 1
-            yield from self.sample_run(pos, run_end, lineno)
-            lineno += data.count(b"\n", pos, run_end)
-            pos = run_end
-        yield from self.announce_pending(None, lineno)
+    # -- families
 
-    def family(self, name: str) -> _TextFamily:
-        """The state of ``name``, created as untyped if new; forgets the oldest past the cap."""
+    def family(self, name: str, lineno: int) -> _FamilyState:
+        """The state of ``name``, created untyped if new; forgets the oldest past the cap."""
         fam = self.fams.get(name)
         if fam is None:
-            fam = self.fams[name] = _TextFamily("untyped")
+            fam = self.fams[name] = _FamilyState(self.untyped, lineno)
             if len(self.fams) > self.FAMILY_MEMORY:
                 oldest, state = self.fams.popitem(last=False)
                 if oldest == self.pending:
                     self.fams[oldest] = state
         return fam
 
-    def announce_pending(self, unless: str | None, lineno: int) -> list[Family]:
+    def announce_pending(self, unless: str | None) -> list[Family]:
         """Announce a family that had metadata but no samples once another begins."""
         name = self.pending
         if name is None or name == unless:
@@ -537,71 +639,73 @@ class _TextParser:
         if fam is None or fam.announced:
             return []
         fam.announced = True
-        return [Family(name, fam.type, fam.help, None, lineno)]
+        return [Family(name, fam.type, fam.help, fam.unit, fam.line)]
 
-    def comment(self, line: bytes, lineno: int) -> list[Family]:
-        parts = line[1:].lstrip(_BLANK)
-        if parts.startswith(b"HELP") and (len(parts) == 4 or parts[4] in _BLANK):
-            rest = parts[4:].lstrip(_BLANK)
-            m = _METRIC_NAME.match(rest)
-            if m is None or (m.end() < len(rest) and rest[m.end()] not in _BLANK):
-                raise self.error(lineno, "HELP line without a valid metric name")
-            name = m.group().decode("ascii")
-            events = self.announce_pending(name, lineno)
-            fam = self.family(name)
-            if fam.help is not None:
-                raise self.error(lineno, f"second HELP line for metric name {name!r}")
-            fam.help = _unescape_help(rest[m.end() :].lstrip(_BLANK))
-            if not fam.announced:
+    def metadata(self, name: str, kind: str, value: str, lineno: int) -> list[Family]:
+        """Record a HELP, TYPE or UNIT line for ``name``.
+
+        Metadata may come after the family's samples (Prometheus keeps the
+        latest); a changed type starts a new family of that name (client_golang
+        serves a gauge and a counter both named go_memstats_alloc_bytes, one
+        after the other, on OpenMetrics pages).
+        """
+        events = self.announce_pending(name)
+        fam = self.family(name, lineno)
+        if not fam.announced:
+            self.pending = name
+        if kind == "HELP":
+            fam.help = value
+        elif kind == "UNIT":
+            fam.unit = value
+        elif value != fam.type:
+            fam.type = value
+            if fam.announced:
+                fam.announced = False
+                fam.line = lineno
                 self.pending = name
-            return events
-        if parts.startswith(b"TYPE") and (len(parts) == 4 or parts[4] in _BLANK):
-            fields = parts[4:].split()
-            if len(fields) != 2 or _METRIC_NAME.fullmatch(fields[0]) is None:
-                raise self.error(lineno, "TYPE line must be '# TYPE <metric name> <type>'")
-            name = fields[0].decode("ascii")
-            ftype = fields[1].decode("ascii", "replace").lower()
-            if ftype not in TEXT_TYPES:
-                raise self.error(lineno, f"unknown metric type {ftype!r} for {name!r}")
-            events = self.announce_pending(name, lineno)
-            fam = self.family(name)
-            if fam.samples:
-                raise self.error(lineno, f"TYPE line for {name!r} after its samples")
-            if fam.typed:
-                raise self.error(lineno, f"second TYPE line for metric name {name!r}")
-            fam.type = ftype
-            fam.typed = True
-            if not fam.announced:
-                self.pending = name
-            return events
-        # Any other comment is ignored, as the text format allows.
-        return []
+        return events
 
     def family_of(self, name: str, lineno: int) -> tuple[str, Family | None]:
+        """The family a sample named ``name`` belongs to, and its announcement if first."""
         fams = self.fams
         fname = name
         fam = fams.get(name)
         if fam is None:
-            for suffix in ("_sum", "_count", "_bucket"):
+            for suffix in _ALL_SUFFIXES:
                 if name.endswith(suffix):
                     base = fams.get(name[: -len(suffix)])
-                    if base is not None and suffix in _TEXT_SUFFIXES.get(base.type, ()):
+                    if base is not None and suffix in self.suffixes.get(base.type, ()):
                         fname, fam = name[: -len(suffix)], base
                         break
             if fam is None:
-                fam = self.family(name)
-        fam.samples = True
+                fam = self.family(name, lineno)
         event = None
         if not fam.announced:
             fam.announced = True
             if self.pending == fname:
                 self.pending = None
-            event = Family(fname, fam.type, fam.help, None, lineno)
+            event = Family(fname, fam.type, fam.help, fam.unit, fam.line)
         return fname, event
 
-    def allowed_names(self, fam: str) -> frozenset[bytes]:
-        suffixes = _TEXT_SUFFIXES.get(self.fams[fam].type, ("",))
-        return frozenset((fam + s).encode() for s in suffixes)
+    def block_names(self, fam: str) -> list[bytes]:
+        """The sample names a block of family ``fam`` may hold: those ``family_of`` maps to it."""
+        out = [fam.encode()]
+        for suffix in self.suffixes.get(self.fams[fam].type, ()):
+            if suffix and fam + suffix not in self.fams:
+                out.append((fam + suffix).encode())
+        return out
+
+    def sample_events(
+        self, name: str, labels: list[tuple[str, str]], value: float, ts: float | None, lineno: int
+    ) -> list[ScanEvent]:
+        fam, event = self.family_of(name, lineno)
+        events: list[ScanEvent] = list(self.announce_pending(fam))
+        if event is not None:
+            events.append(event)
+        events.append(Sample(fam, name, tuple(labels), value, ts, lineno))
+        return events
+
+    # -- runs of sample lines: the fast path, else line by line
 
     def sample_run(self, start: int, end: int, lineno: int) -> Iterator[ScanEvent]:
         """Yield blocks for [start, end), falling back to the strict parser per chunk."""
@@ -610,7 +714,7 @@ class _TextParser:
             return
         data = self.data
         pos = start
-        while pos < end:
+        while pos < end and not self.ended:
             stop = min(pos + self.chunk_bytes, end)
             if stop < end:
                 nl = data.rfind(b"\n", pos, stop)
@@ -621,15 +725,19 @@ class _TextParser:
 
     def chunk(self, start: int, stop: int, lineno: int) -> Iterator[ScanEvent]:
         data = self.data
-        # Line range without the final newline, so findall's '$' meets the last line.
+        # Line range without the final newline, so the regex's '$' meets the last line.
         end = stop - 1 if stop > start and data[stop - 1] == 0x0A else stop
-        lines = data.count(b"\n", start, end) + 1
-        names = _FAST_LINE.findall(data, start, end)
-        if len(names) == lines and _valid_utf8(data, start, end):
-            distinct = set(names)
-            first = names[0].decode("ascii")
-            fam, event = self.family_of(first, lineno)
-            if distinct <= self.allowed_names(fam) and self.bounds_valid(fam, start, end):
+        # A lone line costs less line by line than as a block.
+        first = _FIRST_NAME.match(data, start, end) if data.find(b"\n", start, end) >= 0 else None
+        if first is not None:
+            lines = data.count(b"\n", start, end) + 1
+            fam, event = self.family_of(first.group().decode("ascii"), lineno)
+            if (
+                self.counted_names(self.block_names(fam), start, end) == lines
+                and _valid_utf8(data, start, end)
+                and self.fast_line.subn(b"", data[start:end])[1] == lines
+            ):
+                yield from self.announce_pending(fam)
                 if event is not None:
                     yield event
                 yield SampleBlock(fam, data, start, end, lineno, lines)
@@ -639,22 +747,20 @@ class _TextParser:
                 self.fams[fam].announced = False
         yield from self.strict_lines(start, stop, lineno)
 
-    def bounds_valid(self, fam: str, start: int, end: int) -> bool:
-        """Whether every ``le`` (histogram) or ``quantile`` (summary) value is a number.
+    def counted_names(self, names: list[bytes], start: int, end: int) -> int:
+        """How many lines of data[start:end] start with one of ``names`` and then '{' or ' '.
 
-        The search is not aligned on label pairs, but a raw '"' cannot occur
-        inside a quoted value, so a false hit can only capture text with an '='
-        in it, which fails here and sends the chunk to the strict parser.
+        Label values of lines the fast regex accepts hold no raw newline, so
+        every "\\n" followed by a name is a line start.
         """
-        bound = _BOUND_VALUES.get(self.fams[fam].type)
-        if bound is None:
-            return True
-        for quoted in set(bound.findall(self.data, start, end)):
-            try:
-                float(quoted[1:-1])
-            except ValueError:
-                return False
-        return True
+        data = self.data
+        total = 0
+        for name in names:
+            for follow in (b"{", b" "):
+                total += data.count(b"\n" + name + follow, start, end)
+                if data.startswith(name + follow, start):
+                    total += 1
+        return total
 
     def strict_lines(self, start: int, stop: int, lineno: int) -> Iterator[ScanEvent]:
         data = self.data
@@ -663,465 +769,598 @@ class _TextParser:
             end = data.find(b"\n", pos, stop)
             if end < 0:
                 end = stop
-            line = data[pos:end]
-            if line.strip(_BLANK):
-                if line.lstrip(_BLANK).startswith(b"#"):
-                    yield from self.comment(line.lstrip(_BLANK), lineno)
-                else:
-                    yield from self.sample_line(line, lineno)
+            try:
+                events = self.line(data[pos:end], lineno)
+            except _LineError as exc:
+                raise self.error(lineno, str(exc)) from None
+            if self.ended:
+                return
+            yield from events
             pos = end + 1
             lineno += 1
 
-    def sample_line(self, line: bytes, lineno: int) -> Iterator[ScanEvent]:
-        try:
-            name, labels, value, ts = self.split_line(line)
-        except _LineError as exc:
-            raise self.error(lineno, str(exc)) from None
-        fam, event = self.family_of(name, lineno)
-        if event is not None:
-            yield event
-        ftype = self.fams[fam].type
-        try:
-            if ftype == "histogram" and name.endswith("_bucket") and name != fam:
-                _check_bound(labels, "le")
-            elif ftype == "summary" and name == fam:
-                _check_bound(labels, "quantile")
-        except _LineError as exc:
-            raise self.error(lineno, str(exc)) from None
-        yield Sample(fam, name, labels, value, ts, lineno)
+    def line(self, line: bytes, lineno: int) -> list[ScanEvent]:
+        raise NotImplementedError
 
-    def split_line(
-        self, line: bytes
-    ) -> tuple[str, tuple[tuple[str, str], ...], float, float | None]:
-        line = line.strip(_BLANK)
+
+# --------------------------------------------------------------------------
+# Text format
+
+
+class _TextParser(_Parser):
+    """Prometheus text format (0.0.4, and 1.0.0's quoted names), as Prometheus reads it."""
+
+    fmt: Format = "text"
+
+    def run(self) -> Iterator[ScanEvent]:
+        data = self.data
+        n = len(data)
+        pos = 0
+        lineno = 1
+        while pos < n and not self.ended:
+            if data[pos] == 0x23:  # '#': one comment line
+                end = data.find(b"\n", pos)
+                if end < 0:
+                    end = n
+                try:
+                    yield from self.comment(data[pos:end], lineno)
+                except _LineError as exc:
+                    raise self.error(lineno, str(exc)) from None
+                pos = end + 1
+                lineno += 1
+                continue
+            # A run of non-comment lines up to the next line starting with '#'.
+            run_end = data.find(b"\n#", pos)
+            run_end = n if run_end < 0 else run_end + 1
+            yield from self.sample_run(pos, run_end, lineno)
+            lineno += data.count(b"\n", pos, run_end)
+            pos = run_end
+        yield from self.announce_pending(None)
+
+    def line(self, line: bytes, lineno: int) -> list[ScanEvent]:
+        stripped = line.lstrip(_BLANK)
+        if not stripped:
+            return []
+        if stripped[0] == 0x23:
+            return list(self.comment(stripped, lineno))
+        if stripped[0] == 0:
+            # Prometheus' lexer reads a NUL where a line starts as the end of input.
+            self.ended = True
+            return []
+        if stripped is not line and stripped[0] != 0x7B:
+            # Prometheus takes the blanks for part of the metric name, and refuses it.
+            raise _LineError("invalid metric name: blanks before it")
+        name, labels, value, ts = _text_sample(stripped)
+        return self.sample_events(name, labels, value, ts, lineno)
+
+    def comment(self, line: bytes, lineno: int) -> list[Family]:
+        """A line starting with '#': HELP or TYPE metadata, else a comment to ignore."""
+        if len(line) < 2 or line[1] not in _BLANK:
+            return []
+        rest = line[1:].lstrip(_BLANK)
+        kind = rest[:4]
+        if kind not in (b"HELP", b"TYPE") or len(rest) < 5 or rest[4] not in _BLANK:
+            return []
+        k = kind.decode()
+        name, after = _meta_name(rest[4:].lstrip(_BLANK), k)
+        # Prometheus takes the text after the name less its first character.
+        text = after[1:]
+        if k == "HELP":
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _LineError("help text is not a valid UTF-8 string") from None
+            return self.metadata(name, k, unescape(text), lineno)
+        ftype = text.decode("utf-8", "replace")
+        if ftype not in TEXT_TYPES:
+            raise _LineError(f"invalid metric type {ftype!r}")
+        return self.metadata(name, k, ftype, lineno)
+
+
+# A text-format value token: anything up to a blank, '{' or NUL (Prometheus' lexer).
+_TEXT_VALUE = re.compile(rb"[^{ \t\x00]+")
+
+
+def _text_sample(
+    line: bytes,
+) -> tuple[str, list[tuple[str, str]], float, float | None]:
+    """Parse one text-format sample line (leading blanks already stripped)."""
+    plain = _PLAIN_LINE["text"].match(line)
+    if plain is not None:
+        return _plain_sample(line, plain)
+    n = len(line)
+    name: str | None = None
+    labels: list[tuple[str, str]] = []
+    pos = 0
+    if line[0] != 0x7B:  # '{'
         m = _METRIC_NAME.match(line)
         if m is None:
-            raise _LineError("expected a metric name")
+            raise _LineError(
+                f"{line[:1].decode('utf-8', 'replace')!r} is not a valid start of a sample"
+            )
         name = m.group().decode("ascii")
-        pos = m.end()
-        n = len(line)
-        while pos < n and line[pos] in _BLANK:
+        pos = _skip(line, m.end())
+    if pos < n and line[pos] == 0x7B:
+        end = _plain_labels(line, pos, "text", labels) if name is not None else None
+        if end is None:
+            del labels[:]
+            name, end = _text_labels(line, pos, name, labels)
+        pos = _skip(line, end)
+    if name is None:
+        raise _LineError("metric name not set")
+    m = _TEXT_VALUE.match(line, pos)
+    if m is None:
+        raise _LineError(f"expected value after metric {name!r}")
+    value = _go_float(m.group())
+    pos = _skip(line, m.end())
+    ts = None
+    if pos < n:
+        m = _DIGITS.match(line, pos)
+        if m is None:
+            raise _LineError("expected timestamp or new record")
+        ms = int(m.group())
+        if ms > _INT64_MAX:
+            raise _LineError(f"timestamp {m.group().decode()} out of range")
+        ts = ms / 1000.0
+        if _skip(line, m.end()) < n:
+            raise _LineError("expected next entry after timestamp")
+    _check_series(labels)
+    return name, labels, value, ts
+
+
+def _text_labels(
+    line: bytes, pos: int, name: str | None, labels: list[tuple[str, str]]
+) -> tuple[str | None, int]:
+    """Parse ``{...}`` at ``line[pos]``: blanks anywhere, commas optional, a quoted name maybe.
+
+    Returns the metric name (a quoted string alone sets it, as in Prometheus
+    3) and the offset after '}'.
+    """
+    n = len(line)
+    pos += 1
+    while True:
+        pos = _skip(line, pos)
+        if pos >= n:
+            raise _LineError("expected label name or '}'")
+        c = line[pos]
+        if c == 0x7D:  # '}'
+            return name, pos + 1
+        if c == 0x22:  # '"': a quoted label name, or the metric name
+            q = _QUOTED_RE.match(line, pos)
+            if q is None:
+                raise _LineError("unterminated quoted string")
+            raw = line[pos + 1 : q.end() - 1]
+            pos = _skip(line, q.end())
+            if pos < n and line[pos] in (0x2C, 0x7D):  # ',' or '}'
+                if name is not None:
+                    raise _LineError("metric name already set")
+                name = _quoted_name(raw, "metric name")
+                if line[pos] == 0x2C:
+                    pos += 1
+                continue
+            lname = _quoted_name(raw, "label name")
+        else:
+            m = _LABEL_NAME.match(line, pos)
+            if m is None:
+                raise _LineError(f"expected label name at column {pos + 1}")
+            lname = m.group().decode("ascii")
+            pos = _skip(line, m.end())
+        if pos >= n or line[pos] != 0x3D:  # '='
+            raise _LineError(f"expected equal after label name {lname!r}")
+        pos = _skip(line, pos + 1)
+        q = _QUOTED_RE.match(line, pos)
+        if q is None:
+            raise _LineError(f"expected label value for label {lname!r}")
+        labels.append((lname, _label_value(line[pos + 1 : q.end() - 1], lname)))
+        pos = _skip(line, q.end())
+        if pos < n and line[pos] == 0x2C:
             pos += 1
-        labels: tuple[tuple[str, str], ...] = ()
-        if pos < n and line[pos] == 0x7B:  # '{'
-            labels, pos = _parse_labels(line, pos, om=False)
-        elif pos == m.end() and pos < n:
-            raise _LineError(f"invalid character after metric name {name!r}")
-        fields = line[pos:].split()
-        if not fields:
-            raise _LineError(f"missing value for {name!r}")
-        if len(fields) > 2:
-            raise _LineError("unexpected text after the timestamp")
-        value = _text_float(fields[0])
-        ts = None
-        if len(fields) == 2:
-            if _TEXT_TS.fullmatch(fields[1]) is None:
-                raise _LineError(f"invalid timestamp {fields[1].decode('utf-8', 'replace')!r}")
-            ts = int(fields[1]) / 1000.0
-        return name, labels, value, ts
+        elif pos >= n or _LABEL_START.match(line, pos) is None:
+            # Prometheus reads the next label name without a comma before it.
+            raise _LineError(f"expected ',' or '}}' after label {lname!r}")
 
 
-def _check_bound(labels: tuple[tuple[str, str], ...], key: str) -> None:
-    for k, v in labels:
-        if k == key:
-            try:
-                float(v)
-            except ValueError:
-                raise _LineError(
-                    f"expected a number as value of label {key!r}, got {v!r}"
-                ) from None
-            return
-
-
-def _block_samples(block: SampleBlock, source: str) -> Iterator[Sample]:
+def _block_samples(block: SampleBlock, fmt: Format, source: str) -> Iterator[Sample]:
     """Expand a validated block into per-line samples (the slow, complete form)."""
     data = block.data
     pos = block.start
     lineno = block.first_line
-    while pos <= block.end and lineno < block.first_line + block.lines:
+    for _ in range(block.lines):
         end = data.find(b"\n", pos, block.end)
         if end < 0:
             end = block.end
         line = data[pos:end]
-        m = _METRIC_NAME.match(line)
-        assert m is not None  # validated by _FAST_LINE
-        name = m.group().decode("ascii")
-        rest = line[m.end() :]
-        labels: tuple[tuple[str, str], ...] = ()
-        if rest.startswith(b"{"):
-            try:
-                labels, after = _parse_labels(line, m.end(), om=False)
-            except _LineError as exc:
-                raise ParseError(source, lineno, str(exc)) from None
-            rest = line[after:]
-        fields = rest.split()
-        value = float(fields[0])
-        ts = int(fields[1]) / 1000.0 if len(fields) > 1 else None
-        if block.family != name:
-            ftype_suffix = name[len(block.family) :]
-            if ftype_suffix == "_bucket":
-                try:
-                    _check_bound(labels, "le")
-                except _LineError as exc:
-                    raise ParseError(source, lineno, str(exc)) from None
-        yield Sample(block.family, name, labels, value, ts, lineno)
+        try:
+            if fmt == "text":
+                name, labels, value, ts = _text_sample(line)
+            else:
+                name, labels, value, ts, _, _ = _om_sample(line)
+        except _LineError as exc:  # pragma: no cover - the block was validated
+            raise ParseError(source, lineno, str(exc)) from None
+        yield Sample(block.family, name, tuple(labels), value, ts, lineno)
         pos = end + 1
         lineno += 1
 
 
 # --------------------------------------------------------------------------
-# OpenMetrics 1.0
+# OpenMetrics
 
 
-@dataclass
-class _OMGroup:
-    """State of one histogram/summary label group while its samples stream by."""
+class _OMParser(_Parser):
+    """OpenMetrics 1.0 (and 0.0.1), as Prometheus reads it; see the module docstring."""
 
-    key: tuple[tuple[str, str], ...]
-    last_le: float = -math.inf
-    last_bucket: float = 0.0
-    inf_bucket: float | None = None
-    negative_bucket: bool = False
-    count: float | None = None
-    sum: float | None = None
-    has_bucket: bool = False
-    line: int = 0
+    fmt: Format = "openmetrics"
 
-
-class _OMParser:
-    """Strict OpenMetrics 1.0 parser; see the module docstring for the rules it checks."""
-
-    # Bounds on what the interleaving and clash checks remember: finished label
-    # groups per family, and names of finished families. Past them the oldest
-    # are forgotten, and a family or group coming back that late goes unnoticed.
-    GROUP_MEMORY = 100_000
-    CLOSED_MEMORY = 100_000
-
-    def __init__(self, data: bytes, source: str) -> None:
-        self.data = data
-        self.source = source
-        # Names of finished families (and their sample names), oldest first, bounded.
-        self.closed: OrderedDict[str, None] = OrderedDict()
-        self.fam: str | None = None
-        self.ftype = "unknown"
-        self.help: str | None = None
-        self.unit: str | None = None
-        self.meta_seen: set[str] = set()
-        self.announced = False
-        self.fam_line = 0
-        self.group: _OMGroup | None = None
-        self.finished_groups: set[int] = set()
-        self.last_series: tuple[str, tuple[tuple[str, str], ...]] | None = None
-        self.last_ts: float | None = None
-
-    def error(self, line: int, message: str) -> ParseError:
-        return ParseError(self.source, line, message)
-
-    def run(self) -> Iterator[Event]:
+    def run(self) -> Iterator[ScanEvent]:
         data = self.data
         n = len(data)
         pos = 0
-        lineno = 0
-        eof = False
+        lineno = 1
         while pos < n:
-            end = data.find(b"\n", pos)
-            if end < 0:
-                end = n
-            line = data[pos:end]
-            lineno += 1
-            pos = end + 1
-            if eof:
-                raise self.error(lineno, "text after '# EOF'")
-            if line == b"# EOF":
-                if end < n and pos < n:
-                    raise self.error(lineno + 1, "text after '# EOF'")
-                eof = True
+            if data[pos] == 0x23:  # '#': one metadata line, or # EOF
+                end = data.find(b"\n", pos)
+                if end < 0:
+                    end = n
+                line = data[pos:end]
+                if line == b"# EOF":
+                    if end + 1 < n:
+                        raise self.error(lineno + 1, "unexpected data after # EOF")
+                    yield from self.announce_pending(None)
+                    return
+                try:
+                    yield from self.comment(line, end < n, lineno)
+                except _LineError as exc:
+                    raise self.error(lineno, str(exc)) from None
+                pos = end + 1
+                lineno += 1
                 continue
-            try:
-                if not line:
-                    raise _LineError("blank line")
-                if line[0] == 0x23:
-                    yield from self.metadata(line, lineno)
-                else:
-                    yield from self.sample(line, lineno)
-            except _LineError as exc:
-                raise self.error(lineno, str(exc)) from None
-        if not eof:
-            raise self.error(max(lineno, 1), "missing '# EOF' at end of OpenMetrics page")
-        try:
-            yield from self.close_family(lineno)
-        except _LineError as exc:
-            raise self.error(lineno, str(exc)) from None
+            run_end = data.find(b"\n#", pos)
+            run_end = n if run_end < 0 else run_end + 1
+            yield from self.sample_run(pos, run_end, lineno)
+            lineno += data.count(b"\n", pos, run_end)
+            pos = run_end
+        last = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        raise self.error(max(last, 1), "data does not end with # EOF")
 
-    # -- families
-
-    def family_event(self) -> Family:
-        assert self.fam is not None
-        return Family(self.fam, self.ftype, self.help, self.unit, self.fam_line)
-
-    def close_family(self, lineno: int) -> Iterator[Event]:
-        self.finish_group(lineno)
-        if self.fam is not None:
-            if not self.announced:
-                yield self.family_event()
-            self.remember_closed(self.fam)
-            for suffix in _OM_SUFFIXES.get(self.ftype, ("",)):
-                self.remember_closed(self.fam + suffix)
-        self.fam = None
-        self.ftype = "unknown"
-        self.help = None
-        self.unit = None
-        self.meta_seen = set()
-        self.announced = False
-        self.finished_groups = set()
-        self.last_series = None
-
-    def remember_closed(self, name: str) -> None:
-        self.closed[name] = None
-        if len(self.closed) > self.CLOSED_MEMORY:
-            self.closed.popitem(last=False)
-
-    def open_family(self, name: str, lineno: int) -> Iterator[Event]:
-        yield from self.close_family(lineno)
-        if name in self.closed:
-            raise _LineError(f"metric family {name!r} appears twice or clashes with another")
-        self.fam = name
-        self.fam_line = lineno
-
-    def metadata(self, line: bytes, lineno: int) -> Iterator[Event]:
-        if not line.startswith(b"# "):
-            raise _LineError("comment lines must be '# HELP', '# TYPE', '# UNIT' or '# EOF'")
-        kind, _, rest = line[2:].partition(b" ")
-        if kind not in (b"HELP", b"TYPE", b"UNIT"):
-            raise _LineError(f"unknown metadata {kind.decode('utf-8', 'replace')!r}")
-        name_b, sep, value = rest.partition(b" ")
-        if not sep or _METRIC_NAME.fullmatch(name_b) is None:
-            raise _LineError(f"{kind.decode()} line must be '# {kind.decode()} <name> <value>'")
-        name = name_b.decode("ascii")
+    def comment(self, line: bytes, newline: bool, lineno: int) -> list[Family]:
+        """A '#' line other than ``# EOF``: HELP, TYPE or UNIT, else an error."""
+        kind = line[2:6]
+        if not line.startswith(b"# ") or kind not in (b"HELP", b"TYPE", b"UNIT"):
+            raise _LineError(
+                "expected '# HELP', '# TYPE', '# UNIT' or '# EOF' (OpenMetrics has no comments)"
+            )
         k = kind.decode()
-        if name != self.fam:
-            yield from self.open_family(name, lineno)
-        elif self.announced:
-            if k not in self.meta_seen:
-                raise _LineError(f"metadata for {name!r} after its samples")
-            # A fresh metadata block for the same name after samples starts a
-            # second family of that name. client_golang writes exactly this for a
-            # gauge and a counter sharing a base name (go_memstats_alloc_bytes and
-            # go_memstats_alloc_bytes_total), and Prometheus scrapes it.
-            yield from self.close_family(lineno)
-            self.fam = name
-            self.fam_line = lineno
-        if k in self.meta_seen:
-            raise _LineError(f"repeated {k} for {name!r}")
-        self.meta_seen.add(k)
+        if line[6:7] != b" ":
+            raise _LineError(f"expected metric name after {k}")
+        name, after = _meta_name(line[7:], k)
+        if not after.startswith(b" ") or not newline:
+            raise _LineError(f"expected text in {k}")
+        text = after[1:]
         if k == "HELP":
-            self.help = _unescape_help(value)
-        elif k == "TYPE":
-            ftype = value.decode("utf-8", "replace")
-            if ftype not in OM_TYPES:
-                raise _LineError(f"unknown metric type {ftype!r}")
-            if self.unit and ftype in ("info", "stateset"):
-                raise _LineError(f"{ftype} metrics cannot have a unit")
-            self.ftype = ftype
-            for suffix in _OM_SUFFIXES[ftype]:
-                if suffix and name + suffix in self.closed:
-                    raise _LineError(f"family {name!r} clashes with {name + suffix!r}")
-        else:
-            unit = value.decode("utf-8", "replace")
-            if unit and not name.endswith("_" + unit):
-                raise _LineError(f"metric name {name!r} must end with its unit '_{unit}'")
-            if self.ftype in ("info", "stateset"):
-                raise _LineError(f"{self.ftype} metrics cannot have a unit")
-            self.unit = unit
-        # A family's names must not be taken by earlier families' samples.
-        return
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _LineError("help text is not a valid UTF-8 string") from None
+            return self.metadata(name, k, unescape(text), lineno)
+        value = text.decode("utf-8", "replace")
+        if k == "TYPE":
+            if value not in OM_TYPES:
+                raise _LineError(f"invalid metric type {value!r}")
+        elif value and not name.endswith("_" + value):
+            raise _LineError(f"unit {value!r} not a suffix of metric {name!r}")
+        return self.metadata(name, k, value, lineno)
 
-    # -- samples
+    def line(self, line: bytes, lineno: int) -> list[ScanEvent]:
+        if not line:
+            raise _LineError("blank line (OpenMetrics has none)")
+        name, labels, value, ts, _, composite = _om_sample(line)
+        if composite is not None:
+            fam = self.fams.get(name)
+            ftype = fam.type if fam is not None else None
+            if ftype not in ("histogram", "gaugehistogram"):
+                raise _LineError(
+                    "a native histogram value needs a histogram or gaugehistogram family "
+                    "(TYPE line) named like the sample"
+                )
+            value = _native_histogram(composite, ftype == "gaugehistogram")
+        return self.sample_events(name, labels, value, ts, lineno)
 
-    def sample(self, line: bytes, lineno: int) -> Iterator[Event]:
+
+def _om_sample(
+    line: bytes,
+) -> tuple[str, list[tuple[str, str]], float, float | None, int, bytes | None]:
+    """Parse one OpenMetrics sample line.
+
+    Returns name, labels, value, timestamp, the number of exemplars, and for
+    a native histogram its composite value (``value`` is then 0; see
+    ``_native_histogram``).
+    """
+    plain = _PLAIN_LINE["openmetrics"].match(line)
+    if plain is not None:
+        return (*_plain_sample(line, plain, om=True), 0, None)
+    n = len(line)
+    name: str | None = None
+    labels: list[tuple[str, str]] = []
+    pos = 0
+    if line[0] != 0x7B:
         m = _METRIC_NAME.match(line)
         if m is None:
-            raise _LineError("expected a metric name")
+            raise _LineError(
+                f"{line[:1].decode('utf-8', 'replace')!r} is not a valid start of a sample"
+            )
         name = m.group().decode("ascii")
         pos = m.end()
-        labels: tuple[tuple[str, str], ...] = ()
-        if pos < len(line) and line[pos] == 0x7B:
-            labels, pos = _parse_labels(line, pos, om=True)
-        rest = line[pos:]
-        if not rest.startswith(b" "):
-            raise _LineError(f"expected a space and a value after {name!r}")
-        value_part, hash_sep, exemplar = rest[1:].partition(b" # ")
-        if not hash_sep and value_part.endswith(b" #"):
-            raise _LineError("empty exemplar")
-        fields = value_part.split(b" ")
-        if not fields[0] or len(fields) > 2 or any(not f for f in fields):
-            raise _LineError("expected 'value [timestamp]' separated by single spaces")
-        value = _om_float(fields[0], "value")
-        ts = None
-        if len(fields) == 2:
-            if _OM_REAL.fullmatch(fields[1]) is None:
-                raise _LineError(f"invalid timestamp {fields[1].decode('utf-8', 'replace')!r}")
-            ts = float(fields[1])
+    if pos < n and line[pos] == 0x7B:
+        end = _plain_labels(line, pos, "openmetrics", labels) if name is not None else None
+        if end is None:
+            del labels[:]
+            name, end = _om_labels(line, pos, name, labels, exemplar=False)
+        pos = end
+    if name is None:
+        raise _LineError("metric name not set")
+    if pos >= n or line[pos] != 0x20:
+        raise _LineError(f"expected a space and a value after metric {name!r}")
+    vend = line.find(b" ", pos + 1)
+    if vend < 0:
+        vend = n
+    tok = line[pos + 1 : vend]
+    if not tok:
+        raise _LineError(f"expected value after metric {name!r}")
+    composite = None
+    value = 0.0
+    if tok[0] == 0x7B:  # '{': a native histogram
+        composite = tok
+    else:
+        value = _go_float(tok)
+    pos = vend
+    ts = None
+    if pos < n and not line.startswith(b" # {", pos):
+        tend = line.find(b" ", pos + 1)
+        if tend < 0:
+            tend = n
+        ts = _om_timestamp(line[pos + 1 : tend], "timestamp")
+        pos = tend
+        if composite is not None and line.startswith(b" st@", pos):
+            # OpenMetrics 2.0's start timestamp, read with its native histograms.
+            send = line.find(b" ", pos + 1)
+            if send < 0:
+                send = n
+            _om_timestamp(line[pos + 4 : send], "start timestamp")
+            pos = send
+    exemplars = 0
+    while pos < n:
+        if not line.startswith(b" # {", pos):
+            after = "exemplar" if exemplars else "timestamp"
+            raise _LineError(f"expected next entry after {after}")
+        if exemplars and composite is None:
+            raise _LineError("expected next entry after exemplar (one exemplar per sample)")
+        pos = _om_exemplar(line, pos + 3)
+        exemplars += 1
+    _check_series(labels)
+    return name, labels, value, ts, exemplars, composite
 
-        fam = self.resolve(name)
-        if fam is None:
-            yield from self.open_family(name, lineno)
-            fam = name
-        if not self.announced:
-            self.announced = True
-            yield self.family_event()
-        suffix = name[len(fam) :]
-        if hash_sep:
-            self.check_exemplar(exemplar, suffix)
-        self.check_sample(suffix, labels, value, lineno)
-        self.check_repeat(name, labels, ts)
-        yield Sample(fam, name, labels, value, ts, lineno)
 
-    def resolve(self, name: str) -> str | None:
-        fam = self.fam
-        if fam is not None and name.startswith(fam):
-            if name[len(fam) :] in _OM_SUFFIXES.get(self.ftype, ("",)):
-                return fam
-        if name in self.closed:
-            raise _LineError(f"samples of {name!r} are not contiguous with their family")
-        return None
+def _om_timestamp(tok: bytes, what: str) -> float:
+    ts = _go_float(tok, what)
+    if math.isnan(ts) or math.isinf(ts):
+        raise _LineError(f"invalid {what}")
+    return ts
 
-    def check_repeat(
-        self, name: str, labels: tuple[tuple[str, str], ...], ts: float | None
-    ) -> None:
-        series = (name, labels)
-        if series == self.last_series:
-            if ts is None or self.last_ts is None or ts < self.last_ts:
-                raise _LineError("repeated series needs increasing timestamps on every sample")
-        self.last_series = series
-        self.last_ts = ts
 
-    def check_exemplar(self, text: bytes, suffix: str) -> None:
-        allowed = (self.ftype == "counter" and suffix == "_total") or (
-            self.ftype in ("histogram", "gaugehistogram") and suffix == "_bucket"
-        )
-        if not allowed:
-            raise _LineError(
-                f"exemplars are not allowed on {self.ftype} sample {suffix or 'value'}"
-            )
-        if not text.startswith(b"{"):
-            raise _LineError("exemplar must start with a label set")
-        labels, pos = _parse_labels(text, 0, om=True)
-        if sum(len(k) + len(v) for k, v in labels) > 128:
-            raise _LineError("exemplar labels longer than 128 characters")
-        rest = text[pos:]
-        if not rest.startswith(b" "):
-            raise _LineError("expected a space and a value after exemplar labels")
-        fields = rest[1:].split(b" ")
-        if not fields[0] or len(fields) > 2 or any(not f for f in fields):
-            raise _LineError("exemplar must be '{labels} value [timestamp]'")
-        _om_float(fields[0], "exemplar value")
-        if len(fields) == 2 and _OM_REAL.fullmatch(fields[1]) is None:
-            raise _LineError("invalid exemplar timestamp")
+def _om_exemplar(line: bytes, pos: int) -> int:
+    """Parse ``{labels} value [timestamp]`` at ``line[pos] == '{'``; return where it ends."""
+    n = len(line)
+    _, pos = _om_labels(line, pos, None, [], exemplar=True)
+    if pos >= n or line[pos] != 0x20:
+        raise _LineError("expected value after exemplar labels")
+    vend = line.find(b" ", pos + 1)
+    if vend < 0:
+        vend = n
+    tok = line[pos + 1 : vend]
+    if not tok:
+        raise _LineError("expected value after exemplar labels")
+    _go_float(tok, "exemplar value")
+    pos = vend
+    if pos < n and not line.startswith(b" # {", pos):
+        tend = line.find(b" ", pos + 1)
+        if tend < 0:
+            tend = n
+        _om_timestamp(line[pos + 1 : tend], "exemplar timestamp")
+        pos = tend
+    return pos
 
-    def check_sample(
-        self, suffix: str, labels: tuple[tuple[str, str], ...], value: float, lineno: int
-    ) -> None:
-        ftype = self.ftype
-        if ftype == "counter":
-            if suffix == "_total" and (math.isnan(value) or value < 0):
-                raise _LineError("counter value must be a non-negative number")
-        elif ftype == "info":
-            if value != 1:
-                raise _LineError("info value must be 1")
-        elif ftype == "stateset":
-            if self.fam not in dict(labels):
-                raise _LineError(f"stateset sample needs a label named {self.fam!r}")
-            if value not in (0, 1):
-                raise _LineError("stateset value must be 0 or 1")
-        elif ftype in ("histogram", "gaugehistogram", "summary"):
-            self.group_sample(suffix, labels, value, lineno)
 
-    def group_sample(
-        self, suffix: str, labels: tuple[tuple[str, str], ...], value: float, lineno: int
-    ) -> None:
-        ftype = self.ftype
-        bound = "quantile" if ftype == "summary" else "le"
-        bval: str | None = None
-        if labels and labels[-1][0] == bound:  # where client libraries put it
-            key, bval = labels[:-1], labels[-1][1]
-        else:
-            key = tuple(kv for kv in labels if kv[0] != bound)
-            if len(key) != len(labels):
-                bval = dict(labels)[bound]
-        if self.group is None or self.group.key != key:
-            self.finish_group(lineno)
-            h = hash(key)
-            if h in self.finished_groups:
-                raise _LineError("samples of one label group are not contiguous")
-            self.group = _OMGroup(key, line=lineno)
-        g = self.group
-        if suffix == "_created":
-            return
-        nan_ok = ftype == "summary" and suffix == ""  # a quantile of no observations
-        if (math.isnan(value) and not nan_ok) or (
-            value < 0 and suffix not in ("_sum", "_gsum", "")
-        ):
-            raise _LineError(f"{ftype} {suffix or 'quantile'} value must be a non-negative number")
-        if ftype == "summary":
-            if suffix == "":
-                q = bval
-                if q is None:
-                    raise _LineError("summary quantile sample needs a 'quantile' label")
-                try:
-                    qv = float(q)
-                except ValueError:
-                    raise _LineError(f"invalid quantile {q!r}") from None
-                if not 0 <= qv <= 1:
-                    raise _LineError(f"quantile {q!r} outside [0, 1]")
-                if value < 0:
-                    raise _LineError("summary quantile value must not be negative")
-            elif value < 0:
-                raise _LineError(f"summary {suffix} must not be negative")
-            return
-        if suffix == "_bucket":
-            le = bval
-            if le is None:
-                raise _LineError("histogram bucket needs an 'le' label")
-            if le == "+Inf":
-                lev = math.inf
-            elif _OM_REAL.fullmatch(le.encode()) is None:
-                raise _LineError(f"invalid le {le!r}")
+def _om_labels(
+    line: bytes, pos: int, name: str | None, labels: list[tuple[str, str]], *, exemplar: bool
+) -> tuple[str | None, int]:
+    """Parse ``{...}`` at ``line[pos]`` strictly: no blanks, commas between pairs, none trailing."""
+    n = len(line)
+    pos += 1
+    if pos < n and line[pos] == 0x7D:
+        return name, pos + 1
+    while True:
+        c = line[pos] if pos < n else -1
+        if c == 0x22:  # '"': a quoted label name, or the metric name
+            q = _QUOTED_RE.match(line, pos)
+            if q is None:
+                raise _LineError("unterminated quoted string")
+            raw = line[pos + 1 : q.end() - 1]
+            pos = q.end()
+            if not exemplar and pos < n and line[pos] in (0x2C, 0x7D):
+                if name is not None:
+                    raise _LineError("metric name already set")
+                name = _quoted_name(raw, "metric name")
             else:
-                lev = float(le)
-            if g.count is not None or g.sum is not None:
-                raise _LineError("bucket after _count/_sum of its group")
-            if lev <= g.last_le:
-                raise _LineError("histogram buckets must be in increasing 'le' order")
-            if value < g.last_bucket:
-                raise _LineError("histogram bucket counts must not decrease")
-            g.last_le, g.last_bucket, g.has_bucket = lev, value, True
-            if lev < 0:
-                g.negative_bucket = True
-            if lev == math.inf:
-                g.inf_bucket = value
-        elif suffix in ("_count", "_gcount"):
-            g.count = value
-        elif suffix in ("_sum", "_gsum"):
-            g.sum = value
+                lname = _quoted_name(raw, "label name")
+                pos = _om_label_value(line, pos, lname, labels, exemplar)
+        else:
+            m = _LABEL_NAME.match(line, pos)
+            if m is None:
+                raise _LineError(f"expected label name at column {pos + 1}")
+            pos = _om_label_value(line, m.end(), m.group().decode("ascii"), labels, exemplar)
+        if pos < n and line[pos] == 0x7D:
+            return name, pos + 1
+        if pos >= n or line[pos] != 0x2C:
+            raise _LineError("expected comma or brace close")
+        pos += 1
 
-    def finish_group(self, lineno: int) -> None:
-        g = self.group
-        if g is None:
-            return
-        self.group = None
-        if len(self.finished_groups) < self.GROUP_MEMORY:
-            self.finished_groups.add(hash(g.key))
-        if self.ftype == "summary":
-            return
-        if g.inf_bucket is None:
-            raise _LineError(f"histogram group starting at line {g.line} has no '+Inf' bucket")
-        if (g.count is None) != (g.sum is None):
-            raise _LineError(f"histogram group starting at line {g.line} needs both count and sum")
-        if g.count is not None and g.count != g.inf_bucket:
-            raise _LineError(f"histogram count differs from its '+Inf' bucket (line {g.line})")
-        if g.sum is not None:
-            if self.ftype == "histogram" and g.negative_bucket:
-                raise _LineError("histogram with negative buckets must not have a _sum")
-            if g.sum < 0 and not g.negative_bucket:
-                raise _LineError("negative sum without negative buckets")
+
+def _om_label_value(
+    line: bytes, pos: int, lname: str, labels: list[tuple[str, str]], exemplar: bool
+) -> int:
+    """Read ``="value"`` at ``line[pos]`` into ``labels``; return the offset after it."""
+    if line[pos : pos + 1] != b"=":
+        raise _LineError(f"expected equal after label name {lname!r}")
+    q = _QUOTED_RE.match(line, pos + 1)
+    if q is None or (exemplar and b"\x00" in q.group()):
+        # Prometheus' lexer lets a NUL into series label values only.
+        raise _LineError(f"expected label value for label {lname!r}")
+    labels.append((lname, _label_value(line[pos + 2 : q.end() - 1], lname)))
+    return q.end()
+
+
+# Native histograms in OpenMetrics text.
+
+_NH_FIELDS = frozenset(
+    {
+        "schema",
+        "zero_threshold",
+        "zero_count",
+        "positive_spans",
+        "negative_spans",
+        "positive_deltas",
+        "negative_deltas",
+        "positive_buckets",
+        "negative_buckets",
+    }
+)
+_INT = re.compile(rb"[+-]?[0-9]+")
+
+
+def _native_histogram(tok: bytes, gauge: bool) -> float:
+    """Check a composite native histogram value as Prometheus checks one; return its count.
+
+    The checks are Prometheus' ``Histogram.Validate`` and
+    ``FloatHistogram.Validate``: spans that fit the buckets, no negative
+    bucket count, and for an integer histogram a count equal to the
+    observations in its buckets (at least them when the sum is NaN).
+    """
+    if not tok.endswith(b"}"):
+        raise _LineError("native histogram: composite value must be wrapped in {}")
+    count_key, sum_key = ("gcount", "gsum") if gauge else ("count", "sum")
+    fields: dict[str, bytes] = {}
+    for part in _split_composite(tok[1:-1]):
+        key_b, sep, val = part.partition(b":")
+        key = key_b.decode("utf-8", "replace")
+        if not sep:
+            raise _LineError(f"native histogram: invalid composite field (missing ':'): {key!r}")
+        if key in ("bucket", "quantile"):
+            raise _LineError(
+                f"composite {key} lists (OpenMetrics 2.0 classic histograms and summaries) "
+                "are not read: no released Prometheus reads them"
+            )
+        if key not in _NH_FIELDS and key not in (count_key, sum_key):
+            raise _LineError(f"native histogram: unknown composite field {key!r}")
+        if key in fields:
+            raise _LineError(f"native histogram: duplicate composite field {key!r}")
+        fields[key] = val
+    for key in (count_key, sum_key, "schema", "zero_threshold", "zero_count"):
+        if key not in fields:
+            raise _LineError(f"native histogram: missing required field: {key}")
+    schema = fields["schema"]
+    if _INT.fullmatch(schema) is None or not -4 <= int(schema) <= 8:
+        raise _LineError(
+            f"native histogram: schema must be between -4 and 8, got "
+            f"{schema.decode('utf-8', 'replace')!r}"
+        )
+    count = _go_float(fields[count_key], count_key)
+    total = _go_float(fields[sum_key], sum_key)
+    zero_threshold = _go_float(fields["zero_threshold"], "zero_threshold")
+    if not math.isfinite(zero_threshold) or zero_threshold < 0:
+        raise _LineError("native histogram: zero_threshold must be a non-negative, finite number")
+    zero_count = _go_float(fields["zero_count"], "zero_count")
+    is_float = not (_integral(count) and _integral(zero_count))
+    observed = zero_count
+    for side in ("positive", "negative"):
+        spans = _spans(fields.get(side + "_spans", b"[]"), side)
+        deltas, absolute = fields.get(side + "_deltas"), fields.get(side + "_buckets")
+        if deltas is not None and absolute is not None:
+            raise _LineError(f"native histogram: both {side}_deltas and {side}_buckets")
+        buckets = _bucket_list(deltas if deltas is not None else absolute or b"[]", side)
+        need = sum(length for _, length in spans)
+        if need != len(buckets):
+            raise _LineError(
+                f"native histogram: {side} side: spans need {need} buckets, "
+                f"have {len(buckets)} buckets"
+            )
+        running = 0.0
+        for i, b in enumerate(buckets):
+            if deltas is not None:
+                if not _integral(b):
+                    raise _LineError(f"native histogram: {side}_deltas must be integers")
+                running += b
+            else:
+                running = b
+                is_float = is_float or not _integral(b)
+            if running < 0:
+                raise _LineError(
+                    f"native histogram: {side} side: bucket number {i + 1} has observation "
+                    f"count of {running:g}"
+                )
+            observed += running
+    if is_float:
+        if count < 0 or zero_count < 0:
+            raise _LineError("native histogram: negative observation count")
+    elif (observed > count) if math.isnan(total) else (observed != count):
+        raise _LineError(
+            f"native histogram: {observed:.0f} observations found in buckets, "
+            f"but the Count field is {count:.0f}"
+        )
+    return count
+
+
+def _integral(x: float) -> bool:
+    return math.isfinite(x) and x == math.trunc(x)
+
+
+def _split_composite(inner: bytes) -> list[bytes]:
+    """Split ``k:v,k:[...],...`` at the commas outside brackets."""
+    parts: list[bytes] = []
+    depth = 0
+    start = 0
+    for i, c in enumerate(inner):
+        if c == 0x5B:  # '['
+            depth += 1
+        elif c == 0x5D:
+            depth -= 1
+        elif c == 0x2C and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    return parts
+
+
+def _spans(text: bytes, side: str) -> list[tuple[int, int]]:
+    if not (text.startswith(b"[") and text.endswith(b"]")):
+        raise _LineError(f"native histogram: {side}_spans must be wrapped in []")
+    out: list[tuple[int, int]] = []
+    inner = text[1:-1]
+    for i, part in enumerate(inner.split(b",") if inner else ()):
+        off, sep, length = part.partition(b":")
+        if not sep or _INT.fullmatch(off) is None or _DIGITS.fullmatch(length) is None:
+            raise _LineError(
+                f"native histogram: invalid {side} span {part.decode('utf-8', 'replace')!r}"
+            )
+        if i and int(off) < 0:
+            raise _LineError(
+                f"native histogram: {side} side: span number {i + 1} with offset {int(off)}"
+            )
+        out.append((int(off), int(length)))
+    return out
+
+
+def _bucket_list(text: bytes, side: str) -> list[float]:
+    if not (text.startswith(b"[") and text.endswith(b"]")):
+        raise _LineError(f"native histogram: {side} buckets must be wrapped in []")
+    inner = text[1:-1]
+    return [_go_float(p, f"{side} bucket") for p in (inner.split(b",") if inner else ())]
