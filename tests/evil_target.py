@@ -18,8 +18,10 @@ Cases (``CASES``): gzip bomb, endless body, slow drip, body far over the size
 limit, a 10 MB label value, millions of families (streamed, generated lazily),
 invalid UTF-8, an HTML error page with status 200, truncated and corrupt
 profiles (made from the real service's own profiles), protobuf with wrong
-field types, a connection reset, a redirect to another host. A DNS failure
-needs no path: point a target at a host under ``.invalid``.
+field types, a connection reset, a redirect to another host, pprof endpoints
+that accept the request and never answer (``hanging_profile``; its /metrics
+stays good). A DNS failure needs no path: point a target at a host under
+``.invalid``.
 
 Not hostile but big: ``/big/<series>/metrics`` streams a valid label
 explosion of that many series, to find the largest page cardguard handles.
@@ -57,6 +59,7 @@ CASES = (
     "wrong_types_profile",
     "conn_reset",
     "redirect_other_host",
+    "hanging_profile",
 )
 
 # How many families many_families streams, and how big huge_body claims to be.
@@ -230,6 +233,16 @@ def _good_profile(path: str) -> bytes:
     return body
 
 
+def hanging_profile(h: Handler, rest: str, profile: bool) -> None:
+    """Accept the request and never answer (until the client hangs up): a wedged pprof handler."""
+    h.close_connection = True
+    h.connection.settimeout(600)
+    try:
+        h.rfile.read(1)  # returns when the client closes its end
+    except OSError:
+        pass
+
+
 def gzip_bomb(h: Handler, rest: str, profile: bool) -> None:
     # 8 GiB of zeros, about 8 MB on the wire, sent as Content-Encoding: gzip.
     h._stream(_zeros_gzip(8 * 1024 * MiB), headers={"Content-Encoding": "gzip"})
@@ -332,6 +345,7 @@ HOSTILE: dict[str, Callable[[Handler, str, bool], None]] = {
     "wrong_types_profile": wrong_types_profile,
     "conn_reset": conn_reset,
     "redirect_other_host": redirect_other_host,
+    "hanging_profile": hanging_profile,
 }
 assert set(HOSTILE) == set(CASES)
 

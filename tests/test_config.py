@@ -75,7 +75,8 @@ EXPECTED: dict[str, list[str]] = {
         "bad-missing-name.yml:2: targets[0].name: required",
     ],
     "bad-missing-targets.yml": [
-        "bad-missing-targets.yml:1: targets: required (or a probe section for /probe-only use)",
+        "bad-missing-targets.yml:1: targets: required "
+        "(or target_files, or a probe section for /probe-only use)",
     ],
     "bad-name-chars.yml": [
         "bad-name-chars.yml:2: targets[0].name: use 1-64 characters from A-Z a-z 0-9 _ . : -, got 'my api'",

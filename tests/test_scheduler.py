@@ -366,7 +366,12 @@ def test_apply_keeps_unchanged_workers_and_history(go127: local_http.Running) ->
         sched.stop()
 
 
-def test_profiles_on_their_own_interval(go127: local_http.Running) -> None:
+def test_profiles_on_their_own_interval(
+    go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cardguard import scheduler
+
+    monkeypatch.setattr(scheduler, "FIRST_RUN_SPREAD", 1.0)  # first runs within a second
     t = TargetConfig(
         name="demo",
         url=go127.base_url,
@@ -377,10 +382,14 @@ def test_profiles_on_their_own_interval(go127: local_http.Running) -> None:
     sched = Scheduler(Config(source="t", global_=GlobalConfig(), targets=(t,)))
     sched.start()
     try:
-        wait_for(lambda: paths(go127).count("/metrics") >= 5, 15, "five /metrics scrapes")
+        wait_for(lambda: "/debug/pprof/heap" in paths(go127), 15, "the first heap profile")
+        scraped = paths(go127).count("/metrics")
+        wait_for(
+            lambda: paths(go127).count("/metrics") >= scraped + 5, 15, "five more /metrics scrapes"
+        )
     finally:
         sched.stop()
-    assert paths(go127).count("/debug/pprof/heap") == 1  # once at start, next one in 60s
+    assert paths(go127).count("/debug/pprof/heap") == 1  # the next one is 60s later
 
 
 # --- issue 9: an exception nobody expected is a failure, never a healthy-looking endpoint ------
@@ -418,12 +427,18 @@ def test_internal_is_a_fixed_failure_reason() -> None:
 def test_analysis_exception_fails_the_endpoint_and_keeps_good_data(
     go127: local_http.Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Fault injection: cardinality.analyse raises, as a bug in the analysis would."""
+    """Fault injection: the page analysis raises, as a bug in the analysis would.
+
+    The seam is incremental.analyse, which every page goes through (cardinality.analyse
+    is not called again for a page whose series did not change).
+    """
+    from cardguard import incremental
+
     w = worker_for(go127)
     w.scrape_metrics()
     good = w.snapshot
     assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 1.0' in exposition(w)
-    monkeypatch.setattr(cardinality, "analyse", boom)
+    monkeypatch.setattr(incremental, "analyse", boom)
     with caplog.at_level(logging.WARNING, logger="cardguard.scheduler"):
         w.scrape_metrics()  # must not raise
         w.scrape_metrics()

@@ -17,11 +17,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from cardguard.rules import SEVERITIES
-from cardguard.scheduler import ENDPOINTS, OTHER, OUTPUT_KINDS, TargetSnapshot
+from cardguard.scheduler import ENDPOINTS, OTHER, OUTPUT_KINDS, ScheduleView, TargetSnapshot
 from cardguard.version import BuildInfo
 
 Snapshots = Callable[[], Sequence[TargetSnapshot]]
@@ -41,6 +47,7 @@ class ScrapeHealthCollector(Collector):
         cardguard_scrape_failures_total{target="api",endpoint="metrics",reason="timeout"} 3.0
         cardguard_last_scrape_success_timestamp_seconds{target="api",endpoint="metrics"} 1.7e9
         cardguard_scrape_body_bytes{target="api",endpoint="metrics"} 48211.0
+        cardguard_scrapes_skipped_total{target="api",endpoint="heap",reason="late"} 2.0
     """
 
     def __init__(self, snapshots: Snapshots) -> None:
@@ -74,10 +81,21 @@ class ScrapeHealthCollector(Collector):
             "Decompressed size of the last successfully fetched body of this endpoint.",
             labels,
         )
+        skipped = CounterMetricFamily(
+            "cardguard_scrapes_skipped",
+            "Scheduled runs of this endpoint's job cardguard skipped: late (no free fetch "
+            "thread within one interval: cardguard is overloaded) or overrun (the previous "
+            "run was still going).",
+            labels=[*labels, "reason"],
+        )
         for snap in self._snapshots():
             for endpoint in ENDPOINTS:
                 h = snap.health.get(endpoint)
-                if h is None or not h.attempted:
+                if h is None:
+                    continue
+                for reason, n in sorted(h.skipped.items()):
+                    skipped.add_metric([snap.target, endpoint, reason], float(n))
+                if not h.attempted:
                     continue
                 lv = [snap.target, endpoint]
                 success.add_metric(lv, 1.0 if h.success else 0.0)
@@ -87,7 +105,7 @@ class ScrapeHealthCollector(Collector):
                 if h.last_success is not None:
                     last_ok.add_metric(lv, h.last_success)
                     body.add_metric(lv, float(h.body_bytes))
-        yield from (success, duration, failures, last_ok, body)
+        yield from (success, duration, failures, last_ok, body, skipped)
 
 
 class CardinalityCollector(Collector):
@@ -497,6 +515,73 @@ class BuildInfoCollector(Collector):
         )
         g.add_metric(list(self._labels.values()), 1.0)
         yield g
+
+
+class ScheduleCollector(Collector):
+    """How the schedule keeps up: lateness of runs, busy fetch threads, analysis reuse.
+
+    Example::
+
+        cardguard_scrape_lateness_seconds_bucket{endpoint="metrics",le="0.01"} 1180.0
+        cardguard_scrape_lateness_seconds_count{endpoint="metrics"} 1200.0
+        cardguard_scrape_workers 32.0
+        cardguard_scrape_workers_busy 3.0
+        cardguard_scrape_jobs_waiting 0.0
+        cardguard_targets 1000.0
+        cardguard_analysis_families_total{result="reused"} 35120.0
+    """
+
+    def __init__(self, view: Callable[[], ScheduleView]) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        v = self._view()
+        late = HistogramMetricFamily(
+            "cardguard_scrape_lateness_seconds",
+            "How long after its scheduled time each run of a job started (the time it "
+            "waited for a free fetch thread), by endpoint, measured by cardguard.",
+            labels=["endpoint"],
+        )
+        for endpoint, (counts, total) in sorted(v.lateness.items()):
+            bounds = [floatToGoString(b) for b in v.buckets] + ["+Inf"]
+            late.add_metric(
+                [endpoint], list(zip(bounds, (float(c) for c in counts), strict=True)), total
+            )
+        yield late
+        yield GaugeMetricFamily(
+            "cardguard_scrape_workers",
+            "Threads that fetch from targets (serve --scrape.concurrency).",
+            value=v.threads,
+        )
+        yield GaugeMetricFamily(
+            "cardguard_scrape_workers_busy",
+            "Fetch threads running a job right now (fetching, or waiting for its analysis).",
+            value=v.busy,
+        )
+        yield GaugeMetricFamily(
+            "cardguard_scrape_jobs_waiting",
+            "Jobs that are due and wait for a free fetch thread.",
+            value=v.waiting,
+        )
+        yield GaugeMetricFamily(
+            "cardguard_targets",
+            "Targets cardguard schedules (config and target files).",
+            value=v.targets,
+        )
+        fams = CounterMetricFamily(
+            "cardguard_analysis_families",
+            "Metric families of scraped pages, by whether their analysis was reused (their "
+            "series had not changed since the previous page) or analysed afresh.",
+            labels=["result"],
+        )
+        fams.add_metric(["reused"], float(v.families_reused))
+        fams.add_metric(["analysed"], float(v.families_analysed))
+        yield fams
+        yield CounterMetricFamily(
+            "cardguard_analysis_cpu_seconds",
+            "CPU time spent analysing /metrics pages, wherever it ran (worker processes).",
+            value=v.analysis_seconds,
+        )
 
 
 def target_collectors(snapshots: Snapshots, offender_cap: Callable[[], int]) -> list[Collector]:

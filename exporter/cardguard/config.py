@@ -224,6 +224,19 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
+class TargetFiles:
+    """``target_files``: Prometheus file_sd files listing more targets, re-read when they change.
+
+    ``patterns`` are globs (relative ones against the config file's directory);
+    every target found gets ``template``'s settings (``target_defaults:``, else
+    the ``global:`` ones) with its own name and URL (:mod:`cardguard.file_sd`).
+    """
+
+    patterns: tuple[str, ...]
+    template: TargetConfig
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole validated configuration file."""
 
@@ -234,6 +247,7 @@ class Config:
     probe: ProbeConfig | None = None  # the ``probe:`` section, owned by cardguard.probe
     fleet: tuple[FleetServer, ...] = ()  # the ``fleet:`` section, owned by cardguard.fleet
     usage: UsageConfig | None = None  # the ``usage:`` section, owned by cardguard.usagefiles
+    target_files: TargetFiles | None = None  # read at run time by cardguard.targetfiles
 
     def target(self, name: str) -> TargetConfig | None:
         for t in self.targets:
@@ -497,7 +511,16 @@ class Section:
 # ---------------------------------------------------------------------------
 # Sections
 
-_TOP_KEYS = ("global", "targets", "rules", "probe", "fleet", "usage")
+_TOP_KEYS = (
+    "global",
+    "targets",
+    "target_files",
+    "target_defaults",
+    "rules",
+    "probe",
+    "fleet",
+    "usage",
+)
 _GLOBAL_KEYS = (
     "scrape_interval",
     "scrape_timeout",
@@ -853,6 +876,65 @@ def _load_target(ctx: Ctx, node: Node, path: str, g: GlobalConfig) -> TargetConf
     )
 
 
+def _load_target_files(ctx: Ctx, top: Section, g: GlobalConfig) -> TargetFiles | None:
+    """``target_files`` (a list of globs) and ``target_defaults`` (a target without name/url)."""
+    patterns = []
+    fnode = top.value_node("target_files")
+    for i, item in enumerate(ctx.sequence(fnode, "target_files")):
+        text = ctx.string(item, join("target_files", i))
+        if text is not None:
+            patterns.append(text if Path(text).is_absolute() else str(ctx.base_dir / text))
+    dnode = top.value_node("target_defaults")
+    template = TargetConfig(name="target_defaults", url="http://target-defaults.invalid")
+    if dnode is not None and not _is_null(dnode):
+        if isinstance(dnode, MappingNode):
+            for knode, _ in dnode.value:
+                if isinstance(knode, ScalarNode) and knode.value in ("name", "url"):
+                    ctx.error(
+                        knode,
+                        join("target_defaults", str(knode.value)),
+                        "set per target by the target files, not here",
+                    )
+            # Validated as a target, with placeholders for what each file target sets.
+            mark = dnode.start_mark
+            placeholders = [
+                (
+                    ScalarNode("tag:yaml.org,2002:str", k, mark, mark),
+                    ScalarNode("tag:yaml.org,2002:str", v, mark, mark),
+                )
+                for k, v in (("name", template.name), ("url", "https://target-defaults.invalid"))
+            ]
+            kept = [
+                (k, v)
+                for k, v in dnode.value
+                if not (isinstance(k, ScalarNode) and k.value in ("name", "url"))
+            ]
+            node = MappingNode(dnode.tag, placeholders + kept, mark, dnode.end_mark)
+            loaded = _load_target(ctx, node, "target_defaults", g)
+            if loaded is not None:
+                template = loaded
+        else:
+            ctx.error(dnode, "target_defaults", f"expected a mapping, got {_describe(dnode)}")
+    else:
+        # No target_defaults: a target with only a name and URL, so the global defaults apply
+        # exactly as they do to a configured target.
+        mark = top.node.start_mark if top.node is not None else None
+        bare = [
+            (
+                ScalarNode("tag:yaml.org,2002:str", k, mark, mark),
+                ScalarNode("tag:yaml.org,2002:str", v, mark, mark),
+            )
+            for k, v in (("name", template.name), ("url", template.url))
+        ]
+        loaded = _load_target(ctx, MappingNode("tag:yaml.org,2002:map", bare, mark, mark), "", g)
+        template = loaded if loaded is not None else template
+    if fnode is None:
+        if dnode is not None:
+            ctx.error(dnode, "target_defaults", "applies to target_files, which is not set")
+        return None
+    return TargetFiles(tuple(patterns), template)
+
+
 def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config:
     """Parse and validate config ``text``; ``source`` names it in every message.
 
@@ -872,8 +954,10 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
     targets: list[TargetConfig] = []
     seen: dict[str, int] = {}
     tnode = top.value_node("targets")
-    if tnode is None and not top.has("probe") and not top.has("fleet"):
-        ctx.error(root, "targets", "required (or a probe section for /probe-only use)")
+    if tnode is None and not any(top.has(k) for k in ("probe", "fleet", "target_files")):
+        ctx.error(
+            root, "targets", "required (or target_files, or a probe section for /probe-only use)"
+        )
     for i, item in enumerate(ctx.sequence(tnode, "targets")):
         t = _load_target(ctx, item, join("targets", i), g)
         if t is None:
@@ -887,6 +971,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
             continue
         seen[t.name] = i
         targets.append(t)
+    target_files = _load_target_files(ctx, top, g)
     rules = load_rules(top.value_node("rules"), ctx)
     probe = None
     if top.has("probe"):
@@ -914,6 +999,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Config
         probe=probe,
         fleet=fleet,
         usage=usage,
+        target_files=target_files,
     )
 
 

@@ -280,6 +280,31 @@ def debug_page(
     return "\n".join(out).encode()
 
 
+# Fetches end this long before Prometheus' scrape timeout, and the answer goes out at
+# the latest this long before it (what is still running by then is reported as timed out).
+FETCH_MARGIN = 0.5
+ANSWER_MARGIN = 0.25
+
+
+def run_concurrently(worker: TargetWorker, jobs: Sequence[str], until: float | None) -> list[str]:
+    """Run ``jobs`` of ``worker`` at once, each in its own thread; wait until ``until``.
+
+    Returns the jobs still running then. Their threads are daemons, and every
+    fetch has the worker's deadline, so they end shortly on their own (and
+    publish what they got into the worker's state, for the next probe).
+    """
+    threads = []
+    for job in jobs:
+        th = threading.Thread(
+            target=worker.run, args=(job,), name=f"cardguard-probe-{job}", daemon=True
+        )
+        th.start()
+        threads.append((job, th))
+    for _, th in threads:
+        th.join(None if until is None else max(0.0, until - time.monotonic()))
+    return [job for job, th in threads if th.is_alive()]
+
+
 class _Entry:
     """One probed target: its worker (state between probes) and the cached answer."""
 
@@ -414,19 +439,25 @@ class Prober:
             if log_lines is not None:
                 log_lines.append(_begin(now, decision, worker.target, budget))
                 worker.trace = lambda t: log_lines.append(_fetched(t))
+            started = time.monotonic()
             try:
-                started = time.monotonic()
-                worker.scrape_metrics()
                 interval = worker.target.profiles.interval
-                in_time = budget is None or time.monotonic() - started < budget / 2
                 due = entry.profiles_at is None or now - entry.profiles_at >= interval
-                if worker.target.profiles.enabled and in_time and due:
+                jobs = ["metrics"]
+                if worker.target.profiles.enabled and due:
                     entry.profiles_at = now
-                    worker.collect_profiles()
+                    jobs += [j for j in worker.jobs() if j != "metrics"]
                 elif log_lines is not None:
-                    log_lines.append(_profiles_skipped(now, worker.target, in_time, entry))
+                    log_lines.append(_profiles_skipped(now, worker.target, True, entry))
+                if budget is not None:
+                    worker.deadline = started + budget
+                answer_by = None if timeout_hint is None else started + timeout_hint - ANSWER_MARGIN
+                for job in run_concurrently(worker, jobs, answer_by):
+                    # Still fetching when the answer is due: say so instead of old health.
+                    worker.cut_short(job, time.monotonic() - started)
             finally:
                 worker.trace = None
+                worker.deadline = None
             g, _ = self._settings()
             body = self._render([worker.snapshot], g)
             entry.cached, entry.cached_at = body, self._clock()
@@ -449,7 +480,7 @@ class Prober:
         if hint is None or hint <= 0:
             return None
         # Leave half a second for analysis and the answer, as blackbox_exporter does.
-        return max(0.5, min(c.timeout, c.profiles.timeout or c.timeout, hint - 0.5))
+        return max(0.25, min(c.timeout, c.profiles.timeout or c.timeout, hint - FETCH_MARGIN))
 
     def _refuse(self, refusal: Refusal, raw_target: str | None) -> ProbeResponse:
         with self._lock:

@@ -1,9 +1,31 @@
-"""Per-target scrape and profile loops that keep an immutable snapshot of what each target showed.
+"""Scrape and profile schedules for every target, keeping an immutable snapshot of what each showed.
 
-Each target gets two threads of its own: one scrapes ``/metrics`` every
-``interval``, the other reads ``net/http/pprof`` every ``profiles.interval``.
-Fetches are bounded in time and size (:mod:`cardguard.fetch`), so a slow or
-dead target only ever delays itself.
+No thread per target: one :class:`Scheduler` runs every target's jobs
+(``metrics`` every ``interval``; ``heap``, ``goroutine`` and ``goroutineleak``
+every ``profiles.interval``) on a fixed pool of I/O threads fed by a due-time
+queue (:class:`DueQueue`, a heap of next-run times). Each job runs on a grid
+``phase + k * interval`` whose phase is a hash of the target's name and the
+endpoint, so a fleet's scrapes are spread over their interval instead of
+starting together; the first run comes within ``min(interval,``
+:data:`FIRST_RUN_SPREAD```)`` of the start. Start-up only fills the heap, so
+it does not grow with threads, and memory per target is its state only
+(docs/performance.md states it).
+
+Overload is visible and graceful: every run's lateness goes into
+``cardguard_scrape_lateness_seconds{endpoint}``; a run that could not start
+within one interval of its time is skipped (``reason="late"``), as are the
+runs that fell due while the previous one was still running
+(``reason="overrun"``), counted in
+``cardguard_scrapes_skipped_total{target,endpoint,reason}``. Due ``/metrics``
+runs always go before due profiles, so profiles yield first. Fetches are
+bounded in time and size (:mod:`cardguard.fetch`), so a slow or dead target
+only ever holds one pool thread for its timeout. Page analysis runs where the
+:class:`~cardguard.analysis.Analyser` runs it (worker processes in ``serve``),
+off the I/O threads.
+
+A target's heap profile is never fetched while a ``/metrics`` fetch of the
+same target is open, nor the other way round (the heap profile would hold
+the target's own exposition buffers): a per-target in-flight guard.
 
 After every fetch the worker builds a new :class:`TargetSnapshot` and swaps
 it in with one reference assignment, so collectors and the report page read
@@ -34,17 +56,28 @@ folded into ``__other__`` by the collectors and ``capped`` records it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+import hashlib
+import heapq
 import logging
-import re
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from cardguard import cardinality, exposition, fetch, offenders
+from cardguard import cardinality, exposition, fetch, offenders, targetfiles
+from cardguard.analysis import (
+    Analyser,
+    AnalysisError,
+    InlineAnalyser,
+    PageRequest,
+    goroutines_from_page,
+)
 from cardguard.cardinality import Limits, PageAnalysis
 from cardguard.churn import ChurnReport, ChurnTracker
 from cardguard.config import Config, GlobalConfig, TargetConfig
@@ -55,6 +88,7 @@ from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
 from cardguard.rules import DEFAULT_RULES, Rules
+from cardguard.targetfiles import TargetFileWatcher
 
 log = logging.getLogger("cardguard.scheduler")
 
@@ -83,6 +117,22 @@ MAX_GOROUTINE_POINTS = 60
 MAX_KEPT_PROFILE_BYTES = 16 * 1024 * 1024
 SERIES_FINGERPRINTS = 512
 
+# The jobs of one target, by the endpoint they collect ("goroutine" may read goroutine_full).
+JOB_ENDPOINTS = ("metrics", "heap", "goroutine", "goroutineleak")
+PROFILE_JOBS = JOB_ENDPOINTS[1:]
+# Why a run was skipped: the values of cardguard_scrapes_skipped_total{reason}.
+SKIP_REASONS = ("late", "overrun")
+# A job's first run comes within this long of the start (or of being added), or later
+# for a fleet whose first runs would come faster than START_RATE jobs a second.
+FIRST_RUN_SPREAD = 30.0
+START_RATE = 100.0
+DEFAULT_CONCURRENCY = 32
+LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Fetches that may not be open at the same time for one target.
+_EXCLUSIVE = {"metrics": frozenset({"heap"}), "heap": frozenset({"metrics"})}
+
+__all__ = ["goroutines_from_page"]  # re-exported: it moved to cardguard.analysis
+
 T = TypeVar("T")
 
 
@@ -102,6 +152,8 @@ class EndpointHealth:
     failures: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     last_error: str | None = None
     last_reason: str | None = None
+    skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Runs of this endpoint's job the scheduler skipped, by reason (:data:`SKIP_REASONS`)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +193,16 @@ class GoroutineState:
 
 
 @dataclass(frozen=True)
+class RawProfile:
+    """A profile body as the target served it, kept for download from /report."""
+
+    at: float
+    body: bytes
+    content_type: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Visible:
     """What cardguard's own series show for one target (sticky, capped), and what got folded."""
 
@@ -149,16 +211,6 @@ class Visible:
     heap_owners: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     capped: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class RawProfile:
-    """A profile body as the target served it, kept for download from /report."""
-
-    at: float
-    body: bytes
-    content_type: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -225,27 +277,27 @@ def _sticky(current: frozenset[T], candidates: Iterable[T], cap: int) -> tuple[f
     return frozenset(out), folded
 
 
-_GO_GOROUTINES = re.compile(
-    rb"^go_goroutines(?:\{\})?[ \t]+([0-9.eE+]+)[ \t]*(?:[0-9.]+)?\r?$", re.M
-)
-
-
-def goroutines_from_page(data: bytes) -> int | None:
-    """Return the value of client_golang's ``go_goroutines`` gauge on a page, if present.
-
-    One C-level regex search instead of another parse of the page: the gauge is
-    unlabelled, so its line has one fixed shape in both exposition formats.
-    """
-    m = _GO_GOROUTINES.search(data)
-    if m is None:
-        return None
-    try:
-        return int(float(m.group(1)))
-    except ValueError:
-        return None
-
-
 # --- one target -------------------------------------------------------------------
+
+# The in-flight guard's lock, shared by all targets (held only to note a fetch's start
+# and end), and what each thread collects right now (see TargetWorker._guard).
+_IO = threading.Condition()
+_CURRENT = threading.local()
+
+
+class Flag:
+    """A set-once flag read without locks (a ten-thousand-target fleet has one per target)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 class TargetWorker:
@@ -256,14 +308,23 @@ class TargetWorker:
         target: TargetConfig,
         settings: Callable[[], tuple[GlobalConfig, Rules]],
         clock: Callable[[], float] = time.time,
+        analyser: Analyser | None = None,
+        stats: SchedulerStats | None = None,
     ) -> None:
         self.target = target
         self._settings = settings
         self._clock = clock
         self._fetcher = Fetcher(target)
+        self._analyser: Analyser = analyser if analyser is not None else InlineAnalyser(1)
+        self._stats = stats
         self._lock = threading.Lock()  # serialises builders; readers never take it
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        # Set once the worker is retired (removed or replaced): its jobs stop being run.
+        self._stop = Flag()
+        # The in-flight guard: endpoints being fetched right now (see _EXCLUSIVE).
+        self._open: set[str] = set()
+        # While set (monotonic seconds), no fetch waits or runs past it: /probe's deadline.
+        self.deadline: float | None = None
+        self._page_token: int | None = None  # names the analysis in snapshot.analysis
         self.snapshot = TargetSnapshot(target=target.name, url=target.url)
         # Mutable state behind the snapshot, touched only under _lock.
         self._churn = ChurnTracker(window=HISTORY_WINDOW)
@@ -273,13 +334,14 @@ class TargetWorker:
         self._last_goroutines: int | None = None
         self._leak_404_at: float | None = None
         self._started_at = clock()
-        # The endpoint each thread is collecting right now, so _guard can blame the right one.
-        self._current = threading.local()
+        # The endpoint each thread is collecting right now, so _guard can blame the right one
+        # (a thread runs one job of one worker at a time, so one thread-local serves all).
+        self._current = _CURRENT
         # Told about every fetch while set: /probe?debug=true sets it for one probe.
         self.trace: Callable[[FetchTrace], None] | None = None
-        # Set once each loop finished its first round (fetch attempted, success or not):
-        # what /-/ready waits for. A loop this target does not run counts as done.
-        self._first_round = {"metrics": threading.Event(), "profiles": threading.Event()}
+        # The jobs that have not finished their first run yet (fetch attempted, success
+        # or not): what /-/ready waits for.
+        self._first_round = set(self.jobs())
         if target.tls.insecure_skip_verify:
             log.warning(
                 "TLS certificate verification is off for this target",
@@ -288,55 +350,73 @@ class TargetWorker:
 
     # -- lifecycle
 
-    def start(self) -> None:
-        loops: list[tuple[str, Callable[[], float], Callable[[], None]]] = [
-            ("metrics", lambda: self.target.interval, self.scrape_metrics)
-        ]
-        p = self.target.profiles
-        if p.enabled and (p.heap or p.goroutine or p.goroutineleak != "false"):
-            loops.append(("profiles", lambda: self.target.profiles.interval, self.collect_profiles))
-        for name, event in self._first_round.items():
-            if name not in (n for n, _, _ in loops):
-                event.set()
-        for name, interval, work in loops:
-            t = threading.Thread(
-                target=self._loop,
-                args=(name, interval, work),
-                name=f"cardguard-{self.target.name}-{name}",
-                daemon=True,
-            )
-            self._threads.append(t)
-            t.start()
+    def jobs(self) -> dict[str, float]:
+        """The jobs this target runs, with their intervals."""
+        t = self.target
+        p = t.profiles
+        out = {"metrics": t.interval}
+        if p.enabled:
+            if p.heap:
+                out["heap"] = p.interval
+            if p.goroutine:
+                out["goroutine"] = p.interval
+            if p.goroutineleak != "false":
+                out["goroutineleak"] = p.interval
+        return out
 
-    def stop(self, wait: float | None = None) -> None:
+    def run(self, job: str) -> None:
+        """Run one job once (``metrics``, ``heap``, ``goroutine`` or ``goroutineleak``)."""
+        try:
+            if job == "metrics":
+                self.scrape_metrics()
+            else:
+                self.collect(job)
+        except Exception:
+            # Not reached: every step runs under _guard. Should recording a failure
+            # itself fail, the schedule must still carry on.
+            log.exception(
+                "internal error while collecting",
+                extra={"target": self.target.name, "endpoint": job, "reason": INTERNAL},
+            )
+        finally:
+            self._first_round.discard(job)
+
+    def retire(self) -> None:
+        """Stop running this worker's jobs (a fetch in flight finishes on its own)."""
         self._stop.set()
-        limit = self.target.timeout + self.target.profiles.interval if wait is None else wait
-        for t in self._threads:
-            t.join(timeout=limit)
 
     def first_round_done(self) -> bool:
-        """True once the metrics loop and the profiles loop (if any) each ran once."""
-        return all(e.is_set() for e in self._first_round.values())
+        """True once every job of this target (metrics and each profile) ran once."""
+        return not self._first_round
 
-    def _loop(self, name: str, interval: Callable[[], float], work: Callable[[], None]) -> None:
-        next_run = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                work()
-            except Exception:
-                # Not reached: every step runs under _guard. Should recording a failure
-                # itself fail, the loop must still carry on.
-                log.exception(
-                    "internal error while collecting",
-                    extra={"target": self.target.name, "endpoint": name, "reason": INTERNAL},
-                )
-            self._first_round[name].set()
-            step = interval()
-            next_run += step
-            now = time.monotonic()
-            if next_run < now:  # overran: skip the missed runs rather than bunching up
-                next_run = now + step
-            self._stop.wait(next_run - now)
+    def cut_short(self, job: str, duration: float) -> None:
+        """Record that ``job`` was still running when its caller had to answer (``timeout``).
+
+        ``/probe`` answers within Prometheus' scrape timeout; an endpoint whose fetch
+        or analysis had not finished by then shows as failed in that answer rather
+        than with its previous health.
+        """
+        endpoint = job
+        known, full_max = self._last_goroutines, self.target.profiles.goroutine_full_max
+        if job == "goroutine" and known is not None and known < full_max:
+            endpoint = "goroutine_full"
+        self._fail(
+            endpoint,
+            "timeout",
+            f"{self.target.name}: {endpoint} was still being fetched when the answer was due, "
+            f"after {duration:.3g}s",
+            duration,
+        )
+
+    def skipped(self, job: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` runs of ``job`` the scheduler skipped for ``reason``."""
+        with self._lock:
+            health = dict(self.snapshot.health)
+            old = health.get(job, EndpointHealth())
+            counts = dict(old.skipped)
+            counts[reason] = counts.get(reason, 0) + n
+            health[job] = dataclasses.replace(old, skipped=MappingProxyType(counts))
+            self._publish(health=MappingProxyType(health))
 
     def _guard(self, endpoint: str, step: Callable[[], None]) -> None:
         """Run one collection step; an exception it did not expect fails the endpoint it was on.
@@ -443,17 +523,47 @@ class TargetWorker:
 
     def _fetch(self, endpoint: str, url: str, accept: str | None = None) -> FetchResult | None:
         start = time.monotonic()
-        timeout = (
-            self.target.timeout
-            if endpoint == "metrics"
-            else (self.target.profiles.timeout or self.target.timeout)
-        )
         self._collecting(endpoint)
         try:
-            return self._get(endpoint, url, accept=accept, timeout=timeout)
+            with self._opening(endpoint) as timeout:
+                return self._get(endpoint, url, accept=accept, timeout=timeout)
         except FetchError as exc:
             self._fail(endpoint, exc.reason, str(exc), time.monotonic() - start)
             return None
+
+    @contextlib.contextmanager
+    def _opening(self, endpoint: str) -> Iterator[float]:
+        """Hold ``endpoint`` open for one fetch; yield its timeout.
+
+        Waits while a fetch this one excludes is open (heap and /metrics of one
+        target never overlap), never past :attr:`deadline`, which also cuts the
+        timeout.
+
+        Raises:
+            FetchError: reason ``timeout`` when the deadline passed before the fetch began.
+        """
+        t = self.target
+        timeout = t.timeout if endpoint == "metrics" else (t.profiles.timeout or t.timeout)
+        excluded = _EXCLUSIVE.get(endpoint, frozenset())
+        with _IO:
+            while True:
+                left = None if self.deadline is None else self.deadline - time.monotonic()
+                if left is not None and left <= 0.05:
+                    raise FetchError(
+                        t.name,
+                        "timeout",
+                        f"{endpoint}: the caller's deadline passed before the fetch could start",
+                    )
+                if not self._open & excluded:
+                    break
+                _IO.wait(left if left is not None else 1.0)
+            self._open.add(endpoint)
+        try:
+            yield timeout if left is None else min(timeout, left)
+        finally:
+            with _IO:
+                self._open.discard(endpoint)
+                _IO.notify_all()
 
     def _get(
         self, endpoint: str, url: str, *, timeout: float, accept: str | None = None
@@ -500,18 +610,27 @@ class TargetWorker:
             series_fingerprints=SERIES_FINGERPRINTS,
         )
         source = f"{t.name} {res.url}"
+        traffic = rules.for_target(t.name).heap_growth.traffic_metric
+        with self._lock:
+            held, token = self.snapshot.analysis, self._page_token
+        req = PageRequest(t.name, token, res.body, res.content_type, source, limits, traffic)
         try:
-            fmt = exposition.detect_format(res.content_type, res.body)
-            page = cardinality.analyse(
-                res.body, content_type=res.content_type, source=source, limits=limits, fmt=fmt
-            )
-            traffic = rules.for_target(t.name).heap_growth.traffic_metric
-            values = offenders.values_from_page(res.body, fmt, source, traffic)
+            result = self._analyser.analyse(req, held)
         except ParseError as exc:
             self._fail("metrics", "parse", str(exc), res.duration)
             return
-        goroutines = goroutines_from_page(res.body)
+        except AnalysisError as exc:
+            if self._stop.is_set():
+                return  # stopping: the analysis processes are gone
+            raise RuntimeError(str(exc)) from None
+        page = result.analysis if result.analysis is not None else held
+        if page is None:
+            raise RuntimeError("the analyser reused an analysis this worker does not hold")
+        values, goroutines = result.values, result.goroutines
+        if self._stats is not None:
+            self._stats.analysed(result.reused, result.analysed, result.cpu_seconds)
         with self._lock:
+            self._page_token = result.token
             churn = self._churn.update(page, at)
             prev = self.snapshot
             added = dict(prev.series_added)
@@ -579,11 +698,20 @@ class TargetWorker:
         """Read heap, goroutine and goroutineleak profiles once, as configured."""
         p = self.target.profiles
         if p.heap:
-            self._guard("heap", self._collect_heap)
+            self.collect("heap")
         if p.goroutine:
-            self._guard("goroutine", self._collect_goroutines)
+            self.collect("goroutine")
         if p.goroutineleak != "false":
-            self._guard("goroutineleak", self._collect_leaks)
+            self.collect("goroutineleak")
+
+    def collect(self, endpoint: str) -> None:
+        """Read one profile endpoint once: ``heap``, ``goroutine`` or ``goroutineleak``."""
+        step = {
+            "heap": self._collect_heap,
+            "goroutine": self._collect_goroutines,
+            "goroutineleak": self._collect_leaks,
+        }[endpoint]
+        self._guard(endpoint, step)
 
     def _collect_heap(self) -> None:
         t = self.target
@@ -710,11 +838,10 @@ class TargetWorker:
         start = time.monotonic()
         self._collecting("goroutineleak")
         try:
-            res = self._get(
-                "goroutineleak",
-                t.pprof_url("goroutineleak") + "?debug=1",
-                timeout=t.profiles.timeout or t.timeout,
-            )
+            with self._opening("goroutineleak") as timeout:
+                res = self._get(
+                    "goroutineleak", t.pprof_url("goroutineleak") + "?debug=1", timeout=timeout
+                )
         except FetchError as exc:
             if mode == "auto" and isinstance(exc, HTTPStatusError) and exc.status == 404:
                 with self._lock:
@@ -802,6 +929,7 @@ class TargetWorker:
             self._goroutine_points = list(old._goroutine_points)
             self._last_goroutines = old._last_goroutines
             self._leak_404_at = old._leak_404_at
+            self._page_token = old._page_token
             self.snapshot = dataclasses.replace(old.snapshot, url=self.target.url)
 
 
@@ -811,85 +939,380 @@ def _internal_message(exc: BaseException, what: str = "internal error while coll
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
+# --- the schedule ---------------------------------------------------------------------
+
+
+def phase(name: str, endpoint: str) -> float:
+    """Where in its interval a job runs, in [0, 1): a hash of the target name and endpoint."""
+    digest = hashlib.blake2b(f"{name}\0{endpoint}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def first_run_spread(jobs: int) -> float:
+    """How long the first runs of ``jobs`` jobs are spread over (capped by each interval)."""
+    return max(FIRST_RUN_SPREAD, jobs / START_RATE)
+
+
+class Job:
+    """One endpoint of one target on its grid: runs at ``base + k * interval``."""
+
+    __slots__ = ("active", "base", "due", "endpoint", "interval", "worker")
+
+    def __init__(
+        self, worker: TargetWorker, endpoint: str, interval: float, now: float, spread: float
+    ) -> None:
+        self.worker = worker
+        self.endpoint = endpoint
+        self.interval = interval
+        ph = phase(worker.target.name, endpoint)
+        self.base = now + ph * interval
+        # The first run comes within ``spread`` (at most the interval); the grid follows.
+        self.due = now + ph * min(interval, spread)
+        self.active = True
+
+    def index(self, t: float) -> int:
+        """The grid point at or before ``t`` (-1 before the first one)."""
+        return math.floor((t - self.base) / self.interval + 1e-9)
+
+    def at(self, k: int) -> float:
+        return self.base + k * self.interval
+
+
+class DueQueue:
+    """Jobs waiting for their time (a heap), and those due waiting for a free thread.
+
+    One dispatcher thread moves jobs from the heap to the ready queues when they
+    fall due; pool threads take ready jobs, every due ``metrics`` job before
+    any due profile job.
+    """
+
+    def __init__(self) -> None:
+        lock = threading.Lock()
+        self._timer = threading.Condition(lock)
+        self._ready_cv = threading.Condition(lock)
+        self._heap: list[tuple[float, int, Job]] = []
+        self._seq = 0
+        self._ready: tuple[list[Job], list[Job]] = ([], [])
+        self._heads = [0, 0]
+        self._stopped = False
+
+    def push(self, job: Job) -> None:
+        with self._timer:
+            self._seq += 1
+            heapq.heappush(self._heap, (job.due, self._seq, job))
+            if self._heap[0][2] is job:
+                self._timer.notify()
+
+    def dispatch(self) -> None:
+        """Move jobs to the ready queues as they fall due, until :meth:`stop`."""
+        with self._timer:
+            while not self._stopped:
+                now = time.monotonic()
+                heap = self._heap
+                moved = 0
+                while heap and heap[0][0] <= now:
+                    job = heapq.heappop(heap)[2]
+                    if job.active and not job.worker._stop.is_set():
+                        self._ready[0 if job.endpoint == "metrics" else 1].append(job)
+                        moved += 1
+                if moved:
+                    self._ready_cv.notify(moved)
+                self._timer.wait(heap[0][0] - now if heap else None)
+
+    def take(self) -> Job | None:
+        """The next ready job (metrics first), waiting for one; None once stopped."""
+        with self._ready_cv:
+            while not self._stopped:
+                for i in (0, 1):
+                    q = self._ready[i]
+                    if self._heads[i] < len(q):
+                        job = q[self._heads[i]]
+                        self._heads[i] += 1
+                        if self._heads[i] > 1024 and self._heads[i] * 2 > len(q):
+                            del q[: self._heads[i]]
+                            self._heads[i] = 0
+                        return job
+                self._ready_cv.wait()
+            return None
+
+    def waiting(self) -> int:
+        """Jobs that are due and wait for a free thread."""
+        with self._timer:
+            return sum(len(q) - h for q, h in zip(self._ready, self._heads, strict=True))
+
+    def __len__(self) -> int:
+        with self._timer:
+            return len(self._heap)
+
+    def stop(self) -> None:
+        with self._timer:
+            self._stopped = True
+            self._timer.notify_all()
+            self._ready_cv.notify_all()
+
+
+class SchedulerStats:
+    """Counters of the whole schedule, for cardguard's own /metrics."""
+
+    def __init__(self, buckets: Sequence[float] = LATENESS_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        self._lock = threading.Lock()
+        self._lateness = {e: [0] * (len(self.buckets) + 1) for e in JOB_ENDPOINTS}
+        self._lateness_sum = dict.fromkeys(JOB_ENDPOINTS, 0.0)
+        self.busy = 0
+        self.families_reused = 0
+        self.families_analysed = 0
+        self.analysis_seconds = 0.0
+
+    def late(self, endpoint: str, seconds: float) -> None:
+        i = 0
+        for i, bound in enumerate(self.buckets):  # noqa: B007 - i is used after the loop
+            if seconds <= bound:
+                break
+        else:
+            i = len(self.buckets)
+        with self._lock:
+            self._lateness[endpoint][i] += 1
+            self._lateness_sum[endpoint] += seconds
+
+    def analysed(self, reused: int, analysed: int, seconds: float) -> None:
+        with self._lock:
+            self.families_reused += reused
+            self.families_analysed += analysed
+            self.analysis_seconds += seconds
+
+    def running(self, delta: int) -> None:
+        with self._lock:
+            self.busy += delta
+
+    def lateness(self) -> dict[str, tuple[list[int], float]]:
+        """Per endpoint: cumulative counts per bucket (the last is +Inf) and the sum."""
+        with self._lock:
+            out = {}
+            for e, counts in self._lateness.items():
+                acc, total = [], 0
+                for c in counts:
+                    total += c
+                    acc.append(total)
+                out[e] = (acc, self._lateness_sum[e])
+            return out
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """What cardguard's own /metrics shows of the schedule at one moment."""
+
+    threads: int
+    busy: int
+    waiting: int
+    targets: int
+    lateness: Mapping[str, tuple[list[int], float]]
+    buckets: tuple[float, ...]
+    families_reused: int
+    families_analysed: int
+    analysis_seconds: float
+
+
 # --- all targets --------------------------------------------------------------------
 
 
 class Scheduler:
-    """Runs one :class:`TargetWorker` per configured target; applies new configs in place."""
+    """Runs every target's jobs on a fixed pool of threads; applies new configs in place.
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        config: the targets (plus those of ``config.target_files``) and settings.
+        concurrency: pool threads, the most fetches in flight at once.
+        analyser: where pages are analysed (default: in the pool threads).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        analyser: Analyser | None = None,
+    ) -> None:
         self._clock = clock
         self._config = config
+        self._concurrency = max(1, concurrency)
+        self._analyser: Analyser = analyser if analyser is not None else InlineAnalyser()
         self._workers: dict[str, TargetWorker] = {}
+        self._jobs: dict[str, list[Job]] = {}
+        self._file_targets: tuple[TargetConfig, ...] = ()
+        self._targets: tuple[TargetConfig, ...] = config.targets
         self._lock = threading.Lock()
         self._started = False
+        self._stopping = False
         self._ready = False
+        self._queue = DueQueue()
+        self._threads: list[threading.Thread] = []
+        self.stats = SchedulerStats()
+        self._watcher: TargetFileWatcher | None = None
+        self._quit = threading.Event()
 
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def targets(self) -> tuple[TargetConfig, ...]:
+        """Every scheduled target: the config's, then those from target files."""
+        return self._targets
 
     def settings(self) -> tuple[GlobalConfig, Rules]:
         cfg = self._config
         return cfg.global_, cfg.rules if cfg.rules is not None else DEFAULT_RULES
 
     def start(self) -> None:
-        with self._lock:
+        """Read the target files, schedule every target, start the threads; returns at once."""
+        files = self._file_targets
+        if self._config.target_files is not None:
+            self._watcher = TargetFileWatcher(self._config.target_files)
+            files = self._watcher.poll() or ()
+        with self._lock, _no_gc():
             self._started = True
-            for t in self._config.targets:
+            self._file_targets = files
+            self._targets = merge_targets(self._config.targets, files)
+            for t in self._targets:
                 self._spawn(t, None)
+            threads = [
+                threading.Thread(target=self._queue.dispatch, name="cardguard-due"),
+                threading.Thread(target=self._watch_files, name="cardguard-target-files"),
+            ]
+            threads += [
+                threading.Thread(target=self._work, name=f"cardguard-fetch-{i}")
+                for i in range(self._concurrency)
+            ]
+            for th in threads:
+                th.daemon = True
+                th.start()
+            self._threads = threads
 
-    def _spawn(self, target: TargetConfig, old: TargetWorker | None) -> None:
-        w = TargetWorker(target, self.settings, self._clock)
-        if old is not None and old.target.url == target.url:
-            w.adopt(old)
+    def _new_worker(self, target: TargetConfig) -> TargetWorker:
+        return TargetWorker(target, self.settings, self._clock, self._analyser, self.stats)
+
+    def _spawn(
+        self, target: TargetConfig, old: TargetWorker | None, w: TargetWorker | None = None
+    ) -> None:
+        w = w if w is not None else self._new_worker(target)
+        if old is not None:
+            self._retire(target.name)
+            if old.target.url == target.url:
+                w.adopt(old)
         self._workers[target.name] = w
-        w.start()
+        now = time.monotonic()
+        spread = first_run_spread(len(self._targets) * len(JOB_ENDPOINTS))
+        jobs = [Job(w, e, interval, now, spread) for e, interval in w.jobs().items()]
+        self._jobs[target.name] = jobs
+        for job in jobs:
+            self._queue.push(job)
 
-    def apply(self, config: Config) -> None:
+    def _retire(self, name: str) -> None:
+        w = self._workers.pop(name, None)
+        for job in self._jobs.pop(name, ()):
+            job.active = False
+        if w is not None:
+            w.retire()
+
+    def _watch_files(self) -> None:
+        """Re-read the target files when they change, until the scheduler stops."""
+        while not self._quit.wait(targetfiles.REFRESH_SECONDS):
+            watcher = self._watcher
+            if watcher is None:
+                continue
+            try:
+                found = watcher.poll()
+                if found is not None and watcher is self._watcher:
+                    self.set_file_targets(found)
+            except Exception:  # a bug: logged; the targets running stay
+                log.exception("reading target files failed", extra={"reason": INTERNAL})
+
+    def _work(self) -> None:
+        """A pool thread: run due jobs until the scheduler stops."""
+        while True:
+            job = self._queue.take()
+            if job is None:
+                return
+            w = job.worker
+            now = time.monotonic()
+            due = job.due
+            if now - due >= job.interval:
+                # Could not start within its interval: skip the missed runs, run the latest.
+                k = job.index(now)
+                w.skipped(job.endpoint, "late", k - job.index(due))
+                due = job.at(k)
+            self.stats.late(job.endpoint, max(0.0, now - due))
+            self.stats.running(1)
+            try:
+                if job.active and not self._stopping:
+                    w.run(job.endpoint)
+            finally:
+                self.stats.running(-1)
+            if not job.active or self._stopping:
+                continue
+            end = time.monotonic()
+            k_end = job.index(end)
+            missed = k_end - job.index(due)
+            if missed > 0:
+                w.skipped(job.endpoint, "overrun", missed)
+            job.due = job.at(k_end + 1)
+            self._queue.push(job)
+
+    def apply(self, config: Config, file_targets: Sequence[TargetConfig] | None = None) -> None:
         """Switch to ``config``: unchanged targets keep running, others restart or stop.
 
-        The new workers are built before any running one is touched, so should that
-        fail, the previous config is still the one running, whole.
+        ``file_targets`` (when given) replace the targets read from target files. The
+        new workers are built before any running one is touched, so should that fail,
+        the previous config is still the one running, whole.
         """
+        if file_targets is None and config.target_files != self._config.target_files:
+            # Another target_files setting: read its files now, before anything changes.
+            watcher = TargetFileWatcher(config.target_files) if config.target_files else None
+            file_targets = (watcher.poll() or ()) if watcher is not None else ()
+            self._watcher = watcher
         with self._lock:
+            files = tuple(file_targets) if file_targets is not None else self._file_targets
+            targets = merge_targets(config.targets, files)
             if not self._started:
-                self._config = config
+                self._config, self._file_targets, self._targets = config, files, targets
                 return
-            wanted = {t.name: t for t in config.targets}
+            wanted = {t.name: t for t in targets}
             fresh = {
-                name: TargetWorker(t, self.settings, self._clock)
+                name: self._new_worker(t)
                 for name, t in wanted.items()
                 if name not in self._workers or self._workers[name].target != t
             }
-            self._config = config
-            for name in list(self._workers):
-                if name not in wanted:
-                    self._workers.pop(name).stop(wait=0)
+            self._config, self._file_targets, self._targets = config, files, targets
+            for name in [n for n in self._workers if n not in wanted]:
+                self._retire(name)
+                self._analyser.forget(name)
             for name, w in fresh.items():
-                old = self._workers.get(name)
-                if old is not None:
-                    old.stop(wait=0)
-                    if old.target.url == w.target.url:
-                        w.adopt(old)
-                self._workers[name] = w
-                w.start()
+                self._spawn(w.target, self._workers.get(name), w)
+
+    def set_file_targets(self, targets: Sequence[TargetConfig]) -> None:
+        """Replace the targets read from target files (the config's stay)."""
+        self.apply(self._config, targets)
 
     def stop(self, wait: float = 2.0) -> None:
-        """Stop every worker; wait at most ``wait`` seconds in all for fetches in flight.
+        """Stop every job; wait at most ``wait`` seconds in all for fetches in flight.
 
-        Worker threads are daemons and every fetch has a deadline, so one that is
-        still running after ``wait`` ends with the process or on its own.
+        Pool threads are daemons and every fetch has a deadline, so one still
+        running after ``wait`` is abandoned: it ends with the process (its socket
+        closed by the exit) or on its own. The analysis processes are killed.
         """
+        self._quit.set()
         with self._lock:
-            workers = list(self._workers.values())
-            self._workers = {}
+            self._stopping = True
+            for name in list(self._workers):
+                self._retire(name)
             self._started = False
-        for w in workers:
-            w._stop.set()
+            threads, self._threads = self._threads, []
+        self._queue.stop()
+        self._analyser.close()
         deadline = time.monotonic() + wait
-        for w in workers:
-            w.stop(wait=max(0.0, deadline - time.monotonic()))
+        for th in threads:
+            th.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def ready(self) -> bool:
         """True once every target of the started config finished its first round.
@@ -909,17 +1332,60 @@ class Scheduler:
         workers = dict(self._workers)
         return [
             t.name
-            for t in self._config.targets
+            for t in self._targets
             if t.name not in workers or not workers[t.name].first_round_done()
         ]
 
     def snapshots(self) -> list[TargetSnapshot]:
-        """The current snapshot of every target, in config order."""
+        """The current snapshot of every target, in config order (then target files)."""
         workers = dict(self._workers)
-        return [workers[t.name].snapshot for t in self._config.targets if t.name in workers]
+        return [workers[t.name].snapshot for t in self._targets if t.name in workers]
 
     def worker(self, name: str) -> TargetWorker | None:
         return self._workers.get(name)
 
+    def view(self) -> ScheduleView:
+        st = self.stats
+        return ScheduleView(
+            threads=self._concurrency if self._threads else 0,
+            busy=st.busy,
+            waiting=self._queue.waiting(),
+            targets=len(self._workers),
+            lateness=st.lateness(),
+            buckets=st.buckets,
+            families_reused=st.families_reused,
+            families_analysed=st.families_analysed,
+            analysis_seconds=st.analysis_seconds,
+        )
+
     def __iter__(self) -> Iterator[TargetSnapshot]:
         return iter(self.snapshots())
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a fleet's long-lived state is built.
+
+    Building ten thousand workers allocates millions of objects that all live on;
+    the collections they would trigger find nothing and cost more than the building.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def merge_targets(
+    configured: Sequence[TargetConfig], from_files: Sequence[TargetConfig]
+) -> tuple[TargetConfig, ...]:
+    """The config's targets, then file targets whose names are not taken (first one wins)."""
+    seen = {t.name for t in configured}
+    out = list(configured)
+    for t in from_files:
+        if t.name not in seen:
+            seen.add(t.name)
+            out.append(t)
+    return tuple(out)

@@ -43,17 +43,17 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
 )
-from prometheus_client.exposition import choose_encoder
 
 from cardguard import __version__, flamegraph, render
 from cardguard.collectors import (
     BuildInfoCollector,
     ReloadCollector,
     ReloadStatus,
-    target_collectors,
+    ScheduleCollector,
 )
 from cardguard.config import Config, format_duration, load_config
 from cardguard.errors import ConfigError
+from cardguard.metricspage import MetricsPage
 from cardguard.offenders import GoroutinePoint, TargetView
 from cardguard.pprof.profile import GZIP_MAGIC
 from cardguard.scheduler import ENDPOINTS, RawProfile, Scheduler, TargetSnapshot
@@ -105,10 +105,11 @@ class App:
         self.enable_lifecycle = enable_lifecycle
         self.reload_status = ReloadStatus(successful=True, success_timestamp=time.time())
         self.registry = CollectorRegistry(auto_describe=False)
-        for c in target_collectors(
+        # The per-target series are prebuilt (metricspage); the registry holds the live ones.
+        self.metrics_page = MetricsPage(
             self.scheduler.snapshots, lambda: self.scheduler.config.global_.caps.offenders
-        ):
-            self.registry.register(c)
+        )
+        self.registry.register(ScheduleCollector(self.scheduler.view))
         self.registry.register(ReloadCollector(self.reload_status))
         self.registry.register(BuildInfoCollector(build_info()))
         for c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -239,13 +240,10 @@ def _download_href(target: str, name: str) -> str:
 
 
 def _metrics(app: App, req: Request) -> Response:
-    try:
-        encoder, content_type = choose_encoder(req.headers.get("accept", ""))
-    except (TypeError, ValueError):
-        # prometheus_client compares "version=abc" with numbers and raises; serve the
-        # classic text format, as client_golang does for an Accept it cannot use.
-        encoder, content_type = choose_encoder("")
-    return Response(200, encoder(app.registry), content_type)
+    body, content_type, headers = app.metrics_page.response(
+        app.registry, req.headers.get("accept", ""), req.headers.get("accept-encoding", "")
+    )
+    return Response(200, body, content_type, headers=headers)
 
 
 def _healthy(app: App, req: Request) -> Response:
@@ -721,6 +719,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog: socketserver's 5 overflows while a big fleet starts.
+    request_queue_size = 1024
     app: App
     authenticate: Callable[[Handler], bool] | None
     extra_headers: Mapping[str, str]

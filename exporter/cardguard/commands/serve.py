@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -146,6 +147,23 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     is_flag=True,
     help="Allow reloading the configuration with POST /-/reload (SIGHUP always reloads).",
 )
+@click.option(
+    "--scrape.concurrency",
+    "concurrency",
+    type=click.IntRange(min=1, max=1024),
+    default=32,
+    show_default=True,
+    help="Threads fetching from targets: the most fetches in flight at once.",
+)
+@click.option(
+    "--analysis.processes",
+    "analysis_processes",
+    type=click.IntRange(min=-1, max=256),
+    default=-1,
+    show_default=True,
+    help="Worker processes analysing /metrics pages (0: in the fetch threads; "
+    "-1: one per CPU when there are several).",
+)
 def serve(
     config_file: str,
     listen: str,
@@ -154,9 +172,12 @@ def serve(
     web_config_file: str | None,
     telemetry_path: str,
     enable_lifecycle: bool,
+    concurrency: int,
+    analysis_processes: int,
 ) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
     from cardguard import fleet, probe, webconfig
+    from cardguard.analysis import make_analyser
     from cardguard.scheduler import Scheduler
     from cardguard.server import App, make_server
 
@@ -183,7 +204,10 @@ def serve(
         for problem in exc.problems:
             click.echo(problem, err=True)
         raise SystemExit(1) from None
-    scheduler = Scheduler(cfg)
+    if analysis_processes < 0:
+        cpus = os.cpu_count() or 1
+        analysis_processes = cpus if cpus > 1 else 0
+    scheduler = Scheduler(cfg, concurrency=concurrency, analyser=make_analyser(analysis_processes))
     app = App(
         config_file,
         cfg,
@@ -200,9 +224,12 @@ def serve(
         log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
         raise SystemExit(1) from None
 
-    scheduler.start()
+    # Serve first (health answers while targets start), then schedule: start() only fills
+    # the due-time queue, so it takes no longer with ten thousand targets than with ten.
     thread = threading.Thread(target=server.serve_forever, name="cardguard-http", daemon=True)
     thread.start()
+    app.metrics_page.start()
+    scheduler.start()
     address = f"{server.server_address[0]!s}:{server.server_address[1]}"
     log.info("cardguard listening", extra={"address": address, "targets": len(cfg.targets)})
     while True:
@@ -213,5 +240,6 @@ def serve(
     log.info("shutting down", extra={"signal": signal.Signals(sig).name})
     server.shutdown()
     server.server_close()
+    app.metrics_page.stop()
     scheduler.stop()
     fleet_pollers.stop()
