@@ -419,10 +419,33 @@ def plan(
 # --- the snippet -------------------------------------------------------------------------
 
 
+# Characters a YAML single-quoted scalar cannot hold as they are: line breaks
+# (folded into spaces) and control characters (not allowed at all).
+_UNQUOTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", '"': '\\"'}
+
+
 def _yaml_str(s: str) -> str:
+    """``s`` as a YAML scalar that reads back as exactly ``s``, on one line.
+
+    Legacy names stay bare; other strings (UTF-8 names with dots, quotes or
+    spaces, regexes) are single-quoted, or double-quoted with escapes when
+    they hold a line break or a control character.
+    """
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s):
         return s
-    return "'" + s.replace("'", "''") + "'"
+    if _UNQUOTABLE.search(s) is None:
+        return "'" + s.replace("'", "''") + "'"
+    return '"' + "".join(_ESCAPES.get(c) or _escape(c) for c in s) + '"'
+
+
+def _escape(c: str) -> str:
+    return f"\\u{ord(c):04x}" if _UNQUOTABLE.fullmatch(c) else c
+
+
+def _one_line(text: str) -> str:
+    """A comment's text with the line breaks and controls of names escaped."""
+    return _UNQUOTABLE.sub(lambda m: _ESCAPES.get(m.group()) or _escape(m.group()), text)
 
 
 def _step_lines(step: Mapping[str, Any]) -> list[str]:
@@ -432,7 +455,10 @@ def _step_lines(step: Mapping[str, Any]) -> list[str]:
         if key not in step:
             continue
         val = step[key]
-        text = "[" + ", ".join(val) + "]" if isinstance(val, list) else _yaml_str(str(val))
+        if isinstance(val, list):
+            text = "[" + ", ".join(_yaml_str(v) for v in val) + "]"
+        else:
+            text = _yaml_str(str(val))
         lines.append(("- " if first else "  ") + f"{key}: {text}")
         first = False
     return lines
@@ -486,4 +512,5 @@ def render(p: Plan) -> str:
             for k, v in c.scrape.items():
                 out.append(f"# {k}: {v}")
     out.append("# (label_limit caps labels per series, not values: it does not bound this label)")
-    return "\n".join(out) + "\n"
+    # Names go into comments too: a newline in one must not end its comment.
+    return "\n".join(_one_line(line) for line in out) + "\n"
