@@ -513,3 +513,62 @@ def test_goroutines_blocked_past_the_limit(tmp_path: Path) -> None:
     assert one(detect(view, rules), "goroutine_leak", function="main.subscribe.func1").severity == (
         "critical"
     )
+
+
+# --- issue 12: what a healthy, widely used Go server showed (tests/testdata/record_report.py)
+
+
+@pytest.mark.parametrize("name", ["etcd-gzip-1", "etcd-gzip-2"])
+def test_scrape_in_flight_on_a_bounded_vector_is_no_children_cost(name: str) -> None:
+    view = view_of(name, target="etcd")
+    last = view.metrics[-1]
+    grpc = next(f for f in last.families if f.name == "grpc_server_handled_total")
+    # ~700 pre-registered gRPC method x code counters, the same at every scrape ...
+    assert grpc.metric_type == "counter" and grpc.children >= 600
+    assert {f.children for p in view.metrics for f in p.families if f.name == grpc.name} == {
+        grpc.children
+    }
+    # ... while a gzip /metrics response was being built in the heap (Gather,
+    # processMetric, flate), in some profile of the watch.
+    uses = [off._library_use(h.profile) for h in view.heaps]
+    assert max(u.transient for u in uses) > 0
+    found = detect(view)
+    assert not [o for o in found if o.kind == "children_heap_cost"]
+    assert [o for o in found if SEVERITY_RANK[o.severity] > SEVERITY_RANK["info"]] == []
+
+
+def test_live_watch_streams_are_one_info_offender_worded_as_live_work() -> None:
+    # etcd while 600 clients open watch streams: connection readers, stream send and
+    # receive loops and per-stream handlers grow together, one cause.
+    view = view_of("etcd-watch", target="etcd")
+    assert view.goroutines[-1].total > view.goroutines[0].total + 1000
+    found = detect(view)
+    assert [o for o in found if SEVERITY_RANK[o.severity] > SEVERITY_RANK["info"]] == []
+    (o,) = [o for o in found if o.kind == "goroutine_leak"]
+    assert o.severity == "info" and o.evidence["live_work"]
+    assert "live work" in o.summary and "never returns" not in o.summary
+    assert "leave" in o.summary
+    joined = {m["function"] for m in o.evidence["same_cause"]}
+    assert "go.etcd.io/etcd/etcdserver/api/v3rpc.(*serverWatchStream).sendLoop" in joined
+    assert "go.etcd.io/etcd/etcdserver/api/v3rpc.(*watchServer).Watch" in joined
+    assert len(joined) >= 4
+    # The watchers' heap (one watch stream each) follows the clients too: info at most.
+    assert all(x.severity == "info" for x in found if x.kind == "heap_growth")
+
+
+def test_a_leak_that_grows_beside_live_streams_is_still_named() -> None:
+    # The etcd watch, with the demo's ticker leak (Go 1.27, goroutineleak) next to it:
+    # live work does not hide a leak of another cause.
+    etcd = view_of("etcd-watch", target="etcd")
+    demo = view_of("demo-current")
+    points = []
+    for e, d in zip(etcd.goroutines[-3:], demo.goroutines, strict=True):
+        points.append(
+            off.GoroutinePoint(at=e.at, total=e.total + d.total, groups=e.groups + d.groups)
+        )
+    view = dataclasses.replace(etcd, goroutines=tuple(points), leaks=demo.leaks)
+    leaks = [o for o in detect(view) if o.kind == "goroutine_leak"]
+    named = [o for o in leaks if o.function == "main.subscribe.func1"]
+    assert len(named) == 1 and named[0].severity == "critical"
+    assert "never returns" in named[0].summary
+    assert all(o.severity == "info" for o in leaks if o is not named[0])

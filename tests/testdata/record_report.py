@@ -8,7 +8,18 @@ goroutine-full.txt and goroutineleak.txt where served):
   heap sampled finely (-mem-profile-rate) so the tickers show in the heap;
 - ``demo-go1.19``: the same on Debian's Go 1.19 (no goroutineleak endpoint);
 - ``demo-healthy``: the demo with ``-healthy`` (every leak off);
-- ``prometheus``: Debian's /usr/bin/prometheus scraping itself.
+- ``prometheus``: Debian's /usr/bin/prometheus scraping itself;
+- ``etcd-gzip-1``, ``etcd-gzip-2``: Debian's etcd 3.4 (etcd-server) under a put load,
+  its /metrics scraped with gzip five times a second while cardguard reads the heap
+  (issue 12: a bounded, pre-registered vector of ~700 gRPC method x code counters and
+  response buffers of a scrape in flight were called ``children_heap_cost``);
+- ``etcd-watch``: the same etcd while 600 clients open watch streams through its HTTP
+  gateway over the watch (issue 12: six ``goroutine_leak`` warnings for live streams).
+  Its last snapshot's full goroutine dump (4.5 MB of text) is not kept: above
+  ``goroutine_full_max`` serve has none either.
+
+The etcd sets use the verdict matrix's rows (benchmarks/bench_verdicts.py) and a
+12s watch at 4s.
 
 Run through ``tests/testdata/record.sh report`` (or directly with the venv's
 python). Needs scripts/bootstrap.sh to have run.
@@ -33,10 +44,10 @@ WATCH = ("--duration", "6s", "--interval", "3s")
 DEMO_FLAGS = (*DEMO_FAST_FLAGS, "-mem-profile-rate=4096", "-cache-entry-bytes=16384")
 
 
-def save(url: str, name: str, dest: Path) -> None:
+def save(url: str, name: str, dest: Path, watch: tuple[str, ...] = WATCH) -> None:
     if dest.exists():
         shutil.rmtree(dest)
-    argv = cardguard_argv("report", url, *WATCH, "--name", name, "--save", str(dest))
+    argv = cardguard_argv("report", url, *watch, "--name", name, "--save", str(dest))
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     print(f"recorded {dest}", file=sys.stderr)
 
@@ -73,6 +84,21 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         with running(argv, t / "prometheus.log", port=port, ready_url=f"{base}/-/ready"):
             save(base, "prometheus", OUT / "prometheus")
+        record_etcd(t)
+
+
+def record_etcd(t: Path) -> None:
+    sys.path.insert(0, str(HERE.parent.parent))
+    from benchmarks.bench_verdicts import etcd, etcd_watch_row
+
+    watch = ("--duration", "12s", "--interval", "4s")
+    for name in ("etcd-gzip-1", "etcd-gzip-2"):
+        with etcd(t / name) as url:
+            save(url, "etcd", OUT / name, watch)
+    with etcd_watch_row(t / "etcd-watch") as url:
+        save(url, "etcd", OUT / "etcd-watch", watch)
+    for full in (OUT / "etcd-watch").glob("snapshot-*/goroutine-full.txt"):
+        full.unlink()
 
 
 if __name__ == "__main__":
