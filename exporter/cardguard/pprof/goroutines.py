@@ -41,8 +41,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from cardguard.cardinality import OTHER
 from cardguard.errors import ProfileError
@@ -473,6 +474,21 @@ def _not_a_dump(text: str) -> str:
     return "no goroutines in the dump"
 
 
+# What one goroutine of a dump block printed below its header: (whether its
+# header is the block's own, that header, the stack as printed, the normalised
+# stack, its sites, creator, creator's id). A goroutine printed without a blank
+# line before it is one more entry of the block, with its own header.
+_Entry = tuple[
+    bool,
+    re.Match[str],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    str | None,
+    int | None,
+]
+
+
 def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapshot:
     text = _text(data, source)
     if kind is None:
@@ -505,14 +521,10 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
     records: list[GoroutineRecord] = []
     append = records.append
 
-    def add(
-        m: re.Match[str],
-        printed: tuple[str, ...],
-        wrappers: list[int] | None,
-        created_by: str | None,
-        creator_id: int | None,
-        files: list[str],
-    ) -> None:
+    def stack_of(
+        printed: tuple[str, ...], wrappers: list[int] | None, files: list[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return the normalised stack and its sites for a stack as printed."""
         if wrappers and _GOEXIT in printed:
             # Printed with every frame (GOTRACEBACK=system): profiles never show
             # the compiler's wrapper functions, so drop them here too.
@@ -530,42 +542,35 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 files[i].split(None, 1)[0] if i < len(files) and files[i].strip() else ""
                 for i in kept
             )
-        inner = m.group(2)
-        st = states.get(inner)
-        if st is None:
-            st = states[inner] = _parse_state(inner)
-        raw_labels = m.group(3)
-        labels: tuple[tuple[str, str], ...] = ()
-        if raw_labels:
-            got = label_sets.get(raw_labels)
-            if got is None:
-                try:
-                    got = label_sets[raw_labels] = _parse_traceback_labels(raw_labels)
-                except ValueError as exc:
-                    raise ProfileError(
-                        source, f"goroutine {m.group(1)}: malformed labels {raw_labels!r}: {exc}"
-                    ) from exc
-            labels = got
-        state, minutes, leaked, locked, bubble = st
-        append(
-            GoroutineRecord(
-                1,
-                stack,
-                created_by,
-                state,
-                minutes,
-                True if leaked else unmarked,
-                int(m.group(1)),
-                creator_id,
-                labels,
-                locked,
-                bubble,
-                printed,
-                stack_sites[key],
-            )
-        )
+        return stack, stack_sites[key]
 
-    ended = False
+    def labels_of(m: re.Match[str]) -> tuple[tuple[str, str], ...]:
+        raw_labels = m.group(3)
+        if not raw_labels:
+            return ()
+        got = label_sets.get(raw_labels)
+        if got is None:
+            try:
+                got = label_sets[raw_labels] = _parse_traceback_labels(raw_labels)
+            except ValueError as exc:
+                raise ProfileError(
+                    source, f"goroutine {m.group(1)}: malformed labels {raw_labels!r}: {exc}"
+                ) from exc
+        return got
+
+    def entry(
+        own: bool,
+        m: re.Match[str],
+        frames: list[str],
+        wrappers: list[int] | None,
+        created_by: str | None,
+        creator_id: int | None,
+        files: list[str],
+    ) -> _Entry:
+        printed = tuple(frames)
+        stack, sites = stack_of(printed, wrappers, files)
+        return own, m, printed, stack, sites, created_by, creator_id
+
     checked_files: set[str] = set()
 
     def fail(m: re.Match[str], what: str, line: str) -> ProfileError:
@@ -614,23 +619,23 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             good_arguments.add(args)
         return line[:i]
 
-    # Go prints each goroutine as: header; (call line, file line)...; maybe
-    # "created by" and its file line. A line out of that order inside a
-    # goroutine means the text is not a dump; after a complete frame it ends one.
-    for block in body.split("\n\n"):
-        lines = block.strip("\n").split("\n")
-        if not lines[0]:
-            continue
-        m = header_match(lines[0])
-        if m is None:
-            break  # the dump has ended: registers, "exit status 2", a log line
+    def read(m: re.Match[str], lines: list[str]) -> tuple[list[_Entry], bool]:
+        """Read the lines below a goroutine header; return its entries and whether the dump ended.
+
+        Go prints each goroutine as: header; (call line, file line)...; maybe
+        "created by" and its file line. A line out of that order inside a
+        goroutine means the text is not a dump; after a complete frame it ends one.
+        """
+        entries: list[_Entry] = []
+        own = True
+        ended = False
         frames: list[str] = []  # as printed, arguments dropped
         files: list[str] = []  # each frame's "\tfile.go:12 +0x1d" line
         wrappers: list[int] | None = None
         created_by: str | None = None
         creator_id: int | None = None
         state = _AFTER_HEADER
-        for line in lines[1:]:
+        for line in lines:
             first = line[:1]
             if state == _AFTER_FILE:
                 if first == "\t" or first == " ":
@@ -646,8 +651,9 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                     continue  # "...N frames elided...": what remains still identifies the group
                 elif first == "g" and (m2 := header_match(line)) is not None:
                     # No blank line between two goroutines.
-                    add(m, tuple(frames), wrappers, created_by, creator_id, files)
-                    m, frames, files, wrappers = m2, [], [], None
+                    entries.append(entry(own, m, frames, wrappers, created_by, creator_id, files))
+                    labels_of(m)  # a bad label is reported before the next goroutine's lines
+                    own, m, frames, files, wrappers = False, m2, [], [], None
                     created_by = creator_id = None
                     state = _AFTER_HEADER
                 elif first == "[" and line.startswith("[originating from goroutine"):
@@ -693,15 +699,72 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 if first == "[" and line.startswith("[originating from goroutine"):
                     state = _ANCESTORS
                 elif first == "g" and (m2 := header_match(line)) is not None:
-                    add(m, tuple(frames), wrappers, created_by, creator_id, files)
-                    m, frames, files, wrappers = m2, [], [], None
+                    entries.append(entry(own, m, frames, wrappers, created_by, creator_id, files))
+                    labels_of(m)  # a bad label is reported before the next goroutine's lines
+                    own, m, frames, files, wrappers = False, m2, [], [], None
                     created_by = creator_id = None
                     state = _AFTER_HEADER
                 elif not _NOISE.match(line):
                     ended = True
                     break
             # _ANCESTORS: the rest of the block is other goroutines' stacks.
-        add(m, tuple(frames), wrappers, created_by, creator_id, files)
+        entries.append(entry(own, m, frames, wrappers, created_by, creator_id, files))
+        return entries, ended
+
+    # Goroutines parked in one place print the same lines below their headers:
+    # each distinct text is read once, and every goroutine reuses what it gave.
+    # The blocks are cut one at a time, so no list of them all is ever held.
+    seen: dict[str, tuple[list[_Entry], bool]] = {}
+    at = 0
+    size = len(body)
+    find = body.find
+    while at < size:
+        cut = find("\n\n", at)
+        if cut < 0:
+            cut = size
+        start, at = at, cut + 2
+        while start < cut and body[start] == "\n":
+            start += 1  # more than one blank line
+        end = cut
+        while end > start and body[end - 1] == "\n":
+            end -= 1  # the newline ending the text
+        if start == end:
+            continue
+        newline = find("\n", start, end)
+        if newline < 0:
+            newline = end
+        m = header_match(body[start:newline])
+        if m is None:
+            break  # the dump has ended: registers, "exit status 2", a log line
+        below = body[newline + 1 : end]
+        got = seen.get(below)
+        if got is None:
+            got = seen[below] = read(m, below.split("\n") if below else [])
+        entries, ended = got
+        for own, inner_m, printed, stack, sites, created_by, creator_id in entries:
+            hm = m if own else inner_m
+            inner = hm.group(2)
+            st = states.get(inner)
+            if st is None:
+                st = states[inner] = _parse_state(inner)
+            state, minutes, leaked, locked, bubble = st
+            append(
+                GoroutineRecord(
+                    1,
+                    stack,
+                    created_by,
+                    state,
+                    minutes,
+                    True if leaked else unmarked,
+                    int(hm.group(1)),
+                    creator_id,
+                    labels_of(hm) if hm.group(3) else (),
+                    locked,
+                    bubble,
+                    printed,
+                    sites,
+                )
+            )
         if ended:
             break
     if not records:
@@ -913,35 +976,51 @@ def group(
     return groups
 
 
-def _most_common(values: Iterable[tuple[str | None, int]]) -> str | None:
+def _most_common(pairs: Counter[tuple[str | None, int]]) -> str | None:
+    """The value with the largest summed count among (value, count) pairs, ties by value."""
     c: Counter[str] = Counter()
-    for v, n in values:
+    for (v, n), times in pairs.items():
         if v is not None:
-            c[v] += n
+            c[v] += n * times
     if not c:
         return None
     best = max(c.values())
     return min(k for k, n in c.items() if n == best)
 
 
+_RECORD_COUNT = attrgetter("count")
+_RECORD_CREATED_BY = attrgetter("created_by")
+_RECORD_STATE = attrgetter("state")
+_RECORD_WAIT_MINUTES = attrgetter("wait_minutes")
+_RECORD_LEAKED = attrgetter("leaked")
+_RECORD_SITES = attrgetter("sites")
+
+
 def _make_group(
     frames: tuple[str, ...], recs: list[GoroutineRecord], key: str | None, value: str | None
 ) -> GoroutineGroup:
-    count = sum(r.count for r in recs)
-    waits = [r.wait_minutes for r in recs if r.wait_minutes is not None]
-    leak_known = [r for r in recs if r.leaked is not None]
+    # A group of a dump holds one record per goroutine: its fields are
+    # tallied in C (Counter over (field, count) pairs), not record by record.
+    counts = list(map(_RECORD_COUNT, recs))
+    waits = set(map(_RECORD_WAIT_MINUTES, recs))
+    waits.discard(None)
+    leaks = Counter(zip(map(_RECORD_LEAKED, recs), counts, strict=True))
+    leak_known = any(leaked is not None for leaked, _ in leaks)
     # The sites of the largest record; the first record wins ties, so a dump's are stable.
-    sited = [r for r in recs if r.sites]
-    largest = max(sited, key=lambda r: r.count) if sited else None
+    if set(counts) == {1}:
+        largest = next(filter(_RECORD_SITES, recs), None)
+    else:
+        sited = [r for r in recs if r.sites]
+        largest = max(sited, key=_RECORD_COUNT) if sited else None
     return GoroutineGroup(
         id=group_id(frames, (key, value) if key is not None and value is not None else None),
-        count=count,
+        count=sum(counts),
         function=top_function(frames),
         frames=frames,
-        created_by=_most_common((r.created_by, r.count) for r in recs),
-        state=_most_common((r.state, r.count) for r in recs),
+        created_by=_most_common(Counter(zip(map(_RECORD_CREATED_BY, recs), counts, strict=True))),
+        state=_most_common(Counter(zip(map(_RECORD_STATE, recs), counts, strict=True))),
         max_wait_minutes=max(waits) if waits else None,
-        leaked=sum(r.count for r in leak_known if r.leaked) if leak_known else None,
+        leaked=sum(n * k for (leaked, n), k in leaks.items() if leaked) if leak_known else None,
         label=value,
         sites=largest.sites or () if largest is not None else (),
     )
