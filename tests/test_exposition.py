@@ -542,3 +542,14 @@ def test_arbitrary_input_parses_or_fails_with_a_line(data: bytes) -> None:
     for fmt in formats:
         outcomes = {outcome(fmt, how) for how in ("fast", "strict", "analyse")}
         assert len(outcomes) == 1, outcomes
+
+
+def test_a_scraped_page_without_content_type_is_text_and_only_files_are_sniffed() -> None:
+    # Prometheus reads a scrape by its Content-Type and falls back to text; only a
+    # file (no header at all, None) is sniffed for '# EOF'.
+    page = b"# TYPE a counter\na_total 1\n# EOF\n"
+    assert exposition.detect_format(None, page) == "openmetrics"
+    assert exposition.detect_format("", page) == "text"
+    assert exposition.detect_format("application/openmetrics-text; version=1.0.0", page) == (
+        "openmetrics"
+    )

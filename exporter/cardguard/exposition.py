@@ -201,16 +201,19 @@ ScanEvent = Family | Sample | SampleBlock
 
 
 def detect_format(content_type: str | None, data: bytes) -> Format:
-    """Choose the parser as Prometheus does: by media type; without one, sniff.
+    """Choose the parser as Prometheus does: by media type; for a file, sniff.
 
-    Without a media type, a page that cannot be text but is framed as
+    ``content_type`` is None for a file and the (possibly empty) Content-Type
+    header for a scraped page. A scraped page is read as its header says, and
+    one without a header as text, as Prometheus reads it. Only a file is
+    sniffed: a file that cannot be text but is framed as
     protobuf is protobuf (``exposition_proto.looks_like_protobuf``), and a
     page that ends with ``# EOF`` is OpenMetrics when it parses as
     OpenMetrics, else text.
     """
     from cardguard import exposition_proto  # it builds on this module's event types
 
-    if content_type:
+    if content_type is not None:
         media = content_type.split(";", 1)[0].strip().lower()
         if media == exposition_proto.MEDIA_TYPE:
             return "protobuf"

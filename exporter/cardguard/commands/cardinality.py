@@ -45,7 +45,8 @@ def fetch_page(
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
     accept = accept_header(native_histograms)
     result = Fetcher(target).get(url, accept=accept, timeout=timeout, max_bytes=max_bytes)
-    return result.body, result.content_type or None
+    # A scraped page without a Content-Type is text, as Prometheus reads it: "" is not None.
+    return result.body, result.content_type
 
 
 def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
