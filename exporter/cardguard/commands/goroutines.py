@@ -75,7 +75,8 @@ def _group_json(g: gr.GoroutineGroup) -> dict[str, Any]:
         "frames": list(g.frames),
         "created_by": g.created_by,
         "state": g.state,
-        "max_wait_minutes": g.max_wait_minutes,
+        # seconds, as cardguard_goroutine_group_max_wait_seconds (Go prints whole minutes)
+        "max_wait_seconds": None if g.max_wait_minutes is None else 60 * g.max_wait_minutes,
         "leaked": g.leaked,
         "label": g.label,
         "sites": [stacks.source_path(s) for s in g.sites],
