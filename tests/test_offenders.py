@@ -572,3 +572,18 @@ def test_a_leak_that_grows_beside_live_streams_is_still_named() -> None:
     assert len(named) == 1 and named[0].severity == "critical"
     assert "never returns" in named[0].summary
     assert all(o.severity == "info" for o in leaks if o is not named[0])
+
+
+def test_a_handler_that_blocks_inside_a_connection_is_not_live_work() -> None:
+    # Stacks as Go prints them, innermost first: a connection's read is live work; the
+    # service's own handler waiting inside net/http's connection loop is its own wait.
+    read = ["internal/poll.runtime_pollWait", "net.(*netFD).Read", "net/http.(*connReader).read"]
+    handler = [
+        "main.(*api).waitForever",
+        "net/http.HandlerFunc.ServeHTTP",
+        "net/http.(*conn).serve",
+    ]
+    stream = ["google.golang.org/grpc/internal/transport.(*recvBufferReader).readClient"]
+    assert off._live_frames(read) == "parked in a network read"
+    assert off._live_frames(stream) == "serving an RPC stream"
+    assert off._live_frames(handler) is None

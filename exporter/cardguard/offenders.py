@@ -1191,8 +1191,21 @@ _LIVE_FRAMES = (
 _LIVE_STATES = ("IO wait",)
 
 
+# Libraries whose frames are connection plumbing, like the standard library's.
+_PLUMBING_PREFIXES = (
+    "google.golang.org/grpc",
+    "golang.org/x/net/http2",
+    "github.com/gorilla/websocket",
+    "nhooyr.io/websocket",
+)
+
+
 def _live_frames(frames: Iterable[str]) -> str | None:
-    """Name the connection work a stack shows (a network read, a server's connection loop)."""
+    """Name the connection work a stack (innermost frame first) waits in, if it does.
+
+    Only the frames above the service's own code count: a handler of the service
+    that blocks inside ``net/http.(*conn).serve`` waits on its own, not on a client.
+    """
     for f in frames:
         for marker in _LIVE_FRAMES:
             if f.startswith(marker) or marker in f:
@@ -1201,6 +1214,8 @@ def _live_frames(frames: Iterable[str]) -> str | None:
                 if "grpc" in marker or "websocket" in marker:
                     return "serving an RPC stream"
                 return "serving a client connection"
+        if not (_is_runtime(f) or _is_std(f) or f.startswith(_PLUMBING_PREFIXES)):
+            return None
     return None
 
 
@@ -1288,9 +1303,10 @@ def _goroutine_leaks(view: TargetView, rules: TargetRules) -> list[Offender]:
             )
             severity = _worse(severity, rule.blocked_severity)
         raw = sites.get(gid, [])
-        seen = [f.function for f in raw] + list(g.frames)
-        live = _live_frames(seen) or (
-            "parked in a network read" if g.state in _LIVE_STATES else None
+        live = (
+            _live_frames(f.function for f in raw)
+            or _live_frames(g.frames)
+            or ("parked in a network read" if g.state in _LIVE_STATES else None)
         )
         every[gid] = _GroupFinding(g, counts, delta, rate, n_leaked, reasons, severity, live)
         every[gid].raw = raw
