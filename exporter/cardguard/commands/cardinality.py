@@ -24,7 +24,6 @@ from cardguard.cardinality import Limits, PageAnalysis, analyse
 from cardguard.commands._options import missing_scheme, timeout_option
 from cardguard.errors import CardguardError, FetchError
 from cardguard.exposition import Format, accept_header
-from cardguard.fetch import HTTPStatusError
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 METRICS_PATH = "/metrics"
@@ -80,6 +79,10 @@ def read_source(
 ) -> tuple[bytes, str | None]:
     """Return the page bytes of SOURCE and its Content-Type (None for files and stdin)."""
     if source.startswith(("http://", "https://")):
+        # Only a URL needs the HTTP client (urllib3, the config types): a file
+        # is read without importing them.
+        from cardguard.fetch import HTTPStatusError
+
         url = page_url(source)
         try:
             return fetch_page(
