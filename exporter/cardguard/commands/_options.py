@@ -1,7 +1,7 @@
 """Options and hints the commands share: one duration grammar, colour, URLs typed without a scheme.
 
 Every ``--timeout`` (and ``report``'s ``--duration``/``--interval``) takes a
-duration in the config file's grammar (:func:`cardguard.config.parse_duration`:
+duration in the config file's grammar (:func:`cardguard.quantities.parse_duration`:
 ``10s``, ``1m30s``, ``500ms``); a bare number is refused with the duration
 it probably meant. ``--color`` is ``auto`` (a terminal without ``NO_COLOR``),
 ``always`` or ``never``.
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from cardguard import ansi
-from cardguard.config import parse_duration
+from cardguard.quantities import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -17,9 +17,16 @@ the instances apart; ``fold_generics=False`` does the same.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 
-from cardguard.pprof.profile import Profile
+from cardguard.pprof.profile import Profile, _collector_paused
+
+_STACK = itemgetter(0)  # Sample.stack, without the named tuple's property
+_VALUES = itemgetter(1)  # Sample.values
+_LEAF = itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,57 +114,82 @@ def normalise_function(name: str) -> str:
     return "".join(out)
 
 
-def _weights(profile: Profile, index: int) -> dict[tuple[int, ...], int]:
-    """Sum one value per distinct stack, dropping stacks that weigh nothing."""
-    per_stack: dict[tuple[int, ...], int] = {}
-    get = per_stack.get
-    for smp in profile.samples:
-        v = smp.values[index]
-        if v:
-            st = smp.stack
-            per_stack[st] = get(st, 0) + v
-    return per_stack
-
-
 def _costs(
     profile: Profile, index: int, fold_generics: bool = True
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Return (flat, cum) by function name for one value index.
 
-    Values are summed per distinct stack, then per leaf location (flat) and
-    per distinct set of functions on a stack (cum), and only then spread over
-    function names: many stacks share a leaf or a function set, so the
-    per-name work is done once per group rather than once per sample.
+    One pass over the samples sums each value per leaf location (flat) and
+    per set of locations on the stack (cum); each location's function names
+    are resolved once; only then are values spread over function names, per
+    distinct set of functions. Samples that weigh nothing are left out.
+
+    The sums are counted first: ``Counter`` over (key, value) pairs runs in
+    C, and a profile holds far fewer distinct pairs than samples (its values
+    are a few sizes and counts), so the Python-level work is per pair.
     """
     name_of = normalise_function if fold_generics else str
-    per_stack = _weights(profile, index)
-    # Per location: its leaf function and the set of functions it stands for.
-    leaf_of: dict[int, str] = {}
-    funcs_of: dict[int, frozenset[str]] = {}
-    for lid, loc in profile.locations.items():
-        names = [name_of(f.function) for f in loc.frames]
-        leaf_of[lid] = names[0]
-        funcs_of[lid] = frozenset(names)
-    per_leaf: dict[int, int] = {}
-    per_set: dict[frozenset[str], int] = {}
-    union = frozenset[str]().union
-    funcs = funcs_of.__getitem__
-    for stack, v in per_stack.items():
-        if not stack:
-            continue
-        leaf = stack[0]
-        per_leaf[leaf] = per_leaf.get(leaf, 0) + v
+    samples = profile.samples
+    with _collector_paused():
+        stacks = list(map(_STACK, samples))
+        values = list(map(itemgetter(index), map(_VALUES, samples)))
+        if stacks.count(()):
+            kept = [(st, v) for st, v in zip(stacks, values, strict=True) if st]
+            stacks = [st for st, _ in kept]
+            values = [v for _, v in kept]
+        leaves = Counter(zip(map(_LEAF, stacks), values, strict=True))
         # A set: a recursive function counts once per sample.
-        key = union(*map(funcs, stack))
-        per_set[key] = per_set.get(key, 0) + v
+        location_sets = Counter(zip(map(frozenset, stacks), values, strict=True))
+    del stacks, values
+    # Per location, once: its leaf function and the functions it stands for
+    # (inlined frames included, each name once).
+    leaf_of: dict[int, str] = {}
+    names_of: dict[int, tuple[str, ...]] = {}
+    for lid, loc in profile.locations.items():
+        frames = loc.frames
+        if len(frames) == 1:
+            names: tuple[str, ...] = (name_of(frames[0].function),)
+        else:
+            names = tuple(dict.fromkeys(name_of(f.function) for f in frames))
+        leaf_of[lid] = names[0]
+        names_of[lid] = names
     flat: dict[str, int] = {}
-    for lid, v in per_leaf.items():
-        name = leaf_of[lid]
-        flat[name] = flat.get(name, 0) + v
+    for (lid, v), n in leaves.items():
+        if v:
+            name = leaf_of[lid]
+            flat[name] = flat.get(name, 0) + v * n
+    # A function counts once per sample. Values are summed per location and
+    # spread over the location's names at the end; a stack with two locations
+    # of one function (recursion) gives the extra counts back. Only locations
+    # whose names some other location also has can do that.
+    seen = Counter(chain.from_iterable(names_of.values()))
+    shared = frozenset(lid for lid, names in names_of.items() if any(seen[n] > 1 for n in names))
+    names_at = names_of.__getitem__
+    by_weight: dict[int, list[frozenset[int]]] = {}
+    excess: dict[str, int] = {}
+    for (locs, v), n in location_sets.items():
+        if not v:
+            continue
+        w = v * n
+        by_weight.setdefault(w, []).append(locs)
+        both = locs & shared
+        if len(both) > 1:
+            on_stack = list(chain.from_iterable(map(names_at, both)))
+            if len(set(on_stack)) < len(on_stack):
+                for name, m in Counter(on_stack).items():
+                    if m > 1:
+                        excess[name] = excess.get(name, 0) + (m - 1) * w
+    # Spread per distinct weight: Counter counts, in C, how many stacks hold each location.
+    per_location: dict[int, int] = {}
+    for w, sets in by_weight.items():
+        for lid, k in Counter(chain.from_iterable(sets)).items():
+            per_location[lid] = per_location.get(lid, 0) + w * k
     cum: dict[str, int] = {}
-    for names_on_stack, v in per_set.items():
-        for name in names_on_stack:
-            cum[name] = cum.get(name, 0) + v
+    for lid, w in per_location.items():
+        for name in names_of[lid]:
+            cum[name] = cum.get(name, 0) + w
+    for name, w in excess.items():
+        cum[name] -= w
     return flat, cum
 
 
@@ -182,7 +214,7 @@ def owners(
         source=profile.source,
         sample_index=st.type,
         unit=st.unit,
-        total=sum(smp.values[index] for smp in profile.samples),
+        total=sum(map(itemgetter(index), map(_VALUES, profile.samples))),
         functions=tuple(functions),
     )
 
@@ -217,8 +249,8 @@ def diff(
         key=lambda f: (-f.flat_delta, -f.cum_delta, f.name),
     )
     st = cur.sample_types[c_index]
-    total = sum(smp.values[c_index] for smp in cur.samples)
-    base_total = sum(smp.values[b_index] for smp in base.samples)
+    total = sum(map(itemgetter(c_index), map(_VALUES, cur.samples)))
+    base_total = sum(map(itemgetter(b_index), map(_VALUES, base.samples)))
     return HeapDiff(
         source=cur.source,
         base_source=base.source,
