@@ -1,6 +1,7 @@
 """Run every benchmark module in this package (``bench_*.py``), each through its ``main()``.
 
-Usage: ``python -m benchmarks [NAME ...]`` where NAME filters modules by substring.
+Usage: ``python -m benchmarks [NAME ...] [--OPTION ...]`` where NAME filters modules by
+substring and options (``--quick``) are passed on to each module's command line.
 A benchmark that fails is reported with its traceback; the others still run,
 and the exit status is non-zero.
 """
@@ -17,14 +18,16 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    if argv:
-        names = [n for n in names if any(a in n for a in argv)]
+    options = [a for a in argv if a.startswith("-")]
+    filters = [a for a in argv if not a.startswith("-")]
+    if filters:
+        names = [n for n in names if any(a in n for a in filters)]
     failed: list[str] = []
     for name in names:
         print(f"==== benchmarks.{name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
         # Each benchmark sees a clean command line of its own.
-        sys.argv = [f"benchmarks.{name}"]
+        sys.argv = [f"benchmarks.{name}", *options]
         try:
             module.main()
         except (Exception, SystemExit):  # noqa: BLE001 - reported, and the exit status says so

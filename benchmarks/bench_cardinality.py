@@ -5,32 +5,33 @@ the default Go and process collectors, HTTP histograms and counters with
 realistic handler/method/code labels, an RPC summary, and a summary whose
 ``start_point`` label received the request URL (the defining incident).
 
-All three tools read the same file, in one run, as child processes, so each
-one's wall time and peak RSS (``ru_maxrss`` from ``os.wait4``) are its own:
+All three tools read the same file, in turn, as child processes, so each
+one's wall time, CPU time and peak RSS (``os.wait4``) are its own:
 
 - ``cardguard cardinality PAGE --format json`` (also computes per-label detail)
-- ``promtool check metrics --extended < PAGE`` (series per family only)
+- ``promtool check metrics --extended < PAGE`` (series per family only): the peer
 - a plain loop over ``prometheus_client.parser.text_string_to_metric_families``
 
-Run: ``python -m benchmarks`` (all benchmarks) or ``python -m benchmarks.bench_cardinality``.
-Environment: ``CARDGUARD_BENCH_SERIES`` (default 1000000), ``CARDGUARD_BENCH_RUNS`` (3).
+Then cardguard's stages on the same page, in this process.
+
+Run: ``python -m benchmarks cardinality [--runs N]`` (default 5 runs), or
+``--quick`` (2,000 series, one run) as CI does. Environment:
+``CARDGUARD_BENCH_SERIES`` (default 1000000), ``CARDGUARD_BENCH_RUNS``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from benchmarks._harness import Runner, compare, options, print_stages, print_table, stages
 
 BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
 SIZE_BUCKETS = ("100", "1000", "10000", "100000", "1e+06", "1e+07", "1e+08", "+Inf")
@@ -174,33 +175,6 @@ def write_page(fh: TextIO, target_series: int, seed: int = 1) -> None:
         out.append(f"api_request_latency_seconds_count{{{labels}}} {rnd.randrange(1, 100)}")
 
 
-TIME = "/usr/bin/time"
-
-
-def _run(argv: list[str], stdin_path: Path | None = None) -> tuple[float, int, int]:
-    """Run ``argv``; return wall seconds, its own peak RSS in bytes, and exit status.
-
-    Peak RSS comes from GNU time wrapped around the command: a child's maxrss
-    counts the memory of whatever forked it, and GNU time is tiny, whereas this
-    Python process is not.
-    """
-    with contextlib.ExitStack() as stack:
-        stdin = stack.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
-        report = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "rss"
-        if os.path.exists(TIME):
-            argv = [TIME, "-f", "%M", "-o", str(report), *argv]
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        if report.exists():
-            peak = int(report.read_text().split()[-1]) * 1024
-        else:
-            peak = usage.ru_maxrss * 1024
-    return wall, peak, code
-
-
 PROMETHEUS_CLIENT_LOOP = """
 import sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -227,75 +201,111 @@ def page_path(series: int, seed: int = 1) -> Path:
     return path
 
 
-def main() -> None:
-    series = int(os.environ.get("CARDGUARD_BENCH_SERIES", "1000000"))
-    runs = int(os.environ.get("CARDGUARD_BENCH_RUNS", "3"))
+def stage_breakdown(path: Path, runs: int, series: int) -> None:
+    """Time the stages of one cold analysis in this process: read, parse, count, classify, ..."""
+    from cardguard import patterns
+    from cardguard.cardinality import analyse
+    from cardguard.churn import ChurnTracker
+    from cardguard.commands.cardinality import render_json
+    from cardguard.exposition import detect_format, scan
+
+    state: dict[str, Any] = {}
+
+    def read() -> None:
+        state["data"] = path.read_bytes()
+
+    def parse() -> None:
+        data = state["data"]
+        for _ in scan(data, detect_format(None, data), "page"):
+            pass
+
+    def whole() -> None:
+        state["analysis"] = analyse(state["data"], content_type=None, source="page")
+
+    def classify() -> None:
+        for fam in state["analysis"].families:
+            for lab in fam.labels:
+                patterns.classify(list(lab.examples), lab.distinct_values)
+
+    def churn() -> None:
+        ChurnTracker().update(state["analysis"], 0.0)
+
+    def render() -> None:
+        render_json(state["analysis"], 0)
+
+    measured = dict(
+        stages(
+            [
+                ("read", read),
+                ("parse", parse),
+                ("analyse", whole),
+                ("classify", classify),
+                ("churn", churn),
+                ("render", render),
+            ],
+            runs,
+        )
+    )
+    # analyse() parses the page as it counts: what it adds to the parse alone is
+    # counting, label values (sets, then HyperLogLog) and their fingerprints.
+    counting = [
+        max(0.0, a - p) for a, p in zip(measured["analyse"], measured["parse"], strict=True)
+    ]
+    print_stages(
+        "cardguard cardinality, one cold page (every series new)",
+        [
+            ("read the page (file)", measured["read"]),
+            ("exposition: split, tokenise and validate lines", measured["parse"]),
+            ("counting, label values, hashing (analyse - parse)", counting),
+            ("label patterns (classify)", measured["classify"]),
+            ("churn baseline (ChurnTracker.update)", measured["churn"]),
+            ("render JSON", measured["render"]),
+        ],
+        series,
+        "series",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Compare cardguard with promtool and prometheus_client, then show cardguard's stages."""
+    args = options(__doc__.splitlines()[0] if __doc__ else None, argv)
+    default = "2000" if args.quick else "1000000"
+    series = int(os.environ.get("CARDGUARD_BENCH_SERIES", default))
+    runs = int(os.environ.get("CARDGUARD_BENCH_RUNS", args.runs))
     path = page_path(series)
-    promtool = shutil.which("promtool") or "/usr/bin/promtool"
     size = path.stat().st_size
     lines = sum(1 for line in open(path, "rb") if not line.startswith(b"#"))
-    print(f"bench_cardinality: {path} ({size / 1e6:.1f} MB, {lines} series), {runs} runs each")
-    print("peak RSS measured by GNU time around each command; wall time from this process")
+    print(f"bench_cardinality: {path} ({size / 1e6:.1f} MB, {lines:,} series), {runs} runs each")
 
-    with tempfile.TemporaryDirectory(prefix="cardguard-bench-") as tmp:
-        out = Path(tmp) / "cardguard.json"
-        tools: dict[str, tuple[list[str], Path | None]] = {
-            "cardguard cardinality --format json": (
-                [sys.executable, "-m", "cardguard", "cardinality", str(path), "--format", "json"],
-                None,
-            ),
-            "promtool check metrics --extended": (
-                [promtool, "check", "metrics", "--extended"],
-                path,
-            ),
-            "prometheus_client text_string_to_metric_families": (
-                [sys.executable, "-c", PROMETHEUS_CLIENT_LOOP, str(path)],
-                None,
-            ),
-        }
-        walls: dict[str, list[float]] = {name: [] for name in tools}
-        rss: dict[str, list[int]] = {name: [] for name in tools}
-        for _ in range(runs):
-            # Interleave the tools so drift in machine load hits all of them alike.
-            for name, (argv, stdin) in tools.items():
-                wall, peak, code = _run(argv, stdin)
-                if code != 0:
-                    raise SystemExit(f"bench_cardinality: {name} exited with {code}")
-                walls[name].append(wall)
-                rss[name].append(peak)
-        # One more cardguard run whose output is kept, to check it counted the same page.
-        with open(out, "wb") as fh:
-            subprocess.run(tools["cardguard cardinality --format json"][0], stdout=fh, check=True)
-        total = json.loads(out.read_text())["total_series"]
-        if total != lines:
-            raise SystemExit(
-                f"bench_cardinality: cardguard counted {total} series, page has {lines}"
-            )
-
-    ours = "cardguard cardinality --format json"
-    base_wall = statistics.median(walls[ours])
-    base_rss = max(rss[ours])
-    print()
-    print(
-        f"{'tool':<52} {'median s':>9} {'min s':>8} {'peak RSS MB':>12} {'time x':>8} {'RSS x':>7}"
+    ours = "cardguard cardinality --format json (with per-label detail)"
+    commands: dict[str, tuple[list[str], str | None]] = {
+        ours: (
+            [sys.executable, "-m", "cardguard", "cardinality", str(path), "--format", "json"],
+            None,
+        ),
+    }
+    promtool = shutil.which("promtool")
+    peer_name = "promtool check metrics --extended < PAGE"
+    if promtool:
+        commands[peer_name] = ([promtool, "check", "metrics", "--extended"], str(path))
+    else:
+        print("promtool not found: no peer row (Debian: apt-get install prometheus)")
+    commands["prometheus_client text_string_to_metric_families"] = (
+        [sys.executable, "-c", PROMETHEUS_CLIENT_LOOP, str(path)],
+        None,
     )
-    for name in tools:
-        med = statistics.median(walls[name])
-        peak = max(rss[name])
-        print(
-            f"{name:<52} {med:>9.2f} {min(walls[name]):>8.2f} {peak / 2**20:>12.0f}"
-            f" {med / base_wall:>8.2f} {peak / base_rss:>7.2f}"
-        )
-    pt = "promtool check metrics --extended"
-    speed = statistics.median(walls[pt]) / base_wall
-    best = min(walls[pt]) / min(walls[ours])
-    mem = max(rss[pt]) / base_rss
-    print()
-    print(
-        f"cardguard vs promtool: {speed:.1f}x faster by medians ({best:.1f}x by best runs; "
-        f"aim >= 2x), {mem:.1f}x less peak RSS (aim >= 3x); cardguard also counted distinct "
-        "values per label"
-    )
+    with Runner() as runner:
+        timings = compare(runner, commands, runs)
+    # One more cardguard run whose output is kept, to check it counted the same page.
+    out = subprocess.run(commands[ours][0], capture_output=True, check=True).stdout
+    total = json.loads(out)["total_series"]
+    if total != lines:
+        raise SystemExit(f"bench_cardinality: cardguard counted {total} series, page has {lines}")
+    peer = timings.get(peer_name)
+    print_table(f"cold analysis of a {lines:,}-series page", list(timings.values()), peer)
+    if peer is not None:
+        print("aims: >= 5x promtool's speed, <= 0.1 of its peak RSS (whole process, page included)")
+    stage_breakdown(path, runs, lines)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 

@@ -11,9 +11,10 @@ The page is ``tests/testdata/metrics/nhserver-10k.pb.gz``: about 10,000
 series recorded from tests/testdata/metrics/nhserver (client_golang), with
 counters, summaries, classic and native histograms.
 
-Run: ``python -m benchmarks exposition_proto``. Environment:
-``CARDGUARD_BENCH_RUNS`` (default 15; the best run is reported). Times are
-this process' CPU time, so other work on the machine disturbs them less.
+Run: ``python -m benchmarks exposition_proto [--runs N]`` (at least 15 runs;
+medians), or ``--quick`` (one run) as CI does. Environment:
+``CARDGUARD_BENCH_RUNS``. Times are this process' CPU time, so other work on
+the machine disturbs them less.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import time
-from collections.abc import Callable, Iterator
+import statistics
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 
+from benchmarks._harness import options, stages
 from cardguard import exposition_proto
 from cardguard.errors import ParseError
 from cardguard.exposition import Event, Family, Sample
@@ -209,17 +211,10 @@ def upb_parse(data: bytes, source: str, mf_class: Any) -> Iterator[Event]:
                 yield Sample(name, name + "_count", labels, total, ts, ordinal)
 
 
-def _best(fn: Callable[[], object], runs: int) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
-
-
-def main() -> None:
-    runs = int(os.environ.get("CARDGUARD_BENCH_RUNS", "15"))
+def main(argv: list[str] | None = None) -> None:
+    """Time both decoders on the recorded page (CPU time, interleaved) and print the ratio."""
+    args = options(__doc__.splitlines()[0] if __doc__ else None, argv)
+    runs = int(os.environ.get("CARDGUARD_BENCH_RUNS", 1 if args.quick else max(args.runs, 15)))
     data = gzip.decompress(PAGE.read_bytes())
     mf_class = metric_family_class()
     hand = list(exposition_proto.parse(data, "page"))
@@ -227,17 +222,32 @@ def main() -> None:
     if hand != upb:
         raise ParseError("page", 0, "the two decoders disagree")
     samples = sum(isinstance(e, Sample) for e in hand)
-    # Interleaved, so that a busy machine slows both alike; the best run of each counts.
-    t_hand = t_upb = t_frame = float("inf")
-    for _ in range(runs):
-        t_hand = min(t_hand, _best(lambda: list(exposition_proto.parse(data, "page")), 1))
-        t_upb = min(t_upb, _best(lambda: list(upb_parse(data, "page", mf_class)), 1))
-        t_frame = min(t_frame, _best(lambda: [Sample("a", "a", (), 0.0, None, 0) for _ in hand], 1))
     print(f"page: {PAGE.name}, {len(data):,} bytes, {samples:,} samples")
-    print(f"CPU time, best of {runs} runs")
-    print(f"{'hand-written wire reader':<34} {t_hand * 1000:8.1f} ms")
-    print(f"{'upb classes from descriptor_pb2':<34} {t_upb * 1000:8.1f} ms")
-    print(f"{'(building the Sample objects alone)':<34} {t_frame * 1000:8.1f} ms")
+    # Interleaved (stages() runs every step once per round), so that a busy
+    # machine slows both alike.
+    measured = stages(
+        [
+            (
+                "upb classes from descriptor_pb2 (peer)",
+                lambda: list(upb_parse(data, "page", mf_class)),
+            ),
+            (
+                "hand-written wire reader (cardguard)",
+                lambda: list(exposition_proto.parse(data, "page")),
+            ),
+            (
+                "(building the Sample objects alone)",
+                lambda: [Sample("a", "a", (), 0.0, None, 0) for _ in hand],
+            ),
+        ],
+        runs,
+    )
+    peer = statistics.median(measured[0][1])
+    print(f"\n== protobuf exposition decoders (CPU time, medians of {runs} runs, in process)")
+    print(f"{'decoder':<44} {'ms':>9} {'us per sample':>14} {'vs peer':>8}")
+    for name, times in measured:
+        med = statistics.median(times)
+        print(f"{name:<44} {med * 1000:>9.1f} {med * 1e6 / samples:>14.3f} {med / peer:>8.2f}")
 
 
 if __name__ == "__main__":

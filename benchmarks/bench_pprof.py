@@ -4,41 +4,34 @@ Inputs are generated at run time by real Go programs (benchmarks/goprogs/),
 built with the current Go toolchain and cached:
 
 - heapstacks: a heap profile with 2^17 (131,072) distinct allocation stacks;
-- manygoroutines: 100,000 parked goroutines, written as debug=0/1/2.
+- manygoroutines: 100,000 parked goroutines, written as debug=0/1/2;
 
-Each measured command runs in its own process, so wall time includes start-up
-for both sides and peak RSS (from wait4) is that process's own. Run with
-``python -m benchmarks.bench_pprof`` or ``make bench``.
+and one recorded: ``large.cpu`` from google/pprof's test data (20k samples,
+23k functions; tests/testdata/corpora).
+
+Each measured command runs in its own process, in turn with its peer, so
+times include start-up for both sides and peak RSS (from wait4) is that
+process's own; the table gives medians and ratios to the peer, then
+cardguard's own stages measured in this process. Run with
+``python -m benchmarks pprof [--runs N]``, or ``--quick`` (depth 8, 1,000
+goroutines, one run) as CI does.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks._harness import Runner, compare, options, print_stages, print_table, stages
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("CARDGUARD_BENCH_CACHE", Path.home() / ".cache" / "cardguard-bench"))
-
-
-@dataclass
-class Result:
-    name: str
-    seconds: list[float]
-    peak_rss_kib: int
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
+LARGE_CPU = REPO / "tests/testdata/corpora/google-pprof/internal/proftest/testdata/large.cpu"
 
 
 def current_go() -> Path:
@@ -86,127 +79,110 @@ def build(go: Path, prog: str) -> Path:
     return out
 
 
-# Runs each measured command and reports its wall time and its own peak RSS
-# (wait4). A small separate process does the spawning: a child forked from
-# this benchmark, which holds large profiles, would inherit its peak RSS.
-_RUNNER = r"""
-import json, os, subprocess, sys, time
-for line in sys.stdin:
-    argv = json.loads(line)
-    start = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    took = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    tail = err[-2000:].decode(errors="replace")
-    print(json.dumps([took, usage.ru_maxrss, code, tail]), flush=True)
-"""
-
-
-class Runner:
-    """A small process that runs commands for :func:`measure`."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, argv: list[str]) -> tuple[float, int, int, str]:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(argv) + "\n")
-        self.proc.stdin.flush()
-        took, rss, code, err = json.loads(self.proc.stdout.readline())
-        return float(took), int(rss), int(code), str(err)
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait()
-
-
-def measure(runner: Runner, name: str, argv: list[str], runs: int) -> Result:
-    """Run ``argv`` ``runs`` times; return wall times and the largest peak RSS."""
-    times: list[float] = []
-    peak = 0
-    for _ in range(runs):
-        took, rss, code, err = runner.run(argv)
-        if code != 0:
-            sys.exit(f"bench_pprof: {name} failed ({code}): {err}")
-        times.append(took)
-        peak = max(peak, rss)
-    return Result(name, times, peak)
-
-
-def in_process(name: str, fn: object, runs: int) -> Result:
-    """Time a Python callable in this process (analysis only, no start-up)."""
-    assert callable(fn)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return Result(name, times, 0)
-
-
-def report(title: str, results: list[Result], baseline: Result) -> None:
-    """Print one table: medians, peak RSS and each median's ratio to the peer's."""
-    print(f"\n== {title}")
-    print(f"{'command':<52} {'median s':>9} {'peak RSS MiB':>13} {'vs peer':>8}")
-    for r in results:
-        rss = f"{r.peak_rss_kib / 1024:.0f}" if r.peak_rss_kib else "-"
-        ratio = r.median / baseline.median if baseline.median else float("nan")
-        print(f"{r.name:<52} {r.median:>9.3f} {rss:>13} {ratio:>7.2f}x")
-
-
-def bench_heap(runner: Runner, go: Path, work: Path, runs: int) -> None:
-    from cardguard.pprof import heap, profile
-
+def bench_heap(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> None:
     path = work / "heap.pb.gz"
-    subprocess.run([str(build(go, "heapstacks")), "-o", str(path)], check=True)
-    prof = profile.decode(path.read_bytes(), str(path))
-    print(
-        f"heap profile: {len(prof.samples)} samples, {len(prof.locations)} locations, "
-        f"{path.stat().st_size} bytes gzipped ({go_env(go, 'GOVERSION')})"
-    )
-    del prof  # measured below in a fresh state: a large live heap slows Python's GC
-    pprof_bin = pprof_tool(go)
-    peer = measure(
-        runner,
-        "go tool pprof -top -sample_index=inuse_space",
-        [str(pprof_bin), "-top", "-nodefraction=0", "-sample_index=inuse_space", str(path)],
-        runs,
-    )
-    ours = measure(
-        runner,
-        "cardguard heap --sample-index inuse_space",
-        [sys.executable, "-m", "cardguard", "heap", str(path), "--sample-index", "inuse_space"],
-        runs,
-    )
+    depth = "8" if quick else "17"
+    subprocess.run([str(build(go, "heapstacks")), "-o", str(path), "-depth", depth], check=True)
+    pprof_bin = str(pprof_tool(go))
+    profiles = [
+        ("heapstacks", path, "inuse_space"),
+        # A real CPU profile with 23k functions, from google/pprof's own test data.
+        ("large.cpu (google/pprof)", LARGE_CPU, "cpu"),
+    ]
+    for title, prof_path, index in profiles:
+        from cardguard.pprof import profile
+
+        prof = profile.decode(prof_path.read_bytes(), str(prof_path))
+        functions = {f.function for loc in prof.locations.values() for f in loc.frames}
+        print(
+            f"\n{title}: {len(prof.samples):,} samples, {len(prof.locations):,} locations, "
+            f"{len(functions):,} functions, {prof_path.stat().st_size:,} bytes gzipped"
+        )
+        del prof  # measured below in a fresh state: a large live heap slows Python's GC
+        timings = compare(
+            runner,
+            {
+                "go tool pprof -top": (
+                    [
+                        pprof_bin,
+                        "-top",
+                        "-nodefraction=0",
+                        f"-sample_index={index}",
+                        str(prof_path),
+                    ],
+                    None,
+                ),
+                "cardguard heap": (
+                    [
+                        sys.executable,
+                        "-m",
+                        "cardguard",
+                        "heap",
+                        str(prof_path),
+                        "--sample-index",
+                        index,
+                    ],
+                    None,
+                ),
+            },
+            runs,
+        )
+        peer = timings["go tool pprof -top"]
+        print_table(f"heap top of {title}", list(timings.values()), peer)
+        heap_stages(title, prof_path, index, runs)
+
+
+def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
+    """Time cardguard heap's stages in this process: decompress, parse, build, aggregate, render."""
+    from cardguard.commands.heap import _report_text
+    from cardguard.pprof import heap, profile, profile_pb2
+
     data = path.read_bytes()
-    decode = in_process("  in-process: profile.decode", lambda: profile.decode(data, "x"), runs)
-    prof = profile.decode(data, "x")
-    owners = in_process(
-        "  in-process: heap.owners(inuse_space)", lambda: heap.owners(prof, "inuse_space"), runs
+    state: dict[str, object] = {}
+
+    def gunzip() -> None:
+        state["raw"] = profile.decompress(data, "x")
+
+    def parse() -> None:
+        msg = profile_pb2.Profile()
+        msg.ParseFromString(state["raw"])  # type: ignore[arg-type]
+        state["msg"] = msg
+
+    def tables() -> None:
+        state["prof"] = profile._convert(state["msg"], "x", True, False)  # type: ignore[arg-type]
+
+    def aggregate() -> None:
+        state["report"] = heap.owners(state["prof"], index)  # type: ignore[arg-type]
+
+    def render() -> None:
+        _report_text(state["report"], 20)  # type: ignore[arg-type]
+
+    measured = stages(
+        [
+            ("decompress (gzip)", gunzip),
+            ("protobuf parse (upb)", parse),
+            ("samples and locations (tables resolved once)", tables),
+            ("flat and cum per function (one pass)", aggregate),
+            ("sort and render the top 20", render),
+        ],
+        runs,
     )
-    report("heap analysis of a large profile", [peer, ours, decode, owners], peer)
+    prof = state["prof"]
+    print_stages(f"cardguard heap on {title}", measured, len(prof.samples), "sample")  # type: ignore[attr-defined]
 
 
-def bench_goroutines(runner: Runner, go: Path, work: Path, runs: int) -> None:
+def bench_goroutines(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> None:
     from cardguard.pprof import goroutines
 
     prefix = work / "goroutine"
-    subprocess.run([str(build(go, "manygoroutines")), "-o", str(prefix)], check=True)
+    n = "1000" if quick else "100000"
+    subprocess.run([str(build(go, "manygoroutines")), "-o", str(prefix), "-n", n], check=True)
     full = Path(f"{prefix}.debug2.txt")
     proto = Path(f"{prefix}.pb.gz")
-    counted = Path(f"{prefix}.debug1.txt")
     data = full.read_bytes()
     snap = goroutines.parse(data, str(full))
     print(
-        f"\ngoroutine dump: {snap.total} goroutines, {len(goroutines.group(snap))} groups, "
+        f"\ngoroutine dump: {snap.total:,} goroutines, {len(goroutines.group(snap))} groups, "
         f"debug=2 is {len(data) / 1e6:.1f} MB"
     )
     del snap
@@ -214,52 +190,64 @@ def bench_goroutines(runner: Runner, go: Path, work: Path, runs: int) -> None:
         "go tool pprof cannot read a debug=2 dump; its peer row reads the debug=0 profile\n"
         "of the same goroutines, which the runtime has already folded into a few stacks."
     )
-    pprof_bin = pprof_tool(go)
-    peer = measure(
+    pprof_bin = str(pprof_tool(go))
+    timings = compare(
         runner,
-        "go tool pprof -top (same goroutines, debug=0)",
-        [str(pprof_bin), "-top", "-nodefraction=0", str(proto)],
+        {
+            "go tool pprof -top (same goroutines, debug=0)": (
+                [pprof_bin, "-top", "-nodefraction=0", str(proto)],
+                None,
+            ),
+            "cardguard goroutines (debug=2 dump)": (
+                [sys.executable, "-m", "cardguard", "goroutines", str(full), "--format", "json"],
+                None,
+            ),
+            "cardguard goroutines (debug=0 proto)": (
+                [sys.executable, "-m", "cardguard", "goroutines", str(proto), "--format", "json"],
+                None,
+            ),
+        },
         runs,
     )
-    ours_full = measure(
-        runner,
-        "cardguard goroutines (debug=2 dump)",
-        [sys.executable, "-m", "cardguard", "goroutines", str(full), "--format", "json"],
+    peer = timings["go tool pprof -top (same goroutines, debug=0)"]
+    print_table(f"goroutine dump of {snap_total(data)} goroutines", list(timings.values()), peer)
+
+    state: dict[str, object] = {}
+
+    def decode() -> None:
+        state["text"] = data.decode("utf-8")
+
+    def parse() -> None:
+        state["snap"] = goroutines.parse(data, "x", fmt="debug2")
+
+    def group() -> None:
+        state["groups"] = goroutines.group(state["snap"])  # type: ignore[arg-type]
+
+    measured = stages(
+        [
+            ("decode UTF-8 (inside parse too)", decode),
+            ("parse: blocks, one header match each, bodies once", parse),
+            ("group by normalised stack", group),
+        ],
         runs,
     )
-    ours_proto = measure(
-        runner,
-        "cardguard goroutines (debug=0 proto)",
-        [sys.executable, "-m", "cardguard", "goroutines", str(proto), "--format", "json"],
-        runs,
+    print_stages(
+        "cardguard goroutines on the debug=2 dump", measured, snap_total(data), "goroutine"
     )
-    parse = in_process(
-        "  in-process: parse+group debug=2",
-        lambda: goroutines.group(goroutines.parse(data, "x")),
-        runs,
-    )
-    cdata = counted.read_bytes()
-    parse1 = in_process(
-        "  in-process: parse+group debug=1",
-        lambda: goroutines.group(goroutines.parse(cdata, "x")),
-        runs,
-    )
-    report("goroutine dump of 100k goroutines", [peer, ours_full, ours_proto, parse, parse1], peer)
+
+
+def snap_total(data: bytes) -> int:
+    """Goroutines in a debug=2 dump: one header line each."""
+    return data.count(b"\ngoroutine ") + data.startswith(b"goroutine ")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run both benchmarks and print medians, peak RSS and ratios to the peer."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args(argv)
+    """Run both benchmarks: tables with ratios to ``go tool pprof``, then cardguard's stages."""
+    args = options(__doc__.splitlines()[0] if __doc__ else None, argv)
     go = current_go()
-    runner = Runner()
-    try:
-        with tempfile.TemporaryDirectory(prefix="cardguard-bench-") as tmp:
-            bench_heap(runner, go, Path(tmp), args.runs)
-            bench_goroutines(runner, go, Path(tmp), args.runs)
-    finally:
-        runner.close()
+    with Runner() as runner, tempfile.TemporaryDirectory(prefix="cardguard-bench-") as tmp:
+        bench_heap(runner, go, Path(tmp), args.runs, args.quick)
+        bench_goroutines(runner, go, Path(tmp), args.runs, args.quick)
 
 
 if __name__ == "__main__":
