@@ -6,7 +6,7 @@
   parse of it (``profile/testdata/*.string``), the same samples, stacks and
   binaries. A refused one must be refused for pprof's reason.
 - ``corpora/panicparse``: maruel/panicparse's goroutine dumps and what its
-  parser makes of each (``expected.json``, written by ``extract.py``). A dump
+  parser makes of each (``expected.json``, recorded once as data). A dump
   it reads must give the same goroutines (id, state, minutes waited, thread
   locking, calls, creator); one it refuses must be refused for the same
   reason; text where it finds no dump must be refused. Race detector reports,
