@@ -1,7 +1,8 @@
 """Run every benchmark module in this package (``bench_*.py``), each through its ``main()``.
 
 Usage: ``python -m benchmarks [NAME ...] [--OPTION ...]`` where NAME filters modules by
-substring and options (``--quick``) are passed on to each module's command line.
+substring and the options after them (``--quick``, ``--runs 3``) are passed on to each
+module's command line.
 A benchmark that fails is reported with its traceback; the others still run,
 and the exit status is non-zero.
 """
@@ -18,8 +19,9 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    options = [a for a in argv if a.startswith("-")]
-    filters = [a for a in argv if not a.startswith("-")]
+    # Names first, then options with their values: `pprof --runs 3`.
+    first = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    filters, options = argv[:first], argv[first:]
     if filters:
         names = [n for n in names if any(a in n for a in filters)]
     failed: list[str] = []
