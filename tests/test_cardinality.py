@@ -296,7 +296,7 @@ def test_exact_up_to_the_cap() -> None:
     assert u_over.estimated and abs(u_over.distinct_values - 500) <= 15
 
 
-_FINGERPRINT_OF_CARDGUARD = 1747765880050387758
+_FINGERPRINT_OF_CARDGUARD = 1190038882160698210
 _ESTIMATE_SCRIPT = """
 import sys
 from cardguard.cardinality import analyse
