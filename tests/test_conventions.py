@@ -182,4 +182,5 @@ def test_reload_over_http_needs_the_lifecycle_flag_and_sighup_always_works(
         _reload_config(cfg, "three")
         r = requests.post(f"{cg.base_url}/-/reload", timeout=10)
         assert r.status_code == 200, r.text
-        assert _targets(cg.base_url) == {"three"}
+        # /metrics is built in the background (serve's metrics page): wait for the next one.
+        wait_for(lambda: _targets(cg.base_url) == {"three"}, 30, "the target after POST")
