@@ -46,6 +46,14 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "upb classes from descriptor_pb2 (peer)",
         "vs peer",
     ),
+    "bench_fleet": (
+        "scrapes per CPU second (median of",
+        "prometheus 2.42:",
+        "CPU per scrape, cardguard (processes) / Prometheus:",
+        "largest fleet kept on schedule:",
+        "start-up with 500 targets:",
+        "one steady scrape, in-process",
+    ),
 }
 NEEDS_GO = {"bench_pprof"}
 # Benchmarks that are not timings against a peer, with the test that runs them instead.

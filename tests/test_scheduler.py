@@ -573,3 +573,42 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
         assert sched.worker("new") is None
     finally:
         sched.stop()
+
+
+# --- issue 11: the schedule -----------------------------------------------------------------
+
+
+def grid_job(interval: float, phase_of: float) -> object:
+    """A Job on a known grid: base 100 + phase_of * interval."""
+    from cardguard.scheduler import Job
+
+    job = Job.__new__(Job)
+    job.interval, job.base, job.active = interval, 100.0 + phase_of * interval, True
+    job.due = job.base
+    return job
+
+
+def test_runs_stay_on_their_grid_and_late_or_overrun_ones_are_skipped() -> None:
+    job = grid_job(30.0, 0.5)  # grid: 115, 145, 175, ...
+    assert job.after(115.0, 116.0) == (145.0, 0)  # an ordinary run
+    assert job.after(115.0, 150.0) == (175.0, 1)  # ran past 145: that run is skipped
+    job.due = 145.0
+    assert job.catch_up(170.0) == (145.0, 0)  # 25s late: still run
+    assert job.catch_up(180.0) == (175.0, 1)  # a whole interval late: run 175 instead
+    assert job.catch_up(240.0) == (235.0, 3)
+    # The first run is off the grid (spread over the start); the second waits at least
+    # half an interval and then the grid holds.
+    first = 100.0 + 0.5 * 10.0  # within a 10s first-run spread
+    assert job.after(first, first + 1) == (145.0, 0)
+    early = grid_job(300.0, 0.01)  # grid 103, 403, ...; a first run at 100.1
+    assert early.after(100.1, 100.2) == (403.0, 0)
+
+
+def test_phases_spread_a_fleet_over_its_interval() -> None:
+    from cardguard.scheduler import phase
+
+    phases = sorted(phase(f"t{i}", "metrics") for i in range(1000))
+    assert phases == sorted(set(phases)) and 0 <= phases[0] and phases[-1] < 1
+    deciles = [sum(1 for p in phases if k / 10 <= p < (k + 1) / 10) for k in range(10)]
+    assert min(deciles) > 60 and max(deciles) < 140  # about 100 each
+    assert phase("t1", "metrics") == phase("t1", "metrics") != phase("t1", "heap")

@@ -406,6 +406,11 @@ def strip_values(data: bytes) -> tuple[bytes, int]:
     return _VALUE_AT_END.subn(b"", data)
 
 
+def block_raw_values(block: SampleBlock) -> list[tuple[bytes, bytes]]:
+    """Return each line's sample name and value token, undecoded (one C-level pass)."""
+    return _NAME_VALUE.findall(block.data, block.start, block.end)
+
+
 def block_values(block: SampleBlock) -> Iterator[tuple[str, float]]:
     """Yield ``(sample name, value)`` for each line of the block, without decoding labels.
 

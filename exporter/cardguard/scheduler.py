@@ -977,6 +977,28 @@ class Job:
     def at(self, k: int) -> float:
         return self.base + k * self.interval
 
+    def catch_up(self, now: float) -> tuple[float, int]:
+        """The time of the run to start at ``now``, and how many runs to skip as ``late``.
+
+        A run that could not start within one interval of its time is skipped, with
+        the grid points passed since; the latest one is run instead.
+        """
+        if now - self.due < self.interval:
+            return self.due, 0
+        k = self.index(now)
+        return self.at(k), k - self.index(self.due)
+
+    def after(self, due: float, end: float) -> tuple[float, int]:
+        """When to run next after the run of time ``due`` ended at ``end``; runs overrun.
+
+        The first grid point after ``end`` and at least half an interval after
+        ``due`` (the first run is off the grid, so the second never comes right
+        after it); grid points passed while the run went on are skipped.
+        """
+        k_end = self.index(end)
+        k_min = math.ceil((due + self.interval / 2 - self.base) / self.interval - 1e-9)
+        return self.at(max(k_min, k_end + 1)), max(0, k_end + 1 - k_min)
+
 
 class DueQueue:
     """Jobs waiting for their time (a heap), and those due waiting for a free thread.
@@ -1236,12 +1258,9 @@ class Scheduler:
                 return
             w = job.worker
             now = time.monotonic()
-            due = job.due
-            if now - due >= job.interval:
-                # Could not start within its interval: skip the missed runs, run the latest.
-                k = job.index(now)
-                w.skipped(job.endpoint, "late", k - job.index(due))
-                due = job.at(k)
+            due, late = job.catch_up(now)
+            if late:
+                w.skipped(job.endpoint, "late", late)
             self.stats.late(job.endpoint, max(0.0, now - due))
             self.stats.running(1)
             try:
@@ -1251,12 +1270,9 @@ class Scheduler:
                 self.stats.running(-1)
             if not job.active or self._stopping:
                 continue
-            end = time.monotonic()
-            k_end = job.index(end)
-            missed = k_end - job.index(due)
-            if missed > 0:
+            job.due, missed = job.after(due, time.monotonic())
+            if missed:
                 w.skipped(job.endpoint, "overrun", missed)
-            job.due = job.at(k_end + 1)
             self._queue.push(job)
 
     def apply(self, config: Config, file_targets: Sequence[TargetConfig] | None = None) -> None:

@@ -231,7 +231,7 @@ def serve(
     app.metrics_page.start()
     scheduler.start()
     address = f"{server.server_address[0]!s}:{server.server_address[1]}"
-    log.info("cardguard listening", extra={"address": address, "targets": len(cfg.targets)})
+    log.info("cardguard listening", extra={"address": address, "targets": len(scheduler.targets)})
     while True:
         sig = signal.sigwait(_CONTROL_SIGNALS)
         if sig != signal.SIGHUP:
