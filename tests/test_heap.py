@@ -147,3 +147,42 @@ def test_unknown_sample_index_names_the_source() -> None:
     path = version_dirs()[0] / "heap.pb.gz"
     with pytest.raises(ProfileError, match=r"heap\.pb\.gz: no sample type 'cpu'"):
         heap.owners(_decode(path), "cpu")
+
+
+def _recorded_profiles() -> list[Path]:
+    """Every recorded profile the pprof tests read: Go's own, google/pprof's and legacy ones."""
+    from support import TESTDATA
+
+    roots = [TESTDATA / "pprof", TESTDATA / "corpora" / "google-pprof"]
+    names = (".pb.gz", ".pb", ".cpu", ".heap", ".contention", ".growth", ".thread", ".txt")
+    return sorted(
+        p for root in roots for p in root.rglob("*") if p.is_file() and p.name.endswith(names)
+    )
+
+
+def test_one_pass_column_equals_the_whole_decode() -> None:
+    """decode_column (what `cardguard heap` reads) = column(decode()): stacks, values, owners.
+
+    Every recorded input, each sample type, and the same refusal where decode refuses one.
+    """
+    checked = refused = 0
+    for path in _recorded_profiles():
+        data = path.read_bytes()
+        try:
+            prof = profile.decode(data, str(path))
+        except ProfileError as exc:
+            with pytest.raises(ProfileError) as info:
+                profile.decode_column(data, str(path))
+            assert str(info.value) == str(exc)
+            refused += 1
+            continue
+        for index, st in enumerate(prof.sample_types):
+            want = profile.column(prof, st.type)
+            got = profile.decode_column(data, str(path), st.type)
+            assert got.index == want.index == index
+            assert got.stacks == want.stacks and got.values == want.values, path
+            assert got.profile == want.profile, path
+            assert heap.owners_of(got) == heap.owners(prof, st.type), path
+        checked += 1
+    # Go's heap, goroutine and legacy profiles and google/pprof's corpus (large.cpu).
+    assert checked >= 20 and refused >= 1

@@ -33,6 +33,7 @@ from cardguard.commands._options import color_option, colour_wanted, timeout_opt
 from cardguard.errors import FetchError, ProfileError
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import stacks
+from cardguard.pprof.profile import collector_paused
 
 DEFAULT_STACK_DEPTH = 8
 
@@ -232,13 +233,15 @@ def goroutines(
             )
         else:
             where, data = _sources.load(source, "goroutine", timeout=timeout)
-            snapshot = gr.parse(
-                data,
-                where,
-                fmt=None if input_format == "auto" else input_format,
-                kind="goroutineleak" if leak_profile else None,
-            )
-            groups = gr.group(snapshot, label, max_label_values)
+            # A dump's records hold no cycles: the collector would only rescan them.
+            with collector_paused():
+                snapshot = gr.parse(
+                    data,
+                    where,
+                    fmt=None if input_format == "auto" else input_format,
+                    kind="goroutineleak" if leak_profile else None,
+                )
+                groups = gr.group(snapshot, label, max_label_values)
     except (ProfileError, FetchError) as exc:
         raise click.ClickException(str(exc)) from exc
     creators = gr.by_creator(snapshot)

@@ -241,7 +241,10 @@ def heap(
             _write(_folded(source, base_source, sample_index, timeout, lines).encode(), output)
             return
         if base_source is None:
-            report = heap_mod.owners(_load(source, timeout), sample_index)
+            # One sample type is all a top needs: decoded in one pass, no Sample objects.
+            where, data = _sources.load(source, "heap", timeout=timeout)
+            with profile.collector_paused():
+                report = heap_mod.owners_of(profile.decode_column(data, where, sample_index))
             if fmt == "json":
                 text = json.dumps(_report_json(report, top), indent=2)
             else:

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 
-from cardguard.pprof.profile import Profile, _collector_paused
+from cardguard.pprof.profile import Column, Profile, collector_paused, column, column_at
 
-_STACK = itemgetter(0)  # Sample.stack, without the named tuple's property
-_VALUES = itemgetter(1)  # Sample.values
+_VALUES = itemgetter(1)  # Sample.values, without the named tuple's property
 _LEAF = itemgetter(0)
 
 
@@ -117,7 +116,12 @@ def normalise_function(name: str) -> str:
 def _costs(
     profile: Profile, index: int, fold_generics: bool = True
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Return (flat, cum) by function name for one value index.
+    """Return (flat, cum) by function name for one value index."""
+    return _column_costs(column_at(profile, index), fold_generics)
+
+
+def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, int], dict[str, int]]:
+    """Return (flat, cum) by function name for one sample type's column.
 
     One pass over the samples sums each value per leaf location (flat) and
     per set of locations on the stack (cum); each location's function names
@@ -129,10 +133,8 @@ def _costs(
     are a few sizes and counts), so the Python-level work is per pair.
     """
     name_of = normalise_function if fold_generics else str
-    samples = profile.samples
-    with _collector_paused():
-        stacks = list(map(_STACK, samples))
-        values = list(map(itemgetter(index), map(_VALUES, samples)))
+    stacks, values = col.stacks, col.values
+    with collector_paused():
         if stacks.count(()):
             kept = [(st, v) for st, v in zip(stacks, values, strict=True) if st]
             stacks = [st for st, _ in kept]
@@ -140,12 +142,11 @@ def _costs(
         leaves = Counter(zip(map(_LEAF, stacks), values, strict=True))
         # A set: a recursive function counts once per sample.
         location_sets = Counter(zip(map(frozenset, stacks), values, strict=True))
-    del stacks, values
     # Per location, once: its leaf function and the functions it stands for
     # (inlined frames included, each name once).
     leaf_of: dict[int, str] = {}
     names_of: dict[int, tuple[str, ...]] = {}
-    for lid, loc in profile.locations.items():
+    for lid, loc in col.profile.locations.items():
         frames = loc.frames
         if len(frames) == 1:
             names: tuple[str, ...] = (name_of(frames[0].function),)
@@ -203,18 +204,26 @@ def owners(
     Raises:
         ProfileError: the profile has no such sample type.
     """
-    index = profile.value_index(sample_index)
-    flat, cum = _costs(profile, index, fold_generics)
+    return owners_of(column(profile, sample_index), fold_generics)
+
+
+def owners_of(col: Column, fold_generics: bool = True) -> HeapReport:
+    """Rank the functions of one sample type's column, as :func:`owners` ranks its profile's.
+
+    The column comes from :func:`~cardguard.pprof.profile.decode_column`
+    (a large profile in one pass) or :func:`~cardguard.pprof.profile.column`.
+    """
+    flat, cum = _column_costs(col, fold_generics)
     functions = sorted(
         (FunctionCost(name, flat.get(name, 0), c) for name, c in cum.items()),
         key=lambda f: (-f.flat, -f.cum, f.name),
     )
-    st = profile.sample_types[index]
+    st = col.profile.sample_types[col.index]
     return HeapReport(
-        source=profile.source,
+        source=col.profile.source,
         sample_index=st.type,
         unit=st.unit,
-        total=sum(map(itemgetter(index), map(_VALUES, profile.samples))),
+        total=sum(col.values),
         functions=tuple(functions),
     )
 

@@ -30,11 +30,11 @@ import gc
 import posixpath
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
@@ -144,16 +144,19 @@ class Profile:
 
 _LOCATION_IDS = attrgetter("location_id")
 _VALUES = attrgetter("value")
+_SAMPLE_STACK = itemgetter(0)  # Sample.stack, without the named tuple's property
+_SAMPLE_VALUES = itemgetter(1)  # Sample.values
 # Builds a named tuple from one tuple of its fields without the Python-level __new__.
 _new_tuple = tuple.__new__
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many tuples that hold no cycles.
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many objects that hold no cycles.
 
-    Each generation-0 collection would otherwise walk every young tuple again,
-    which costs more than building them. The collector's previous state returns.
+    Each collection would otherwise walk every young tuple again, which costs
+    more than building them (a profile's stacks, a dump's records). The
+    collector's previous state returns; what was built is collected as usual.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -256,7 +259,13 @@ def decode(
         ) from exc
 
 
-def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: bool) -> Profile:
+_StringAt = Callable[[int, str], str]
+
+
+def _tables(
+    msg: profile_pb2.Profile, source: str, gzipped: bool
+) -> tuple[_StringAt, tuple[ValueType, ...], dict[int, Location]]:
+    """Check the string table; resolve sample types, functions, mappings and locations once."""
     strings = list(msg.string_table)
     if not strings or strings[0] != "":
         hint = "" if gzipped else " (input is neither gzip nor a raw profile)"
@@ -273,10 +282,7 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
     )
     if not sample_types:
         raise ProfileError(source, "not a pprof profile: no sample types")
-    nvalues = len(sample_types)
 
-    # The function and mapping tables are resolved once; each location, then
-    # each sample, is built from them in one pass.
     functions: dict[int, tuple[str, str]] = {}
     for f in msg.function:
         functions[f.id] = (s(f.name, "function name"), s(f.filename, "function filename"))
@@ -298,11 +304,60 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
         if not frames:
             frames.append(Frame(unsymbolised_name(file), "", 0))
         locations[loc.id] = Location(loc.id, loc.address, tuple(frames), file)
+    return s, sample_types, locations
 
+
+def _check_samples(
+    source: str,
+    stacks: list[tuple[int, ...]],
+    arities: Iterable[int],
+    nvalues: int,
+    locations: Mapping[int, Location],
+) -> None:
+    """Refuse samples with the wrong number of values or a location the profile lacks."""
+    arity = list(arities)
+    if set(arity) - {nvalues}:
+        bad = next(n for n in arity if n != nvalues)
+        raise ProfileError(source, f"sample has {bad} values, profile has {nvalues} sample types")
+    missing = set(chain.from_iterable(stacks)).difference(locations)
+    if missing:
+        raise ProfileError(source, f"samples refer to missing location {min(missing)}")
+
+
+def _profile(
+    msg: profile_pb2.Profile,
+    s: _StringAt,
+    source: str,
+    sample_types: tuple[ValueType, ...],
+    samples: tuple[Sample, ...],
+    locations: Mapping[int, Location],
+) -> Profile:
+    period_type = None
+    if msg.HasField("period_type"):
+        period_type = ValueType(
+            s(msg.period_type.type, "period_type"), s(msg.period_type.unit, "period_type")
+        )
+    default = s(msg.default_sample_type, "default_sample_type") or None
+    return Profile(
+        source=source,
+        sample_types=sample_types,
+        samples=samples,
+        locations=locations,
+        default_sample_type=default,
+        period_type=period_type,
+        period=msg.period,
+        time_nanos=msg.time_nanos,
+        duration_nanos=msg.duration_nanos,
+        comments=tuple(s(c, "comment") for c in msg.comment),
+    )
+
+
+def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: bool) -> Profile:
+    s, sample_types, locations = _tables(msg, source, gzipped)
     # Samples are the bulk of a profile (hundreds of thousands, each a stack of
     # tens of ids): built with C-level iteration only, and without the cyclic
     # collector rescanning the millions of new tuples on the way.
-    with _collector_paused():
+    with collector_paused():
         stacks = list(map(tuple, map(_LOCATION_IDS, msg.sample)))
         values = list(map(tuple, map(_VALUES, msg.sample)))
         if keep_labels:
@@ -319,36 +374,90 @@ def _convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: 
             )
         else:
             samples = list(map(_new_tuple, repeat(Sample), zip(stacks, values, repeat(()))))
-    if set(map(len, values)) - {nvalues}:
-        bad = next(n for n in map(len, values) if n != nvalues)
-        raise ProfileError(source, f"sample has {bad} values, profile has {nvalues} sample types")
-    missing = set(chain.from_iterable(stacks)).difference(locations)
-    if missing:
-        raise ProfileError(source, f"samples refer to missing location {min(missing)}")
+    _check_samples(source, stacks, map(len, values), len(sample_types), locations)
     del stacks, values
 
     drop = s(msg.drop_frames, "drop_frames")
     if drop:
         samples, locations = prune(samples, locations, drop, s(msg.keep_frames, "keep_frames"))
+    return _profile(msg, s, source, sample_types, tuple(samples), locations)
 
-    period_type = None
-    if msg.HasField("period_type"):
-        period_type = ValueType(
-            s(msg.period_type.type, "period_type"), s(msg.period_type.unit, "period_type")
+
+@dataclass(frozen=True)
+class Column:
+    """One sample type of a profile, sample by sample: each stack and its value.
+
+    ``profile`` holds everything else (sample types, locations, period...) and
+    no samples; ``stacks[i]`` (location ids, leaf first) weighs ``values[i]``
+    in sample type ``index``.
+    """
+
+    profile: Profile
+    index: int
+    stacks: list[tuple[int, ...]]
+    values: list[int]
+
+
+def column(profile: Profile, sample_index: str | None = None) -> Column:
+    """Take one sample type's column out of a decoded profile.
+
+    Raises:
+        ProfileError: the profile has no such sample type.
+    """
+    return column_at(profile, profile.value_index(sample_index))
+
+
+def column_at(profile: Profile, index: int) -> Column:
+    """Take the column of the sample type at position ``index`` out of a decoded profile."""
+    samples = profile.samples
+    with collector_paused():
+        stacks = list(map(_SAMPLE_STACK, samples))
+        values = list(map(itemgetter(index), map(_SAMPLE_VALUES, samples)))
+    return Column(replace(profile, samples=()), index, stacks, values)
+
+
+def decode_column(
+    data: bytes,
+    source: str,
+    sample_index: str | None = None,
+    max_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> Column:
+    """Decode one sample type of a profile: what ``column(decode(data), sample_index)`` gives.
+
+    In one pass over the samples, with no :class:`Sample` (nor the other
+    sample types' values) built for each: what an analysis of one value, such
+    as a heap top, needs of a large profile. Reads the same inputs and refuses
+    them with the same errors as :func:`decode`.
+    """
+    if not data:
+        raise ProfileError(source, "empty profile")
+    gzipped = data.startswith(GZIP_MAGIC)
+    if gzipped:
+        raw = decompress(data, source, max_bytes)
+    else:
+        if len(data) > max_bytes:
+            raise ProfileError(source, f"profile exceeds the limit of {max_bytes} bytes")
+        raw = data
+    msg = profile_pb2.Profile()
+    try:
+        msg.ParseFromString(raw)
+        s, sample_types, locations = _tables(msg, source, gzipped)
+        with collector_paused():
+            stacks = list(map(tuple, map(_LOCATION_IDS, msg.sample)))
+        _check_samples(
+            source, stacks, map(len, map(_VALUES, msg.sample)), len(sample_types), locations
         )
-    default = s(msg.default_sample_type, "default_sample_type") or None
-    return Profile(
-        source=source,
-        sample_types=sample_types,
-        samples=tuple(samples),
-        locations=locations,
-        default_sample_type=default,
-        period_type=period_type,
-        period=msg.period,
-        time_nanos=msg.time_nanos,
-        duration_nanos=msg.duration_nanos,
-        comments=tuple(s(c, "comment") for c in msg.comment),
-    )
+        if s(msg.drop_frames, "drop_frames"):
+            # pprof's frame pruning rewrites whole samples: take the usual path.
+            return column(_convert(msg, source, gzipped, False), sample_index)
+        head = _profile(msg, s, source, sample_types, (), locations)
+    except (DecodeError, ProfileError):
+        # Not a profile.proto: decode() says what it is or why it is refused.
+        return column(decode(data, source, max_bytes), sample_index)
+    index = head.value_index(sample_index)
+    with collector_paused():
+        values = list(map(itemgetter(index), map(_VALUES, msg.sample)))
+    return Column(head, index, stacks, values)
 
 
 # pprof compares a frame's function name with drop_frames/keep_frames after
