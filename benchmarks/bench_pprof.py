@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks._harness import Runner, compare, options, print_stages, print_table, stages
 
@@ -133,42 +134,58 @@ def bench_heap(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> 
 
 
 def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
-    """Time cardguard heap's stages in this process: decompress, parse, build, aggregate, render."""
+    """Time cardguard heap's stages in this process, as decode_column and owners_of run them."""
+    from operator import itemgetter
+
     from cardguard.commands.heap import _report_text
     from cardguard.pprof import heap, profile, profile_pb2
 
     data = path.read_bytes()
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}
 
     def gunzip() -> None:
         state["raw"] = profile.decompress(data, "x")
 
     def parse() -> None:
         msg = profile_pb2.Profile()
-        msg.ParseFromString(state["raw"])  # type: ignore[arg-type]
+        msg.ParseFromString(state["raw"])
         state["msg"] = msg
 
     def tables() -> None:
-        state["prof"] = profile._convert(state["msg"], "x", True, False)  # type: ignore[arg-type]
+        state["tables"] = profile._tables(state["msg"], "x", True)
+
+    def samples() -> None:
+        msg = state["msg"]
+        s, sample_types, locations = state["tables"]
+        with profile.collector_paused():
+            stacks = list(map(tuple, map(profile._LOCATION_IDS, msg.sample)))
+            arities = map(len, map(profile._VALUES, msg.sample))
+            profile._check_samples("x", stacks, arities, len(sample_types), locations)
+            head = profile._profile(msg, s, "x", sample_types, (), locations)
+            i = head.value_index(index)
+            values = list(map(itemgetter(i), map(profile._VALUES, msg.sample)))
+        state["column"] = profile.Column(head, i, stacks, values)
 
     def aggregate() -> None:
-        state["report"] = heap.owners(state["prof"], index)  # type: ignore[arg-type]
+        with profile.collector_paused():
+            state["report"] = heap.owners_of(state["column"])
 
     def render() -> None:
-        _report_text(state["report"], 20)  # type: ignore[arg-type]
+        _report_text(state["report"], 20)
 
     measured = stages(
         [
             ("decompress (gzip)", gunzip),
             ("protobuf parse (upb)", parse),
-            ("samples and locations (tables resolved once)", tables),
-            ("flat and cum per function (one pass)", aggregate),
+            ("locations and functions (tables resolved once)", tables),
+            ("stacks and one value per sample (one pass)", samples),
+            ("flat and cum per function (Counter per weight)", aggregate),
             ("sort and render the top 20", render),
         ],
         runs,
     )
-    prof = state["prof"]
-    print_stages(f"cardguard heap on {title}", measured, len(prof.samples), "sample")  # type: ignore[attr-defined]
+    n = len(state["column"].stacks)
+    print_stages(f"cardguard heap on {title}", measured, n, "sample")
 
 
 def bench_goroutines(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> None:

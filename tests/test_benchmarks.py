@@ -36,7 +36,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "== heap top of large.cpu (google/pprof)",
         "go tool pprof -top",
         "CPU vs peer",
-        "flat and cum per function (one pass)",
+        "flat and cum per function (Counter per weight)",
         "== goroutine dump of 1001 goroutines",
         "parse: blocks, one header match each, bodies once",
         "us per goroutine",

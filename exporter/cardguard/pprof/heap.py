@@ -164,10 +164,11 @@ def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, in
     # of one function (recursion) gives the extra counts back. Only locations
     # whose names some other location also has can do that.
     seen = Counter(chain.from_iterable(names_of.values()))
-    shared = frozenset(lid for lid, names in names_of.items() if any(seen[n] > 1 for n in names))
-    names_at = names_of.__getitem__
+    repeated = {name for name, k in seen.items() if k > 1}
+    shared = frozenset(lid for lid, names in names_of.items() if not repeated.isdisjoint(names))
     by_weight: dict[int, list[frozenset[int]]] = {}
-    excess: dict[str, int] = {}
+    # Weight per set of shared locations on a stack: far fewer sets than stacks.
+    shared_weight: dict[frozenset[int], int] = {}
     for (locs, v), n in location_sets.items():
         if not v:
             continue
@@ -175,11 +176,15 @@ def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, in
         by_weight.setdefault(w, []).append(locs)
         both = locs & shared
         if len(both) > 1:
-            on_stack = list(chain.from_iterable(map(names_at, both)))
-            if len(set(on_stack)) < len(on_stack):
-                for name, m in Counter(on_stack).items():
-                    if m > 1:
-                        excess[name] = excess.get(name, 0) + (m - 1) * w
+            shared_weight[both] = shared_weight.get(both, 0) + w
+    names_at = names_of.__getitem__
+    excess: dict[str, int] = {}
+    for both, w in shared_weight.items():
+        on_stack = list(chain.from_iterable(map(names_at, both)))
+        if len(set(on_stack)) < len(on_stack):
+            for name, m in Counter(on_stack).items():
+                if m > 1:
+                    excess[name] = excess.get(name, 0) + (m - 1) * w
     # Spread per distinct weight: Counter counts, in C, how many stacks hold each location.
     per_location: dict[int, int] = {}
     for w, sets in by_weight.items():
