@@ -234,6 +234,26 @@ def test_one_step_of_heap_growth_is_not_a_leak(demo: TargetView) -> None:
     assert growth and all(o.severity == "info" for o in growth)
 
 
+def test_heap_that_appears_during_the_watch_counts_from_where_it_shows(demo: TargetView) -> None:
+    # A first profile without the owner (the healthy demo's), then the leaky demo's: the
+    # owner appears from zero, as a start-up table does when the profile publishes it two
+    # GC cycles late (issue 12: Prometheus' tsdb.newStripeSeries on a loaded machine).
+    empty = view_of("demo-healthy").heaps[0]
+    owner = "main.renderSection"
+    assert off._owner_totals(empty.profile)[0].get(owner, 0) == 0
+    h = demo.heaps
+    at = [h[0].at - 3.0, *(x.at for x in h)]
+    appeared = (dataclasses.replace(empty, at=at[0]), h[1], h[2])
+    view = dataclasses.replace(demo, heaps=appeared)
+    found = [o for o in detect(view) if o.kind == "heap_growth" and o.function == owner]
+    # one step of growth after it showed: at most info
+    assert all(o.severity == "info" for o in found)
+    # It keeps growing after it showed: still a leak.
+    view = dataclasses.replace(demo, heaps=(dataclasses.replace(empty, at=at[0]), *h))
+    (o,) = [o for o in detect(view) if o.kind == "heap_growth" and o.function == owner]
+    assert o.severity == "warning"
+
+
 @pytest.mark.parametrize("name", ["demo-healthy", "prometheus"])
 def test_healthy_services_name_nothing_serious(name: str) -> None:
     view = view_of(name, target=name)

@@ -1598,7 +1598,15 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
         values = [float(s[0].get(owner, 0)) for s in series]
         if not _monotonic(values):
             continue
-        steps = [b - a for a, b in itertools.pairwise(values)]
+        judged = values
+        if values[0] == 0 and len(values) > 2:
+            # Absent from the first profile, it appeared during the watch: a start-up
+            # allocation reaches heap profiles up to two GC cycles late, so a table
+            # made once looks like growth from zero. Growth counts from where it shows.
+            judged = values[next(i for i, v in enumerate(values) if v > 0) :]
+            if now - judged[0] < rule.min_growth_bytes:
+                continue
+        steps = [b - a for a, b in itertools.pairwise(judged)]
         if len(steps) >= 2 and not _keeps_growing(steps):
             # One step up, then flat: a one-off allocation (a start-up table, a pool
             # sized once), not something that keeps growing.
