@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from operator import attrgetter
+from typing import NamedTuple
 
 from cardguard.errors import ProfileError
 from cardguard.pprof import profile as profile_mod
@@ -98,9 +99,8 @@ _MAX_NESTING = 5  # Go prints aggregates nested at most this deep
 _NOISE = re.compile(r"^(runtime: |stack: |fp=|0x[0-9a-f]+: |\[signal |\s*$)")
 
 
-@dataclass(slots=True)
-class GoroutineRecord:
-    """One goroutine (debug2) or one counted stack (proto, debug1); treat as read-only.
+class GoroutineRecord(NamedTuple):
+    """One goroutine (debug2) or one counted stack (proto, debug1).
 
     Fields a format does not carry are ``None``: only debug2 has state,
     wait minutes, creator, ids, thread locking, synctest bubbles and the
@@ -110,12 +110,11 @@ class GoroutineRecord:
     (arguments dropped), before normalisation. ``sites`` holds the
     ``file:line`` of each frame of ``frames`` as the input printed it (``""``
     where it printed none); in a dump, goroutines with one stack share the
-    first one's sites. Not frozen only because
-    frozen dataclasses build three times slower and a dump can hold
-    hundreds of thousands of goroutines.
+    first one's sites. A named tuple because a dump can hold hundreds of
+    thousands of goroutines: one builds in C (a dataclass runs Python code).
     """
 
-    count: int
+    count: int  # type: ignore[assignment]  # the field hides tuple.count, which nothing calls
     frames: tuple[str, ...]
     created_by: str | None = None
     state: str | None = None
@@ -473,6 +472,9 @@ def _not_a_dump(text: str) -> str:
     return "no goroutines in the dump"
 
 
+# Builds a record from a tuple of all its fields, in C (no Python-level __new__).
+_new_record = tuple.__new__
+
 # What one goroutine of a dump block printed below its header: (whether its
 # header is the block's own, that header, the stack as printed, the normalised
 # stack, its sites, creator, creator's id). A goroutine printed without a blank
@@ -748,20 +750,23 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                 st = states[inner] = _parse_state(inner)
             state, minutes, leaked, locked, bubble = st
             append(
-                GoroutineRecord(
-                    1,
-                    stack,
-                    created_by,
-                    state,
-                    minutes,
-                    True if leaked else unmarked,
-                    int(hm.group(1)),
-                    creator_id,
-                    labels_of(hm) if hm.group(3) else (),
-                    locked,
-                    bubble,
-                    printed,
-                    sites,
+                _new_record(
+                    GoroutineRecord,
+                    (
+                        1,
+                        stack,
+                        created_by,
+                        state,
+                        minutes,
+                        True if leaked else unmarked,
+                        int(hm.group(1)),
+                        creator_id,
+                        labels_of(hm) if hm.group(3) else (),
+                        locked,
+                        bubble,
+                        printed,
+                        sites,
+                    ),
                 )
             )
         if ended:
