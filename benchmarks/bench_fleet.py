@@ -422,6 +422,7 @@ def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
             runs0, within0 = late_runs(base)
             skipped0 = skipped(base)
             c0 = cpu_seconds(proc.pid)
+            rss0 = rss_bytes(proc.pid)
             latencies = []
             end = time.monotonic() + sizes.schedule_window
             while time.monotonic() < end:
@@ -448,7 +449,8 @@ def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
             f"{n} targets ({sizes.interval:g}s, profiles {sizes.profile_interval:g}s): "
             f"{'ON SCHEDULE' if ok else 'BEHIND'}; {runs:.0f} runs, {on_time:.2%} within 1s, "
             f"{missed:.0f} skipped; CPU {cpu / sizes.schedule_window:.2f} cores; RSS "
-            f"{rss / 2**20:.0f} MiB, {(rss - base_rss) / max(1, n - 1) / 1024:.0f} KiB per target; "
+            f"{rss / 2**20:.0f} MiB ({(rss - rss0) / 2**20:+.0f} MiB over the window), "
+            f"{(rss - base_rss) / max(1, n - 1) / 1024:.0f} KiB per target; "
             f"/metrics p99 {p99 * 1000:.0f} ms, median "
             f"{statistics.median(latencies) * 1000:.0f} ms ({page / 1024:.0f} KiB gzipped)"
         )
@@ -548,7 +550,13 @@ def main() -> None:
         type=Path,
         help="another checkout (e.g. from git archive) whose serve is measured for throughput too",
     )
+    ap.add_argument(
+        "--phases",
+        default="throughput,schedule,startup,profile",
+        help="which parts to run, comma-separated",
+    )
     args, _ = ap.parse_known_args(sys.argv[1:])
+    phases = set(args.phases.split(","))
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="cardguard-bench-fleet-") as tmp:
         work = Path(tmp)
@@ -558,10 +566,14 @@ def main() -> None:
             f"page: {len(page.read_bytes()) / 1024:.0f} KiB, {lines} series (nhserver -users=580)"
         )
         with pageserver(page, work) as (ports, stats_url):
-            throughput(work, ports, stats_url, sizes, args.baseline)
-            schedule(work, ports, sizes)
-            startup(work, ports, sizes)
-            profile(stats_url)
+            if "throughput" in phases:
+                throughput(work, ports, stats_url, sizes, args.baseline)
+            if "schedule" in phases:
+                schedule(work, ports, sizes)
+            if "startup" in phases:
+                startup(work, ports, sizes)
+            if "profile" in phases:
+                profile(stats_url)
 
 
 if __name__ == "__main__":

@@ -277,7 +277,11 @@ def _child(conn: Connection) -> None:
         if kind == "forget":
             store.forget(msg[1])
             continue
-        req: PageRequest = msg[1]
+        try:
+            # The page comes as raw bytes after the request: no pickled copy of it.
+            req: PageRequest = replace(msg[1], data=conn.recv_bytes())
+        except (EOFError, OSError):
+            return
         entry = store.get(req.key)
         held = entry[1] if entry is not None and entry[0] == req.token else None
         try:
@@ -329,7 +333,8 @@ class _Slot:
         with self._lock:
             conn = self._ensure()
             try:
-                conn.send(("analyse", req))
+                conn.send(("analyse", replace(req, data=b"")))
+                conn.send_bytes(req.data)
                 reply = conn.recv()
             except (EOFError, OSError, ValueError) as exc:
                 died = self._proc.exitcode if self._proc is not None else None

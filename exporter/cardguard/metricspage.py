@@ -39,7 +39,11 @@ from cardguard.scheduler import TargetSnapshot
 log = logging.getLogger("cardguard.metricspage")
 
 REBUILD_SECONDS = 1.0
-FORMAT_IDLE_SECONDS = 600.0
+# Rendering time per rebuild; what does not fit waits for the next one (see build).
+BUILD_BUDGET_SECONDS = 0.25
+# A format not asked for this long is no longer rebuilt (Prometheus asks for OpenMetrics,
+# curl for text); the next request for it builds it again, once.
+FORMAT_IDLE_SECONDS = 120.0
 _EOF = b"# EOF\n"
 FORMATS = ("text", "openmetrics")
 
@@ -100,6 +104,7 @@ class MetricsPage:
         self._snapshots = snapshots
         self._cap = offender_cap
         self._lock = threading.Lock()  # one build at a time
+        self._swap = threading.Lock()  # replacing a finished page (held for microseconds)
         self._targets: dict[str, _Target] = {}
         self._pages: dict[str, tuple[bytes, bytes | None]] = {}  # format -> (body, gzipped)
         self._asked: dict[str, float] = {}
@@ -124,9 +129,16 @@ class MetricsPage:
             self._headers[fmt] = found
         return found
 
-    def build(self, formats: Iterable[str] | None = None) -> None:
-        """Re-render changed targets and rebuild the pages of ``formats`` (those asked for)."""
+    def build(self, formats: Iterable[str] | None = None, budget: float | None = None) -> None:
+        """Re-render changed targets and rebuild the pages of ``formats`` (those asked for).
+
+        With a ``budget`` (seconds), rendering stops when it is spent: targets not
+        re-rendered keep their previous series (or wait, if they have none yet) until
+        the next build, so a fleet starting or changing at once never holds the builder
+        (and the GIL) for long.
+        """
         now = time.monotonic()
+        stop_at = None if budget is None else time.perf_counter() + budget
         with self._lock:
             if formats is None:
                 asked = list(self._asked.items())
@@ -143,6 +155,10 @@ class MetricsPage:
                 if old is not None and old.snap is snap and all(f in old.blocks for f in formats):
                     fresh[snap.target] = old
                     continue
+                if stop_at is not None and time.perf_counter() > stop_at:
+                    if old is not None and all(f in old.blocks for f in formats):
+                        fresh[snap.target] = old  # this time with its previous series
+                    continue
                 changed = True
                 metrics = self._collect((snap,))
                 blocks = dict(old.blocks) if old is not None and old.snap is snap else {}
@@ -155,7 +171,9 @@ class MetricsPage:
             self._targets = fresh
             for fmt in formats:
                 if changed or fmt not in self._pages:
-                    self._pages[fmt] = (self._join(fmt, fresh.values()), None)
+                    page = (self._join(fmt, fresh.values()), None)
+                    with self._swap:
+                        self._pages[fmt] = page
             self.builds += 1
             self.build_seconds += time.perf_counter() - started
 
@@ -184,7 +202,8 @@ class MetricsPage:
             return body
         if gz is None:
             gz = gzip.compress(body, compresslevel=1, mtime=0)
-            with self._lock:
+            # Not the build lock: a request must never wait for a build.
+            with self._swap:
                 if self._pages.get(fmt, (None,))[0] is body:
                     self._pages[fmt] = (body, gz)
         return gz
@@ -233,7 +252,7 @@ class MetricsPage:
     def _run(self) -> None:
         while not self._stop.wait(REBUILD_SECONDS):
             try:
-                self.build()
+                self.build(budget=BUILD_BUDGET_SECONDS)
             except Exception:  # a bug: logged, and the previous page keeps being served
                 log.exception("rebuilding the /metrics page failed", extra={"reason": "internal"})
 

@@ -6,10 +6,11 @@ every ``profiles.interval``) on a fixed pool of I/O threads fed by a due-time
 queue (:class:`DueQueue`, a heap of next-run times). Each job runs on a grid
 ``phase + k * interval`` whose phase is a hash of the target's name and the
 endpoint, so a fleet's scrapes are spread over their interval instead of
-starting together; the first run comes within ``min(interval,``
-:data:`FIRST_RUN_SPREAD```)`` of the start. Start-up only fills the heap, so
-it does not grow with threads, and memory per target is its state only
-(docs/performance.md states it).
+starting together. First runs are spread too, at no more than
+:data:`START_RATE` jobs a second and never more than one interval away, so a
+small fleet starts at once and ten thousand targets over their interval.
+Start-up only fills the heap, so it does not grow with threads, and memory
+per target is its state only (docs/performance.md states it).
 
 Overload is visible and graceful: every run's lateness goes into
 ``cardguard_scrape_lateness_seconds{endpoint}``; a run that could not start
@@ -122,9 +123,10 @@ JOB_ENDPOINTS = ("metrics", "heap", "goroutine", "goroutineleak")
 PROFILE_JOBS = JOB_ENDPOINTS[1:]
 # Why a run was skipped: the values of cardguard_scrapes_skipped_total{reason}.
 SKIP_REASONS = ("late", "overrun")
-# A job's first run comes within this long of the start (or of being added), or later
-# for a fleet whose first runs would come faster than START_RATE jobs a second.
-FIRST_RUN_SPREAD = 30.0
+# First runs start at no more than START_RATE jobs a second (a job's first run is at most
+# one interval away), over at least FIRST_RUN_SPREAD seconds: a small fleet starts at once,
+# ten thousand targets over their interval.
+FIRST_RUN_SPREAD = 1.0
 START_RATE = 100.0
 DEFAULT_CONCURRENCY = 32
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
