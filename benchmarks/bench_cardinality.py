@@ -201,6 +201,42 @@ def page_path(series: int, seed: int = 1) -> Path:
     return path
 
 
+def exploding_scrapes(series: int, scrapes: int) -> None:
+    """Scrapes per CPU second of what serve does with each page of an exploding target.
+
+    Every scrape's page has ``series`` series of which the exploding summary's
+    are all new (another seed each time): parse, count, label values and the
+    churn update against the previous scrape, in this process. The whole
+    server (fetch, scheduling, exposition) is measured by ``benchmarks fleet``.
+    """
+    import io
+    import statistics
+    import time
+
+    from cardguard.cardinality import analyse
+    from cardguard.churn import ChurnTracker
+
+    pages = []
+    for seed in range(scrapes + 1):
+        buf = io.StringIO()
+        write_page(buf, series, seed=seed + 100)
+        pages.append(buf.getvalue().encode())
+    tracker = ChurnTracker()
+    tracker.update(analyse(pages[0], content_type=None, source="page"), 0.0)
+    times = []
+    for i, page in enumerate(pages[1:], start=1):
+        start = time.process_time()
+        tracker.update(analyse(page, content_type=None, source="page"), 60.0 * i)
+        times.append(time.process_time() - start)
+    med = statistics.median(times)
+    print(
+        f"\n== serve's analysis of an exploding target: {series:,}-series pages, every "
+        f"exploding series new each scrape ({scrapes} scrapes, CPU time in this process)"
+    )
+    print(f"{'median CPU per scrape':<40} {med * 1000:>9.1f} ms")
+    print(f"{'scrapes per CPU second':<40} {1 / med:>9.1f}   (aim >= 60)")
+
+
 def stage_breakdown(path: Path, runs: int, series: int) -> None:
     """Time the stages of one cold analysis in this process: read, parse, count, classify, ..."""
     from cardguard import patterns
@@ -306,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     if peer is not None:
         print("aims: >= 5x promtool's speed, <= 0.1 of its peak RSS (whole process, page included)")
     stage_breakdown(path, runs, lines)
+    exploding_scrapes(2_000 if args.quick else 10_000, 3 if args.quick else 20)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 

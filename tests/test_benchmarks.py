@@ -30,6 +30,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "-- cardguard cardinality, one cold page",
         "exposition: split, tokenise and validate lines",
         "us per series",
+        "scrapes per CPU second",
     ),
     "bench_pprof": (
         "== heap top of heapstacks",
