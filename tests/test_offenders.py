@@ -225,13 +225,38 @@ def test_one_step_of_heap_growth_is_not_a_leak(demo: TargetView) -> None:
     # The demo's real profiles, but the heap stops growing after the first interval (a
     # start-up allocation such as Prometheus' tsdb.newStripeSeries looks like this).
     first, second = demo.heaps[0], demo.heaps[1]
-    flat = dataclasses.replace(demo.heaps[-1], profile=second.profile)
+    # A later profile (a GC completed: another owner changed) in which the owner is flat.
+    other = next(
+        smp
+        for smp in second.profile.samples
+        if not any(f.function.startswith("main.") for f in off._frames(second.profile, smp.stack))
+    )
+    later = dataclasses.replace(second.profile, samples=(*second.profile.samples, other))
+    flat = dataclasses.replace(demo.heaps[-1], profile=later)
     view = dataclasses.replace(demo, heaps=(first, second, flat))
     assert not [o for o in detect(view) if o.kind == "heap_growth"]
     # With only two snapshots one step is all there is: named, but only as info.
     two = dataclasses.replace(demo, heaps=(first, demo.heaps[-1]))
     growth = [o for o in detect(two) if o.kind == "heap_growth"]
     assert growth and all(o.severity == "info" for o in growth)
+
+
+def test_a_profile_no_gc_rewrote_is_not_a_flat_interval() -> None:
+    """The cache-only demo watched 12s at 4s (the verdict matrix's row, saved with --save).
+
+    Go rewrites the heap profile only when a GC completes; a leaking heap doubles its GC
+    goal each cycle, so no GC came in the last interval and the last two profiles are the
+    same. That is no news, not a heap that stopped growing.
+    """
+    view = view_of("demo-cache-no-gc")
+    owner = "main.renderSection"
+    values = [off._owner_totals(h.profile)[0].get(owner, 0) for h in view.heaps]
+    assert values[-1] == values[-2] > values[0]
+    assert len(off._published(view.heaps)) == len(view.heaps) - 1
+    (o,) = [o for o in detect(view) if o.kind == "heap_growth"]
+    assert o.function == owner and o.severity == "warning"
+    # the trend shows the published profiles only
+    assert len(o.evidence["trend"]["points"]) == len(view.heaps) - 1
 
 
 def test_heap_that_appears_during_the_watch_counts_from_where_it_shows(demo: TargetView) -> None:

@@ -1578,15 +1578,34 @@ CLIENT_GROWTH_MIN = 50
 CLIENT_GROWTH_RATIO = 0.2
 
 
+def _published(heaps: Sequence[HeapPoint]) -> list[HeapPoint]:
+    """The heap points whose profile changed since the one before.
+
+    Go rewrites the heap profile only when a garbage collection completes, so a
+    profile equal to the previous one says nothing about its interval: not that
+    the heap stopped growing (a leaking heap doubles its GC goal each cycle, and
+    the gaps between collections grow with it). The first of equal ones is kept.
+    """
+    out: list[HeapPoint] = []
+    seen: tuple[int, ...] | None = None
+    for h in heaps:
+        key = tuple(h.profile.total(st.type) for st in h.profile.sample_types)
+        if key != seen:
+            out.append(h)
+        seen = key
+    return out
+
+
 def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
-    if len(view.heaps) < 2:
+    heaps = _published(view.heaps)
+    if len(heaps) < 2:
         return []
     rule = rules.heap_growth
-    series = [_owner_totals(h.profile) for h in view.heaps]
+    series = [_owner_totals(h.profile) for h in heaps]
     first, last = series[0][0], series[-1][0]
-    span = view.heaps[-1].at - view.heaps[0].at
+    span = heaps[-1].at - heaps[0].at
     change, rates, fams = _traffic_change(view)
-    clients = _clients_change(view, view.heaps[0].at, view.heaps[-1].at)
+    clients = _clients_change(view, heaps[0].at, heaps[-1].at)
     out: list[Offender] = []
     for owner, now in last.items():
         before = first.get(owner, 0)
@@ -1663,7 +1682,7 @@ def _heap_growth(view: TargetView, rules: TargetRules) -> list[Offender]:
             "trend": _trend(
                 f"in-use heap owned by {_short(owner)}",
                 "bytes",
-                [(h.at, v) for h, v in zip(view.heaps, values, strict=True)],
+                [(h.at, v) for h, v in zip(heaps, values, strict=True)],
             ),
         }
         held = next((f for f in frames if f.function == owner), None)

@@ -18,6 +18,10 @@ goroutine-full.txt and goroutineleak.txt where served):
   Its last snapshot's full goroutine dump (4.5 MB of text) is not kept: above
   ``goroutine_full_max`` serve has none either.
 
+``demo-cache-no-gc`` is not re-recorded here: the verdict matrix's cache-only demo row
+saved with ``report --save`` when no GC came in its last interval (so the last two heap
+profiles are the same), kept for that.
+
 The etcd sets use the verdict matrix's rows (benchmarks/bench_verdicts.py) and a
 12s watch at 4s.
 
