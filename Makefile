@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps demo test test-fast test-protobuf5 lint typecheck bench soak fixtures proto generate clean
+.PHONY: deps demo test test-fast test-protobuf5 lint typecheck bench profile soak fixtures proto generate clean
 
 deps:
 	scripts/bootstrap.sh
@@ -23,6 +23,17 @@ typecheck: deps
 
 bench: deps
 	$(PY) -m benchmarks
+
+# cardguard's own flame graphs in docs/ (docs/performance.md): a cold 200k-series
+# page, google/pprof's large.cpu and a 100k-goroutine dump, sampled by pyinstrument
+# and drawn by cardguard.flamegraph. Needs Go for the dump (benchmarks/goprogs).
+PAGE = $$($(PY) -c 'from benchmarks.bench_cardinality import page_path; print(page_path(200000))')
+DUMP = $$($(PY) -c 'from benchmarks.bench_pprof import dump_path; print(dump_path())')
+profile: deps
+	$(PY) -m benchmarks.profile --svg docs/flame-cardinality.svg -- cardinality $(PAGE) --format json
+	$(PY) -m benchmarks.profile --svg docs/flame-heap.svg -- \
+		heap tests/testdata/corpora/google-pprof/internal/proftest/testdata/large.cpu
+	$(PY) -m benchmarks.profile --svg docs/flame-goroutines.svg -- goroutines $(DUMP) --format json
 
 soak: deps
 	$(PY) -m pytest -q -m slow tests/test_soak.py

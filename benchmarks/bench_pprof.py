@@ -80,6 +80,19 @@ def build(go: Path, prog: str) -> Path:
     return out
 
 
+def dump_path(goroutines: int = 100_000) -> Path:
+    """A debug=2 dump of ``goroutines`` parked goroutines, written once and kept in the cache."""
+    go = current_go()
+    prefix = CACHE / f"goroutine-{goroutines}"
+    full = Path(f"{prefix}.debug2.txt")
+    if not full.exists():
+        subprocess.run(
+            [str(build(go, "manygoroutines")), "-o", str(prefix), "-n", str(goroutines)],
+            check=True,
+        )
+    return full
+
+
 def bench_heap(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> None:
     path = work / "heap.pb.gz"
     depth = "8" if quick else "17"

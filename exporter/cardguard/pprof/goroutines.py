@@ -1002,18 +1002,40 @@ _RECORD_STATE = attrgetter("state")
 _RECORD_WAIT_MINUTES = attrgetter("wait_minutes")
 _RECORD_LEAKED = attrgetter("leaked")
 _RECORD_SITES = attrgetter("sites")
+_RECORD_FRAMES = attrgetter("frames")
 
 
 def _make_group(
     frames: tuple[str, ...], recs: list[GoroutineRecord], key: str | None, value: str | None
 ) -> GoroutineGroup:
     # A group of a dump holds one record per goroutine: its fields are
-    # tallied in C (Counter over (field, count) pairs), not record by record.
+    # tallied in C, in one Counter over (creator, state, leaked, wait, count),
+    # and only the few distinct tuples are looked at one by one.
     counts = list(map(_RECORD_COUNT, recs))
-    waits = set(map(_RECORD_WAIT_MINUTES, recs))
-    waits.discard(None)
-    leaks = Counter(zip(map(_RECORD_LEAKED, recs), counts, strict=True))
-    leak_known = any(leaked is not None for leaked, _ in leaks)
+    tally = Counter(
+        zip(
+            map(_RECORD_CREATED_BY, recs),
+            map(_RECORD_STATE, recs),
+            map(_RECORD_LEAKED, recs),
+            map(_RECORD_WAIT_MINUTES, recs),
+            counts,
+            strict=True,
+        )
+    )
+    creators: Counter[tuple[str | None, int]] = Counter()
+    states: Counter[tuple[str | None, int]] = Counter()
+    waits: list[int] = []
+    leak_known = False
+    leaked = 0
+    for (creator, state, leak, wait, n), k in tally.items():
+        creators[creator, n] += k
+        states[state, n] += k
+        if wait is not None:
+            waits.append(wait)
+        if leak is not None:
+            leak_known = True
+            if leak:
+                leaked += n * k
     # The sites of the largest record; the first record wins ties, so a dump's are stable.
     if set(counts) == {1}:
         largest = next(filter(_RECORD_SITES, recs), None)
@@ -1025,10 +1047,10 @@ def _make_group(
         count=sum(counts),
         function=top_function(frames),
         frames=frames,
-        created_by=_most_common(Counter(zip(map(_RECORD_CREATED_BY, recs), counts, strict=True))),
-        state=_most_common(Counter(zip(map(_RECORD_STATE, recs), counts, strict=True))),
+        created_by=_most_common(creators),
+        state=_most_common(states),
         max_wait_minutes=max(waits) if waits else None,
-        leaked=sum(n * k for (leaked, n), k in leaks.items() if leaked) if leak_known else None,
+        leaked=leaked if leak_known else None,
         label=value,
         sites=largest.sites or () if largest is not None else (),
     )
@@ -1038,27 +1060,31 @@ def by_creator(snapshot: GoroutineSnapshot) -> list[CreatorGroup]:
     """Group a snapshot's goroutines by creator, largest first.
 
     Formats without creators (proto, debug1) give one group with
-    ``created_by=None``.
+    ``created_by=None``. Tallied in C (Counter over the records' fields): a
+    dump holds a record per goroutine.
     """
-    counts: Counter[str | None] = Counter()
-    stacks: dict[str | None, set[tuple[str, ...]]] = {}
+    records = snapshot.records
+    creators = list(map(_RECORD_CREATED_BY, records))
+    counts = list(map(_RECORD_COUNT, records))
+    leaks = list(map(_RECORD_LEAKED, records))
+    total: Counter[str | None] = Counter()
     leaked: dict[str | None, int] = {}
-    leak_known = False
-    for rec in snapshot.records:
-        counts[rec.created_by] += rec.count
-        stacks.setdefault(rec.created_by, set()).add(rec.frames)
-        if rec.leaked is not None:
-            leak_known = True
-            if rec.leaked:
-                leaked[rec.created_by] = leaked.get(rec.created_by, 0) + rec.count
+    for (creator, n, leak), k in Counter(zip(creators, counts, leaks, strict=True)).items():
+        total[creator] += n * k
+        if leak:
+            leaked[creator] = leaked.get(creator, 0) + n * k
+    stacks: Counter[str | None] = Counter(
+        creator for creator, _ in set(zip(creators, map(_RECORD_FRAMES, records), strict=True))
+    )
+    leak_known = any(leak is not None for leak in set(leaks))
     out = [
         CreatorGroup(
             created_by=c,
             count=n,
-            groups=len(stacks[c]),
+            groups=stacks[c],
             leaked=leaked.get(c, 0) if leak_known else None,
         )
-        for c, n in counts.items()
+        for c, n in total.items()
     ]
     out.sort(key=lambda g: (-g.count, g.created_by or ""))
     return out
