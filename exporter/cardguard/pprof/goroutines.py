@@ -1002,7 +1002,6 @@ _RECORD_STATE = attrgetter("state")
 _RECORD_WAIT_MINUTES = attrgetter("wait_minutes")
 _RECORD_LEAKED = attrgetter("leaked")
 _RECORD_SITES = attrgetter("sites")
-_RECORD_FRAMES = attrgetter("frames")
 
 
 def _make_group(
@@ -1060,31 +1059,27 @@ def by_creator(snapshot: GoroutineSnapshot) -> list[CreatorGroup]:
     """Group a snapshot's goroutines by creator, largest first.
 
     Formats without creators (proto, debug1) give one group with
-    ``created_by=None``. Tallied in C (Counter over the records' fields): a
-    dump holds a record per goroutine.
+    ``created_by=None``.
     """
-    records = snapshot.records
-    creators = list(map(_RECORD_CREATED_BY, records))
-    counts = list(map(_RECORD_COUNT, records))
-    leaks = list(map(_RECORD_LEAKED, records))
-    total: Counter[str | None] = Counter()
+    counts: Counter[str | None] = Counter()
+    stacks: dict[str | None, set[tuple[str, ...]]] = {}
     leaked: dict[str | None, int] = {}
-    for (creator, n, leak), k in Counter(zip(creators, counts, leaks, strict=True)).items():
-        total[creator] += n * k
-        if leak:
-            leaked[creator] = leaked.get(creator, 0) + n * k
-    stacks: Counter[str | None] = Counter(
-        creator for creator, _ in set(zip(creators, map(_RECORD_FRAMES, records), strict=True))
-    )
-    leak_known = any(leak is not None for leak in set(leaks))
+    leak_known = False
+    for rec in snapshot.records:
+        counts[rec.created_by] += rec.count
+        stacks.setdefault(rec.created_by, set()).add(rec.frames)
+        if rec.leaked is not None:
+            leak_known = True
+            if rec.leaked:
+                leaked[rec.created_by] = leaked.get(rec.created_by, 0) + rec.count
     out = [
         CreatorGroup(
             created_by=c,
             count=n,
-            groups=stacks[c],
+            groups=len(stacks[c]),
             leaked=leaked.get(c, 0) if leak_known else None,
         )
-        for c, n in total.items()
+        for c, n in counts.items()
     ]
     out.sort(key=lambda g: (-g.count, g.created_by or ""))
     return out
