@@ -127,3 +127,28 @@ def test_goroutine_group_growth_between_live_snapshots(demo_service: DemoFactory
 
         observe()
         wait_for(grown, 30, "the poller group to grow by 100")
+
+
+def test_steady_mode_holds_every_leak_at_its_bound(demo_service: DemoFactory) -> None:
+    """-steady: each leak grows to its bound and then holds (the demo can run for days)."""
+    bounds = ("-steady", "-label-bound=150", "-goroutine-bound=120", "-cache-bound=250")
+    with demo_service("current", *DEMO_FAST_FLAGS, *bounds) as proc:
+        start = _metrics(proc)
+
+        def at_bounds() -> bool:
+            m = _metrics(proc)
+            return (
+                m["summary_series"] >= 150
+                and m["demo_page_cache_entries"] >= 250
+                and m["go_goroutines"] >= start["go_goroutines"] + 110
+            )
+
+        wait_for(at_bounds, 30, "every leak to reach its bound")
+        held = _metrics(proc)
+        # At the fast rates, another second would add 200 paths, 100 pollers, 200 pages.
+        _grows(proc, requests=100)
+        now = _metrics(proc)
+        # The bound, plus the ten raw paths of the steady traffic (labelled raw too).
+        assert now["summary_series"] == held["summary_series"] <= 150 + 10
+        assert now["demo_page_cache_entries"] == held["demo_page_cache_entries"] == 250
+        assert now["go_goroutines"] <= held["go_goroutines"] + 5

@@ -80,6 +80,10 @@ type config struct {
 	requestRate     float64
 	memProfileRate  int
 	leakFor         time.Duration
+	steady          bool
+	labelBound      int
+	goroutineBound  int
+	cacheBound      int
 }
 
 func parseFlags() config {
@@ -97,11 +101,26 @@ func parseFlags() config {
 	flag.Float64Var(&c.requestRate, "request-rate", 50, "steady requests per second to known routes")
 	flag.IntVar(&c.memProfileRate, "mem-profile-rate", 0, "runtime.MemProfileRate (0 keeps Go's default)")
 	flag.DurationVar(&c.leakFor, "leak-for", 0, "stop leaking after this long, keeping what leaked (0: never stop)")
+	flag.BoolVar(&c.steady, "steady", false, "each leak grows to its bound (-label-bound, -goroutine-bound, -cache-bound) and then holds")
+	flag.IntVar(&c.labelBound, "label-bound", 12000, "with -steady: distinct raw paths in start_point, then they repeat")
+	flag.IntVar(&c.goroutineBound, "goroutine-bound", 3000, "with -steady: leaked pollers, then no more subscriptions")
+	flag.IntVar(&c.cacheBound, "cache-bound", 30000, "with -steady: cached pages, then entries are overwritten")
 	flag.Parse()
 	if c.healthy {
 		c.leakLabels, c.leakGoroutines, c.leakCache = false, false, false
 	}
+	if !c.steady {
+		c.labelBound, c.goroutineBound, c.cacheBound = 0, 0, 0
+	}
 	return c
+}
+
+// bounded maps the i-th event to one of bound slots (0: unbounded, i itself).
+func bounded(i, bound int) int {
+	if bound > 0 {
+		return i % bound
+	}
+	return i
 }
 
 // routeOf maps a concrete path to its route template, what a careful service
@@ -277,11 +296,16 @@ func main() {
 	every(c.requestRate, 0, func(i int) { serve(fmt.Sprintf("/api/v1/users/%d/profile", i%10)) })
 	if c.leakLabels {
 		every(c.labelRate, c.leakFor, func(i int) {
+			// Past the bound the same paths come again: the series stay, none are added.
+			i = bounded(i, c.labelBound)
 			serve(fmt.Sprintf("/api/v1/users/%d/orders/%x", 1000+i, uint32(i)*2654435761))
 		})
 	}
 	if c.leakGoroutines {
 		every(c.goroutineRate, c.leakFor, func(i int) {
+			if c.goroutineBound > 0 && i >= c.goroutineBound {
+				return // the leaked pollers stay parked; no new ones
+			}
 			// The pollers inherit this profiler label, as goroutines of
 			// services that tag work with pprof.Do do.
 			pprof.Do(context.Background(), pprof.Labels("feature", "subscriptions"), func(context.Context) {
@@ -291,7 +315,9 @@ func main() {
 		})
 	}
 	if c.leakCache {
-		every(c.cacheRate, c.leakFor, func(i int) { cachePage(i, c.cacheEntryBytes) })
+		every(c.cacheRate, c.leakFor, func(i int) {
+			cachePage(bounded(i, c.cacheBound), c.cacheEntryBytes)
+		})
 	}
 	log.Fatal(http.Serve(ln, nil))
 }

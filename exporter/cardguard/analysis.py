@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from cardguard import incremental, offenders
+from cardguard import incremental, malloc, offenders
 from cardguard.cardinality import FamilyStats, Limits, PageAnalysis
 from cardguard.errors import ParseError
 from cardguard.offenders import MetricValues
@@ -267,6 +267,7 @@ def _child(conn: Connection) -> None:
     # this loop). SIGTERM ends a worker at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    malloc.return_large_buffers()
     store = MemoStore()
     while True:
         try:

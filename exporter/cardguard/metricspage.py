@@ -143,7 +143,8 @@ class MetricsPage:
             if formats is None:
                 asked = list(self._asked.items())
                 formats = [f for f, at in asked if now - at < FORMAT_IDLE_SECONDS]
-            formats = [f for f in FORMATS if f in set(formats)]
+            wanted = set(formats)
+            formats = [f for f in FORMATS if f in wanted]
             if not formats:
                 return
             started = time.perf_counter()
@@ -171,9 +172,15 @@ class MetricsPage:
             self._targets = fresh
             for fmt in formats:
                 if changed or fmt not in self._pages:
-                    page = (self._join(fmt, fresh.values()), None)
+                    body = self._join(fmt, fresh.values())
+                    # Compressed here, once, when clients ask for gzip (Prometheus does),
+                    # so a scrape of cardguard never compresses the fleet's series itself.
+                    gz_at = self._asked.get(f"{fmt}+gzip")
+                    gz = None
+                    if gz_at is not None and now - gz_at < FORMAT_IDLE_SECONDS:
+                        gz = gzip.compress(body, compresslevel=1, mtime=0)
                     with self._swap:
-                        self._pages[fmt] = page
+                        self._pages[fmt] = (body, gz)
             self.builds += 1
             self.build_seconds += time.perf_counter() - started
 
@@ -200,6 +207,7 @@ class MetricsPage:
         body, gz = found
         if not gzipped:
             return body
+        self._asked[f"{fmt}+gzip"] = time.monotonic()
         if gz is None:
             gz = gzip.compress(body, compresslevel=1, mtime=0)
             # Not the build lock: a request must never wait for a build.

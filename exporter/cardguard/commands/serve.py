@@ -176,12 +176,13 @@ def serve(
     analysis_processes: int,
 ) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
-    from cardguard import fleet, probe, webconfig
+    from cardguard import fleet, malloc, probe, webconfig
     from cardguard.analysis import make_analyser
     from cardguard.scheduler import Scheduler
     from cardguard.server import App, make_server
 
     setup_logging(log_level, log_format)
+    malloc.return_large_buffers()
     log = logging.getLogger("cardguard")
     # Block the control signals before any thread starts, so every thread inherits the
     # mask and the main thread alone takes them with sigwait below. (A Python handler
