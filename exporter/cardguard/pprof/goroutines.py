@@ -512,7 +512,8 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
             for line in body.split("\n")
         )
     header_match = _HEADER.match
-    states: dict[str, tuple[str, int, bool, bool, int | None]] = {}
+    # Per bracket text: the record's (state, minutes, leaked, locked, bubble).
+    header_states: dict[str, tuple[str, int, bool | None, bool, int | None]] = {}
     label_sets: dict[str, tuple[tuple[str, str], ...]] = {}
     names: dict[str, str] = {}
     stacks: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -744,11 +745,17 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
         entries, ended = got
         for own, inner_m, printed, stack, sites, created_by, creator_id in entries:
             hm = m if own else inner_m
-            inner = hm.group(2)
-            st = states.get(inner)
+            gid, inner, raw_labels = hm.groups()
+            st = header_states.get(inner)
             if st is None:
-                st = states[inner] = _parse_state(inner)
-            state, minutes, leaked, locked, bubble = st
+                state, minutes, leaked, locked, bubble = _parse_state(inner)
+                st = header_states[inner] = (
+                    state,
+                    minutes,
+                    True if leaked else unmarked,
+                    locked,
+                    bubble,
+                )
             append(
                 _new_record(
                     GoroutineRecord,
@@ -756,14 +763,14 @@ def _parse_debug2(data: bytes, source: str, kind: str | None) -> GoroutineSnapsh
                         1,
                         stack,
                         created_by,
-                        state,
-                        minutes,
-                        True if leaked else unmarked,
-                        int(hm.group(1)),
+                        st[0],
+                        st[1],
+                        st[2],
+                        int(gid),
                         creator_id,
-                        labels_of(hm) if hm.group(3) else (),
-                        locked,
-                        bubble,
+                        labels_of(hm) if raw_labels else (),
+                        st[3],
+                        st[4],
                         printed,
                         sites,
                     ),
