@@ -151,6 +151,8 @@ _LINES = attrgetter("line")
 _LINE = attrgetter("line")  # of a Line message: the line number
 _FUNCTION_ID = attrgetter("function_id")
 _ID = attrgetter("id")
+_NAME = attrgetter("name")
+_FILENAME = attrgetter("filename")
 _ADDRESS = attrgetter("address")
 _MAPPING_ID = attrgetter("mapping_id")
 _FIRST = itemgetter(0)
@@ -294,12 +296,32 @@ def _tables(
     if not sample_types:
         raise ProfileError(source, "not a pprof profile: no sample types")
 
-    functions: dict[int, tuple[str, str]] = {}
-    for f in msg.function:
-        functions[f.id] = (s(f.name, "function name"), s(f.filename, "function filename"))
+    functions = _functions(msg, strings)
+    if functions is None:
+        functions = {}
+        for f in msg.function:
+            functions[f.id] = (s(f.name, "function name"), s(f.filename, "function filename"))
     mapping_files = {m.id: s(m.filename, "mapping filename") for m in msg.mapping}
 
     return s, sample_types, _locations(msg, functions, mapping_files, source)
+
+
+def _functions(msg: Any, strings: list[str]) -> dict[int, tuple[str, str]] | None:
+    """Each function's (name, file) by id, column by column in C; None if a string is missing.
+
+    The loop in :func:`_tables` then says which.
+    """
+    funcs = msg.function
+    name_ids = list(map(_NAME, funcs))
+    file_ids = list(map(_FILENAME, funcs))
+    if not funcs or min(min(name_ids), min(file_ids)) < 0:
+        return None if funcs else {}
+    if max(max(name_ids), max(file_ids)) >= len(strings):
+        return None
+    at = strings.__getitem__
+    return dict(
+        zip(map(_ID, funcs), zip(map(at, name_ids), map(at, file_ids), strict=True), strict=True)
+    )
 
 
 def _location(
