@@ -7,7 +7,7 @@ own memory and its own output must plateau: the least-squares slope over the
 second half of the run of
 
 * its RSS (``VmRSS`` from /proc, and ``process_resident_memory_bytes`` from its
-  own /metrics, which must agree),
+  own /metrics, which must agree), and with its analysis workers' added,
 * its heap (anonymous memory, ``Anonymous`` in /proc/<pid>/smaps_rollup: the
   Python object heap lives there; tracemalloc is not reachable from outside),
 * the number of series on its own /metrics,
@@ -58,6 +58,27 @@ def proc_kib(path: str, field: str) -> int:
     raise KeyError(field)
 
 
+def tree_rss(pid: int) -> int:
+    """VmRSS of ``pid`` and every process under it (serve's analysis workers)."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(d.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += [c for c, pp in parents.items() if pp == p]
+        try:
+            total += proc_kib(f"/proc/{p}/status", "VmRSS")
+        except (OSError, KeyError):
+            pass
+    return total
+
+
 @contextlib.contextmanager
 def demo_on(binary: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as fh:
@@ -91,7 +112,7 @@ def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict
         "serve", f"--config.file={work / 'cardguard.yml'}", f"--web.listen-address=127.0.0.1:{port}"
     )
     base = f"http://127.0.0.1:{port}"
-    samples: list[tuple[float, int, int, float, int, float]] = []
+    samples: list[tuple[float, int, int, float, int, float, int]] = []
     restarts = 0
     max_target_series = 0.0
     with running(argv, work / "cardguard.log", port=port, ready_url=f"{base}/-/ready") as cg:
@@ -121,6 +142,7 @@ def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict
                             rss_self,
                             own,
                             max_target_series,
+                            tree_rss(pid),
                         )
                     )
                     time.sleep(SAMPLE_EVERY)
@@ -137,6 +159,8 @@ def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict
         "heap_slope": slope([(s[0], s[2]) for s in second]),
         "rss_self_slope": slope([(s[0], s[3]) for s in second]),
         "series_slope": slope([(s[0], s[4]) for s in second]),
+        "tree_slope": slope([(s[0], s[6]) for s in second]),
+        "tree_end": samples[-1][6],
         "rss_end": samples[-1][1],
         "rss_hwm": hwm,
         "heap_end": samples[-1][2],
@@ -150,6 +174,8 @@ def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict
         f"  RSS     end {fig['rss_end'] / 2**20:.1f} MiB, peak {hwm / 2**20:.1f} MiB, "
         f"slope {fig['rss_slope'] / 1024:+.2f} KiB/s (second half)\n"
         f"  RSS (process_resident_memory_bytes) slope {fig['rss_self_slope'] / 1024:+.2f} KiB/s\n"
+        f"  RSS with the analysis workers end {fig['tree_end'] / 2**20:.1f} MiB, "
+        f"slope {fig['tree_slope'] / 1024:+.2f} KiB/s\n"
         f"  heap (anonymous) end {fig['heap_end'] / 2**20:.1f} MiB, "
         f"slope {fig['heap_slope'] / 1024:+.2f} KiB/s\n"
         f"  own /metrics series end {fig['series_end']}, max {fig['series_max']}, "
@@ -163,6 +189,7 @@ def check(fig: dict[str, float]) -> None:
     assert fig["restarts"] >= 3, "the target must have been restarted during the soak"
     assert fig["target_series_max"] > 5000, "the target's cardinality must have grown"
     assert fig["rss_slope"] < RSS_SLOPE_BOUND, fig
+    assert fig["tree_slope"] < RSS_SLOPE_BOUND, fig
     assert fig["heap_slope"] < RSS_SLOPE_BOUND, fig
     assert fig["rss_self_slope"] < RSS_SLOPE_BOUND, fig
     assert fig["series_slope"] < SERIES_SLOPE_BOUND, fig
