@@ -91,7 +91,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -715,30 +715,42 @@ class _Parser:
 
     # -- runs of sample lines: the fast path, else line by line
 
-    def sample_run(self, start: int, end: int, lineno: int) -> Iterator[ScanEvent]:
-        """Yield blocks for [start, end), falling back to the strict parser per chunk."""
+    def sample_run(self, start: int, end: int, lineno: int) -> Generator[ScanEvent, None, int]:
+        """Yield blocks for [start, end), falling back to the strict parser per chunk.
+
+        Returns how many newlines it read (each chunk's are counted once, by
+        :meth:`chunk`: a count is a pass over the bytes).
+        """
         if self.chunk_bytes <= 0:
             yield from self.strict_lines(start, end, lineno)
-            return
+            return self.data.count(b"\n", start, end)
         data = self.data
         pos = start
+        newlines = 0
         while pos < end and not self.ended:
             stop = min(pos + self.chunk_bytes, end)
             if stop < end:
                 nl = data.rfind(b"\n", pos, stop)
                 stop = end if nl < 0 else nl + 1
-            yield from self.chunk(pos, stop, lineno)
-            lineno += data.count(b"\n", pos, stop)
+            counted = yield from self.chunk(pos, stop, lineno)
+            lineno += counted
+            newlines += counted
             pos = stop
+        return newlines
 
-    def chunk(self, start: int, stop: int, lineno: int) -> Iterator[ScanEvent]:
+    def chunk(self, start: int, stop: int, lineno: int) -> Generator[ScanEvent, None, int]:
+        """Yield [start, stop) as one block if it has the fast path's shape, else line by line.
+
+        Returns how many newlines [start, stop) holds.
+        """
         data = self.data
+        newlines = data.count(b"\n", start, stop)
         # Line range without the final newline, so the regex's '$' meets the last line.
         end = stop - 1 if stop > start and data[stop - 1] == 0x0A else stop
         # A lone line costs less line by line than as a block.
         first = _FIRST_NAME.match(data, start, end) if data.find(b"\n", start, end) >= 0 else None
         if first is not None:
-            lines = data.count(b"\n", start, end) + 1
+            lines = newlines - (stop - end) + 1
             fam, event = self.family_of(first.group().decode("ascii"), lineno)
             if (
                 self.counted_names(self.block_names(fam), start, end) == lines
@@ -749,11 +761,12 @@ class _Parser:
                 if event is not None:
                     yield event
                 yield SampleBlock(fam, data, start, end, lineno, lines)
-                return
+                return newlines
             if event is not None:
                 # Undo the announcement; the strict path below re-announces in order.
                 self.fams[fam].announced = False
         yield from self.strict_lines(start, stop, lineno)
+        return newlines
 
     def counted_names(self, names: list[bytes], start: int, end: int) -> int:
         """How many lines of data[start:end] start with one of ``names`` and then '{' or ' '.
@@ -820,8 +833,7 @@ class _TextParser(_Parser):
             # A run of non-comment lines up to the next line starting with '#'.
             run_end = data.find(b"\n#", pos)
             run_end = n if run_end < 0 else run_end + 1
-            yield from self.sample_run(pos, run_end, lineno)
-            lineno += data.count(b"\n", pos, run_end)
+            lineno += yield from self.sample_run(pos, run_end, lineno)
             pos = run_end
         yield from self.announce_pending(None)
 
@@ -1024,8 +1036,7 @@ class _OMParser(_Parser):
                 continue
             run_end = data.find(b"\n#", pos)
             run_end = n if run_end < 0 else run_end + 1
-            yield from self.sample_run(pos, run_end, lineno)
-            lineno += data.count(b"\n", pos, run_end)
+            lineno += yield from self.sample_run(pos, run_end, lineno)
             pos = run_end
         last = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
         raise self.error(max(last, 1), "data does not end with # EOF")
