@@ -26,8 +26,11 @@ def test_demo_once_shows_urls_and_a_leak_alert(tmp_path: Path) -> None:
         re.findall(r"^  (demo service|cardguard|Prometheus|Alertmanager)\s+(http:\S+)", out, re.M)
     )
     assert set(urls) == {"demo service", "cardguard", "Prometheus", "Alertmanager"}, out
+    # The offender alert is the primary one for a planted cause and names its kind.
     assert re.search(
-        r"\[alertmanager -> chat\] firing: Cardguard(LabelExplosion|GoroutineLeakConfirmed)", out
+        r"\[alertmanager -> chat\] firing: CardguardOffender(Critical|Warning) .*\n"
+        r"\s+cardguard names a (critical )?(label_explosion|goroutine_leak) offender",
+        out,
     ), out
     assert "stopping (--once)" in out
     # Everything it started is gone again.

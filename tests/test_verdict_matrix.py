@@ -58,10 +58,9 @@ def test_serve_verdict_within_two_profile_intervals(row: bv.Row) -> None:
     v = bv.verdict(row, "serve", DURATION, INTERVAL, PROFILE_INTERVAL)
     _check(v)
     if row.expect is not None:
-        # serve's first round plus two profile intervals (and a second for the scrape).
-        assert v.found.seconds is not None and v.found.seconds <= 2 * PROFILE_INTERVAL + 1, bv.line(
-            v
-        )
+        # serve's first round plus two profile intervals, counted in heap profile rounds
+        # (a loaded machine stretches the seconds, not the rounds).
+        assert v.found.rounds is not None and v.found.rounds <= 3, bv.line(v)
 
 
 def test_scores_count_false_alarms_and_misses() -> None:
