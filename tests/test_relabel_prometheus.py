@@ -113,8 +113,9 @@ def check_no_silent_merge(prom: Process, jobs: list[str]) -> dict[str, dict[str,
         f"{SCRAPES} scrapes of every job",
         step=0.2,
     )
-    for _ in range(30):
+    for _ in range(120):
         # A scrape can land between two reads; a merge shows on every try, a race not.
+        # Ten jobs scraped every second leave short quiet windows on a loaded machine.
         before = appended(prom)
         post = by_job(prom, "sum_over_time(scrape_samples_post_metric_relabeling[1h])")
         scrapes = by_job(prom, "count_over_time(up[1h])")
@@ -139,7 +140,7 @@ def check_one_job(prom: Process, name: str) -> None:
     wait_for(
         lambda: scalar(prom, f'count_over_time(up{{job="{name}"}}[1h])') >= SCRAPES, 60, "scrapes"
     )
-    for _ in range(30):
+    for _ in range(120):
         before = appended(prom)
         post = scalar(prom, "sum(sum_over_time(scrape_samples_post_metric_relabeling[1h]))")
         scrapes = scalar(prom, "sum(count_over_time(up[1h]))")
