@@ -398,6 +398,16 @@ def skipped(base: str) -> float:
     return sum(samples(base, "cardguard_scrapes_skipped_total").values())
 
 
+def skipped_by(base: str) -> dict[str, float]:
+    """Skipped runs by endpoint and reason."""
+    out: dict[str, float] = {}
+    for key, v in samples(base, "cardguard_scrapes_skipped_total").items():
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', key))
+        k = f"{labels.get('endpoint')}/{labels.get('reason')}"
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
 def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
     fleet = fleet_file(work / "one.json", ports, 1)
     profiles = f"{{interval: {sizes.profile_interval:g}s}}"
@@ -421,6 +431,7 @@ def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
             )
             runs0, within0 = late_runs(base)
             skipped0 = skipped(base)
+            by0 = skipped_by(base)
             c0 = cpu_seconds(proc.pid)
             rss0 = rss_bytes(proc.pid)
             latencies = []
@@ -438,6 +449,8 @@ def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
             cpu = cpu_seconds(proc.pid) - c0
             runs1, within1 = late_runs(base)
             missed = skipped(base) - skipped0
+            why = {k: v - by0.get(k, 0.0) for k, v in skipped_by(base).items()}
+            why = {k: v for k, v in why.items() if v}
             rss = rss_bytes(proc.pid)
             page = len(gzip.compress(requests.get(f"{base}/metrics", timeout=60).content))
         runs = runs1 - runs0
@@ -448,7 +461,7 @@ def schedule(work: Path, ports: list[int], sizes: Sizes) -> None:
         print(
             f"{n} targets ({sizes.interval:g}s, profiles {sizes.profile_interval:g}s): "
             f"{'ON SCHEDULE' if ok else 'BEHIND'}; {runs:.0f} runs, {on_time:.2%} within 1s, "
-            f"{missed:.0f} skipped; CPU {cpu / sizes.schedule_window:.2f} cores; RSS "
+            f"{missed:.0f} skipped {why or ''}; CPU {cpu / sizes.schedule_window:.2f} cores; RSS "
             f"{rss / 2**20:.0f} MiB ({(rss - rss0) / 2**20:+.0f} MiB over the window), "
             f"{(rss - base_rss) / max(1, n - 1) / 1024:.0f} KiB per target; "
             f"/metrics p99 {p99 * 1000:.0f} ms, median "

@@ -285,6 +285,44 @@ def _sticky(current: frozenset[T], candidates: Iterable[T], cap: int) -> tuple[f
 # and end), and what each thread collects right now (see TargetWorker._guard).
 _IO = threading.Condition()
 _CURRENT = threading.local()
+# One thread at a time does CPU work in a job (parsing, decoding, publishing); waits for
+# the network or an analysis worker are done off it. The GIL lets one thread compute
+# anyway: the lane only spares the threads that wait for little (a scrape of cardguard's
+# own /metrics, /-/healthy) from queueing for the GIL behind dozens of computing ones.
+CPU_LANE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _on_lane() -> Iterator[None]:
+    if getattr(_CURRENT, "lane", False):
+        yield  # already on it (a job within a job)
+        return
+    with CPU_LANE:
+        _CURRENT.lane = True
+        try:
+            yield
+        finally:
+            _CURRENT.lane = False
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextlib.contextmanager
+def _off_lane() -> Iterator[None]:
+    """Leave the lane while this thread waits (a fetch, an analysis in a worker process)."""
+    if not getattr(_CURRENT, "lane", False):
+        yield
+        return
+    CPU_LANE.release()
+    _CURRENT.lane = False
+    try:
+        yield
+    finally:
+        CPU_LANE.acquire()
+        _CURRENT.lane = True
 
 
 class Flag:
@@ -369,10 +407,11 @@ class TargetWorker:
     def run(self, job: str) -> None:
         """Run one job once (``metrics``, ``heap``, ``goroutine`` or ``goroutineleak``)."""
         try:
-            if job == "metrics":
-                self.scrape_metrics()
-            else:
-                self.collect(job)
+            with _on_lane():
+                if job == "metrics":
+                    self.scrape_metrics()
+                else:
+                    self.collect(job)
         except Exception:
             # Not reached: every step runs under _guard. Should recording a failure
             # itself fail, the schedule must still carry on.
@@ -544,6 +583,12 @@ class TargetWorker:
         Raises:
             FetchError: reason ``timeout`` when the deadline passed before the fetch began.
         """
+        with _off_lane():
+            with self._opened(endpoint) as timeout:
+                yield timeout
+
+    @contextlib.contextmanager
+    def _opened(self, endpoint: str) -> Iterator[float]:
         t = self.target
         timeout = t.timeout if endpoint == "metrics" else (t.profiles.timeout or t.timeout)
         excluded = _EXCLUSIVE.get(endpoint, frozenset())
@@ -617,7 +662,8 @@ class TargetWorker:
             held, token = self.snapshot.analysis, self._page_token
         req = PageRequest(t.name, token, res.body, res.content_type, source, limits, traffic)
         try:
-            result = self._analyser.analyse(req, held)
+            with _off_lane() if not isinstance(self._analyser, InlineAnalyser) else _nothing():
+                result = self._analyser.analyse(req, held)
         except ParseError as exc:
             self._fail("metrics", "parse", str(exc), res.duration)
             return
