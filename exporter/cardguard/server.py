@@ -169,8 +169,9 @@ class App:
             self.reload_status.successful = True
             self.reload_status.success_timestamp = time.time()
             self.reload_status.last_error = None
-            log.info("config reloaded", extra={"targets": len(cfg.targets)})
-            return 200, f"reloaded {self.config_path}: {len(cfg.targets)} target(s)"
+            n = len(self.scheduler.targets)
+            log.info("config reloaded", extra={"targets": n})
+            return 200, f"reloaded {self.config_path}: {n} target(s)"
 
     def _reload_failed(self, status: int, problems: list[str]) -> tuple[int, str]:
         message = "\n".join(problems)
@@ -314,7 +315,6 @@ def _reload_hint(app: App) -> str:
 
 
 def _landing(app: App, req: Request) -> Response:
-    cfg = app.config
     rs = app.reload_status
     if rs.successful:
         status = (
@@ -327,8 +327,10 @@ def _landing(app: App, req: Request) -> Response:
             f"<pre>{html.escape(rs.last_error or '')}</pre>"
         )
     rows = []
+    # Targets from target files too, found by name at once (a fleet has thousands).
+    targets = {t.name: t for t in app.scheduler.targets}
     for snap in app.scheduler.snapshots():
-        t = cfg.target(snap.target)
+        t = targets.get(snap.target)
         every = format_duration(t.interval) if t else "?"
         page = snap.analysis
         series = f"{page.total_series:,}" if page is not None else "-"
