@@ -55,8 +55,13 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "start-up with 500 targets:",
         "one steady scrape, in-process",
     ),
+    "bench_target_cost": (
+        "== go1.19: API requests at 100/s",
+        "goroutine debug=2",
+        "of a core (aim: under 0.5%)",
+    ),
 }
-NEEDS_GO = {"bench_pprof"}
+NEEDS_GO = {"bench_pprof", "bench_fleet", "bench_target_cost"}
 # Benchmarks that are not timings against a peer, with the test that runs them instead.
 ELSEWHERE = {"bench_verdicts": "tests/test_verdict_matrix.py runs the verdict matrix"}
 
