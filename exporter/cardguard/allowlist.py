@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-import yaml
-
+from cardguard import file_sd
 from cardguard.errors import ConfigError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -164,26 +161,15 @@ def build(entries: Iterable[str], source: str = "allow-list") -> AllowList:
 def parse_file_sd(text: str, source: str) -> frozenset[tuple[str, int]]:
     """Parse a Prometheus file_sd file (JSON or YAML) into its ``(host, port)`` targets.
 
-    Entries without a port get port 80, as Prometheus' default for http.
+    The file is read by :func:`cardguard.file_sd.parse`, the one reader of the
+    format (bounded YAML, every problem named). Entries without a port get
+    port 80, as Prometheus' default for http.
     """
-    try:
-        data: Any = json.loads(text) if text.lstrip().startswith("[") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(source, [f"{source}: invalid file_sd file: {exc}"]) from None
-    if data is None:
-        return frozenset()
-    if not isinstance(data, list):
-        raise ConfigError(source, [f"{source}: file_sd: expected a list of target groups"])
     out: set[tuple[str, int]] = set()
     problems: list[str] = []
-    for i, group in enumerate(data):
-        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
-            problems.append(f"{source}: [{i}]: expected a mapping with a 'targets' list")
-            continue
-        for j, t in enumerate(group["targets"]):
+    for i, group in enumerate(file_sd.parse(text, source)):
+        for j, t in enumerate(group.targets):
             try:
-                if not isinstance(t, str):
-                    raise ValueError("not a string")
                 host, port = _split_host_port(t)
                 if not host:
                     raise ValueError("no host")

@@ -59,7 +59,9 @@ def parse(text: str, source: str) -> tuple[TargetGroup, ...]:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise ConfigError(source, [f"{source}: invalid JSON: {exc}"]) from None
+            raise ConfigError(
+                source, [f"{source}: invalid file_sd file: invalid JSON: {exc}"]
+            ) from None
     else:
         # The bounded loader the config uses: no alias bombs, no runaway nesting.
         node = yamlfile.compose(text, source)
