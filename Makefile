@@ -26,7 +26,7 @@ bench: deps
 
 # cardguard's own flame graphs in docs/ (docs/performance.md): a cold 200k-series
 # page, google/pprof's large.cpu and a 100k-goroutine dump, sampled by pyinstrument
-# and drawn by cardguard.flamegraph. Needs Go for the dump (benchmarks/goprogs).
+# and drawn by cardguard.expose.flamegraph. Needs Go for the dump (benchmarks/goprogs).
 PAGE = $$($(PY) -c 'from benchmarks.bench_cardinality import page_path; print(page_path(200000))')
 DUMP = $$($(PY) -c 'from benchmarks.bench_pprof import dump_path; print(dump_path())')
 profile: deps

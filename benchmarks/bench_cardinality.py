@@ -213,8 +213,8 @@ def exploding_scrapes(series: int, scrapes: int) -> None:
     import statistics
     import time
 
-    from cardguard.cardinality import analyse
-    from cardguard.churn import ChurnTracker
+    from cardguard.analyse.cardinality import analyse
+    from cardguard.analyse.churn import ChurnTracker
 
     pages = []
     for seed in range(scrapes + 1):
@@ -239,11 +239,11 @@ def exploding_scrapes(series: int, scrapes: int) -> None:
 
 def stage_breakdown(path: Path, runs: int, series: int) -> None:
     """Time the stages of one cold analysis in this process: read, parse, count, classify, ..."""
-    from cardguard import patterns
-    from cardguard.cardinality import analyse
-    from cardguard.churn import ChurnTracker
+    from cardguard.analyse import patterns
+    from cardguard.analyse.cardinality import analyse
+    from cardguard.analyse.churn import ChurnTracker
     from cardguard.commands.cardinality import render_json
-    from cardguard.exposition import detect_format, scan
+    from cardguard.parse.exposition import detect_format, scan
 
     state: dict[str, Any] = {}
 

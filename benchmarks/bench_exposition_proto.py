@@ -1,6 +1,6 @@
 """Benchmark: the protobuf exposition decoder, hand-written versus upb message classes.
 
-``cardguard.exposition_proto`` reads the MetricFamily wire format by hand. The
+``cardguard.parse.exposition_proto`` reads the MetricFamily wire format by hand. The
 alternative it was measured against is here: message classes built at import
 time from a ``FileDescriptorProto`` assembled in Python (no generated
 ``*_pb2.py``, so any protobuf runtime from 5.26 on can build them) and parsed
@@ -30,9 +30,9 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 
 from benchmarks._harness import options, stages
-from cardguard import exposition_proto
 from cardguard.errors import ParseError
-from cardguard.exposition import Event, Family, Sample
+from cardguard.parse import exposition_proto
+from cardguard.parse.exposition import Event, Family, Sample
 
 PAGE = Path(__file__).resolve().parent.parent / "tests/testdata/metrics/nhserver-10k.pb.gz"
 

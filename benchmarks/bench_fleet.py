@@ -505,10 +505,10 @@ def startup(work: Path, ports: list[int], sizes: Sizes) -> None:
 
 def profile(stats_url: str) -> None:
     """cProfile of 40 steady scrapes of one target, in-process, analysis in the same thread."""
-    from cardguard.config import GlobalConfig, TargetConfig
-    from cardguard.metricspage import MetricsPage
-    from cardguard.rules import DEFAULT_RULES
-    from cardguard.scheduler import TargetWorker
+    from cardguard.expose.metricspage import MetricsPage
+    from cardguard.run.scheduler import TargetWorker
+    from cardguard.settings.config import GlobalConfig, TargetConfig
+    from cardguard.settings.rules import DEFAULT_RULES
 
     target = TargetConfig(name="p", url=stats_url, metrics_path="/t0/metrics")
     w = TargetWorker(target, lambda: (GlobalConfig(), DEFAULT_RULES))

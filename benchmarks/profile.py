@@ -9,7 +9,7 @@ Usage::
 The command runs under pyinstrument (a sampling profiler: 1 ms interval, wall
 time of this thread, start-up and imports included); its samples are folded
 into ``root;...;leaf microseconds`` stacks (``--folded``, for flamegraph.pl
-or speedscope) and drawn by :mod:`cardguard.flamegraph` (``--svg``), the
+or speedscope) and drawn by :mod:`cardguard.expose.flamegraph` (``--svg``), the
 renderer of the report's heap and goroutine graphs. A frame is
 ``function`` and its ``file:line``; the widest frames are where the time goes.
 """
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cardguard import flamegraph
+from cardguard.expose import flamegraph
 from cardguard.pprof.stacks import Stack
 
 # Frames of the profiler and of the command-line plumbing say nothing about cardguard.
@@ -74,7 +74,7 @@ def folded(stacks: dict[Stack, int]) -> str:
 
 
 def svg(stacks: dict[Stack, int], title: str) -> str:
-    """A standalone SVG of the stacks, drawn by cardguard.flamegraph."""
+    """A standalone SVG of the stacks, drawn by cardguard.expose.flamegraph."""
     flame = flamegraph.Flame(
         key="cardguard", title=title, unit="microseconds", root=flamegraph.tree(stacks, title)
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from cardguard import exposition
+from cardguard.parse import exposition
 from support import REPO, Process, cached_go_build, go_toolchains, running_listener
 
 NHSERVER_SRC = REPO / "tests" / "testdata" / "metrics" / "nhserver"

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from cardguard import allowlist
-from cardguard.allowlist import Refusal, Target
 from cardguard.errors import ConfigError
+from cardguard.settings import allowlist
+from cardguard.settings.allowlist import Refusal, Target
 
 
 def system_resolve(host: str, port: int) -> Sequence[str]:

@@ -14,17 +14,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from cardguard import cardinality
-from cardguard.analysis import (
+from cardguard.analyse import cardinality
+from cardguard.analyse.cardinality import Limits
+from cardguard.errors import ParseError
+from cardguard.run.analysis import (
     AnalysisError,
     InlineAnalyser,
     PageRequest,
     ProcessAnalyser,
     goroutines_from_page,
 )
-from cardguard.cardinality import Limits
-from cardguard.errors import ParseError
-from cardguard.rules import DEFAULT_RULES
+from cardguard.settings.rules import DEFAULT_RULES
 from support import TESTDATA
 
 PAGE = (TESTDATA / "metrics" / "demo-1.txt").read_bytes()

@@ -22,8 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardguard import exposition
-from cardguard.cardinality import (
+from cardguard.analyse.cardinality import (
     OTHER,
     HashSample,
     HyperLogLog,
@@ -33,6 +32,7 @@ from cardguard.cardinality import (
     fingerprint,
 )
 from cardguard.errors import ParseError
+from cardguard.parse import exposition
 from metrics_support import promtool_cardinality
 from support import TESTDATA
 
@@ -299,7 +299,7 @@ def test_exact_up_to_the_cap() -> None:
 _FINGERPRINT_OF_CARDGUARD = 1190038882160698210
 _ESTIMATE_SCRIPT = """
 import sys
-from cardguard.cardinality import analyse
+from cardguard.analyse.cardinality import analyse
 data = sys.stdin.buffer.read()
 fam = analyse(data, content_type=None, source="p").families[0]
 print(next(lab.distinct_values for lab in fam.labels if lab.name == "user"))

@@ -8,8 +8,8 @@ from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardguard.cardinality import Limits, PageAnalysis, analyse
-from cardguard.churn import ChurnTracker
+from cardguard.analyse.cardinality import Limits, PageAnalysis, analyse
+from cardguard.analyse.churn import ChurnTracker
 from support import TESTDATA
 
 PAGES = TESTDATA / "metrics"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from cardguard.cardinality import analyse
-from cardguard.config import TargetConfig
-from cardguard.exposition import ACCEPT_HEADER
-from cardguard.fetch import Fetcher
+from cardguard.analyse.cardinality import analyse
+from cardguard.parse.exposition import ACCEPT_HEADER
+from cardguard.run.fetch import Fetcher
+from cardguard.settings.config import TargetConfig
 from metrics_support import build_omserver, promtool_cardinality, start_omserver
 from support import TESTDATA, Process, cardguard_argv, free_port, running
 

@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import local_http
-from cardguard.collectors import ReloadCollector, ReloadStatus, target_collectors
-from cardguard.config import Caps, GlobalConfig, ProfilesConfig, TargetConfig, Thresholds
+from cardguard.expose.collectors import ReloadCollector, ReloadStatus, target_collectors
 from cardguard.pprof import goroutines as gr
-from cardguard.rules import DEFAULT_RULES, Rules
-from cardguard.scheduler import TargetSnapshot, TargetWorker
+from cardguard.run.scheduler import TargetSnapshot, TargetWorker
+from cardguard.settings.config import Caps, GlobalConfig, ProfilesConfig, TargetConfig, Thresholds
+from cardguard.settings.rules import DEFAULT_RULES, Rules
 from support import TESTDATA, free_port
 
 PPROF = TESTDATA / "pprof" / "go1.27"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cardguard.config import (
+from cardguard.errors import ConfigError
+from cardguard.settings.config import (
     Caps,
     Secret,
     format_duration,
@@ -18,7 +19,6 @@ from cardguard.config import (
     parse_duration,
     parse_size,
 )
-from cardguard.errors import ConfigError
 from support import TESTDATA, cardguard_argv
 
 CONFIGS = TESTDATA / "config"
@@ -226,7 +226,7 @@ def test_minimal_config_defaults() -> None:
     assert t.profiles.interval == 60.0 and t.profiles.goroutine_full_max == 2000
     assert cfg.global_.caps == Caps()
     # No rules section: the rules module's defaults.
-    from cardguard.rules import DEFAULT_RULES
+    from cardguard.settings.rules import DEFAULT_RULES
 
     assert cfg.rules is DEFAULT_RULES
 
@@ -300,7 +300,7 @@ def test_check_config_command(tmp_path: Path) -> None:
 
 
 def test_example_config_validates_and_documents_every_option() -> None:
-    from cardguard import config as c
+    from cardguard.settings import config as c
     from support import REPO
 
     example = REPO / "deploy" / "cardguard.yml"

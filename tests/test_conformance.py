@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from cardguard import exposition
-from cardguard.cardinality import analyse
+from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
+from cardguard.parse import exposition
 from support import TESTDATA
 
 CASES_DIR = TESTDATA / "openmetrics-parsers"

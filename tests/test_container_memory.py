@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from cardguard import cgroupfs, container
+from cardguard.detect import container
+from cardguard.run import cgroupfs
 from demo_support import DEMO_FAST_FLAGS
 from support import cardguard_argv, http_ok, running_listener, wait_for
 

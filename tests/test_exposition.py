@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardguard import exposition
-from cardguard.cardinality import analyse
+from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
-from cardguard.exposition import Family, Sample, SampleBlock
+from cardguard.parse import exposition
+from cardguard.parse.exposition import Family, Sample, SampleBlock
 from support import TESTDATA
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from cardguard import exposition
 from cardguard.errors import ParseError
+from cardguard.parse import exposition
 from support import TESTDATA
 
 CORPORA_DIR = TESTDATA / "corpora" / "exposition-text"

@@ -31,12 +31,14 @@ from hypothesis import strategies as st
 
 import nhserver_support as nh
 import promstack
-from cardguard import cardinality, exposition, exposition_proto, offenders
-from cardguard.config import GlobalConfig, ProfilesConfig, TargetConfig, parse_config
+from cardguard.analyse import cardinality
+from cardguard.detect import offenders
 from cardguard.errors import ConfigError, ParseError
-from cardguard.exposition import Family, Sample
-from cardguard.rules import DEFAULT_RULES, Rules
-from cardguard.scheduler import TargetWorker
+from cardguard.parse import exposition, exposition_proto
+from cardguard.parse.exposition import Family, Sample
+from cardguard.run.scheduler import TargetWorker
+from cardguard.settings.config import GlobalConfig, ProfilesConfig, TargetConfig, parse_config
+from cardguard.settings.rules import DEFAULT_RULES, Rules
 from support import TESTDATA, Process, cardguard_argv, wait_for
 
 PAGES = TESTDATA / "metrics"

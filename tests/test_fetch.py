@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import local_http
-from cardguard.config import BasicAuth, Secret, TargetConfig, TLSConfig
 from cardguard.errors import FetchError
-from cardguard.fetch import REASONS, Fetcher, redact_url
+from cardguard.run.fetch import REASONS, Fetcher, redact_url
+from cardguard.settings.config import BasicAuth, Secret, TargetConfig, TLSConfig
 from support import free_port
 
 PAGE = b"# TYPE up gauge\nup 1\n"

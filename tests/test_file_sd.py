@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cardguard import file_sd
-from cardguard.config import ProfilesConfig, load_config, parse_config
 from cardguard.errors import ConfigError
-from cardguard.targetfiles import TargetFileWatcher
+from cardguard.run.targetfiles import TargetFileWatcher
+from cardguard.settings import file_sd
+from cardguard.settings.config import ProfilesConfig, load_config, parse_config
 
 
 def config(text: str, tmp_path: Path) -> object:

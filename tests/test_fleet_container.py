@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from cardguard import cgroupfs
-from cardguard.config import GlobalConfig, parse_config
 from cardguard.errors import ConfigError
-from cardguard.fleet import FleetContainer, FleetPoller, FleetServer
-from cardguard.rules import DEFAULT_RULES
+from cardguard.expose.fleet import FleetPoller
+from cardguard.run import cgroupfs
+from cardguard.settings.config import GlobalConfig, parse_config
+from cardguard.settings.fleet import FleetContainer, FleetServer
+from cardguard.settings.rules import DEFAULT_RULES
 from promstack import prometheus, pushgateway, query
 from support import http_ok, wait_for
 from test_container_memory import FILE_BYTES, cgroup, demo_in, fill_page_cache  # noqa: F401

@@ -29,9 +29,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cardguard import allowlist, cardinality, config, exposition, rules, tsdb, yamlfile
+from cardguard.analyse import cardinality
 from cardguard.errors import ConfigError, ParseError, ProfileError
+from cardguard.parse import exposition, tsdb
 from cardguard.pprof import goroutines, heap, profile, profile_pb2
+from cardguard.settings import allowlist, config, rules, yamlfile
 from support import TESTDATA
 
 REGRESSIONS = TESTDATA / "fuzz-regressions"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cardguard.cardinality import OTHER
+from cardguard.analyse.cardinality import OTHER
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import profile
 from pprof_support import build_program, go_minor

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cardguard import cardinality, incremental
-from cardguard.cardinality import Limits, PageAnalysis
+from cardguard.analyse import cardinality, incremental
+from cardguard.analyse.cardinality import Limits, PageAnalysis
 from cardguard.errors import ParseError
 from support import TESTDATA
 

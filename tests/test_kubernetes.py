@@ -27,7 +27,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cardguard import __version__, allowlist
+from cardguard import __version__
+from cardguard.settings import allowlist
 from kustomize import Doc, KustomizeError, render
 from opsstack import seconds
 from support import REPO, TESTDATA

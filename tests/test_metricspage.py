@@ -11,11 +11,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 import local_http
-from cardguard import collectors
-from cardguard.config import GlobalConfig, ProfilesConfig, TargetConfig
-from cardguard.metricspage import MetricsPage
-from cardguard.rules import DEFAULT_RULES
-from cardguard.scheduler import TargetSnapshot, TargetWorker
+from cardguard.expose import collectors
+from cardguard.expose.metricspage import MetricsPage
+from cardguard.run.scheduler import TargetSnapshot, TargetWorker
+from cardguard.settings.config import GlobalConfig, ProfilesConfig, TargetConfig
+from cardguard.settings.rules import DEFAULT_RULES
 from support import TESTDATA
 
 OM = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"

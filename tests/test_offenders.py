@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cardguard import offenders as off
 from cardguard.commands.report import Watch, load_saved
-from cardguard.offenders import Offender, TargetView, detect
-from cardguard.rules import DEFAULT_RULES, SEVERITY_RANK, Rules, load_rules_file
+from cardguard.detect import offenders as off
+from cardguard.detect.offenders import Offender, TargetView, detect
+from cardguard.settings.rules import DEFAULT_RULES, SEVERITY_RANK, Rules, load_rules_file
 from support import TESTDATA
 
 SETS = TESTDATA / "report"

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from cardguard import patterns
+from cardguard.analyse import patterns
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from cardguard import allowlist, probe
-from cardguard.allowlist import Target
-from cardguard.config import GlobalConfig, ProfilesConfig, Secret, TargetConfig
-from cardguard.fetch import Fetcher
-from cardguard.rules import DEFAULT_RULES, Rules
+from cardguard.expose import probe
+from cardguard.run.fetch import Fetcher
+from cardguard.settings import allowlist
+from cardguard.settings.allowlist import Target
+from cardguard.settings.config import GlobalConfig, ProfilesConfig, Secret, TargetConfig
+from cardguard.settings.probe import ProbeConfig
+from cardguard.settings.rules import DEFAULT_RULES, Rules
 from recorder import PAGE, Recorder, recording
 
 ALLOWED = "127.0.0.2"
@@ -132,8 +134,8 @@ def settings() -> tuple[GlobalConfig, Rules]:
     return GlobalConfig(), DEFAULT_RULES
 
 
-def probe_config(*allow: str) -> probe.ProbeConfig:
-    return probe.ProbeConfig(
+def probe_config(*allow: str) -> ProbeConfig:
+    return ProbeConfig(
         allow=allowlist.build(allow),
         allow_entries=allow,
         cache_ttl=1.0,

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cardguard import allowlist, probe
-from cardguard.config import Ctx, GlobalConfig
 from cardguard.errors import ConfigError
-from cardguard.rules import DEFAULT_RULES, Rules
+from cardguard.expose import probe
+from cardguard.settings import allowlist
+from cardguard.settings.config import Ctx, GlobalConfig
+from cardguard.settings.probe import ProbeConfig, load_probe_config
+from cardguard.settings.rules import DEFAULT_RULES, Rules
 from support import Process
 
 
@@ -35,7 +37,7 @@ def settings() -> tuple[GlobalConfig, Rules]:
 
 
 def prober(clock: Clock, *allow: str, **kw: object) -> probe.Prober:
-    cfg = probe.ProbeConfig(allow=allowlist.build(allow), allow_entries=allow, **kw)  # type: ignore[arg-type]
+    cfg = ProbeConfig(allow=allowlist.build(allow), allow_entries=allow, **kw)  # type: ignore[arg-type]
     return probe.Prober(cfg, settings, clock=clock)
 
 
@@ -80,7 +82,7 @@ def test_refusals_are_4xx_with_reason_and_counted(
 
 
 def test_deny_by_default() -> None:
-    p = probe.Prober(probe.ProbeConfig(), settings)
+    p = probe.Prober(ProbeConfig(), settings)
     r = p.probe("127.0.0.1:9100")
     assert r.status == 403 and "no allow-list" in r.body.decode()
     only_host = prober(Clock(), "app.internal:6060")
@@ -142,7 +144,7 @@ def test_file_sd_is_reread_when_it_changes(tmp_path: Path, leaky_demo: Process) 
     sd = tmp_path / "targets.json"
     target = f"127.0.0.1:{leaky_demo.port}"
     sd.write_text(f'[{{"targets": ["{target}"]}}]')
-    cfg = probe.ProbeConfig(allow_file_sd=sd)
+    cfg = ProbeConfig(allow_file_sd=sd)
     p = probe.Prober(cfg, settings, clock=Clock())
     assert p.probe(target).status == 200
     sd.write_text('[{"targets": ["10.9.9.9:1"]}]')
@@ -153,10 +155,10 @@ def test_file_sd_is_reread_when_it_changes(tmp_path: Path, leaky_demo: Process) 
     assert p.probe("10.9.9.9:1").reason != "not_allowed"
 
 
-def load(text: str, base: Path) -> probe.ProbeConfig:
+def load(text: str, base: Path) -> ProbeConfig:
     ctx = Ctx("cardguard.yml", base)
     node = yaml.compose(text)
-    cfg = probe.load_probe_config(node, ctx)
+    cfg = load_probe_config(node, ctx)
     if ctx.problems:
         raise ConfigError("cardguard.yml", ctx.problems)
     return cfg

@@ -158,7 +158,7 @@ def test_refused_targets_are_logged_escaped_and_rate_limited(tmp_path: Path) -> 
     ``target=%00`` once put a raw NUL byte into the logfmt line; ESC could colour or
     clear the terminal of whoever tails the log, CR could forge a line.
     """
-    from cardguard.server import ClientLog
+    from cardguard.expose.server import ClientLog
 
     with cardguard(tmp_path, "cg", "probe:\n  allow: ['127.0.0.1']\n") as cg:
         n = 40
@@ -288,7 +288,7 @@ def test_kubernetes_manifest_matches_the_sharded_config() -> None:
     assert rel[2]["regex"] == "1"
     assert rel[-1]["replacement"].startswith("cardguard-sharded-1.cardguard-sharded.")
     # The replica's config parses with cardguard's own loader.
-    from cardguard.config import parse_config
+    from cardguard.settings.config import parse_config
 
     cm = by_kind[("ConfigMap", "cardguard-sharded-config")]["data"]["cardguard.yml"]
     parsed = parse_config(cm, "cardguard-sharded.yaml")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from cardguard import exposition
-from cardguard.cardinality import analyse
+from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
+from cardguard.parse import exposition
 from scrape_oracle import SYNTHETIC, Outcome, Page, as_prometheus_stores, scrape_all
 from support import TESTDATA
 from test_exposition_corpora import CASES as CORPUS_CASES

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cardguard import relabel, templates
+from cardguard.analyse import templates
+from cardguard.detect import relabel
 from support import TESTDATA
 
 FAMILY = "demo_http_request_duration_seconds"

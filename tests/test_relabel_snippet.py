@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cardguard import relabel
+from cardguard.detect import relabel
 
 NAMES = [
     ("http.server.request.duration", "http.route"),

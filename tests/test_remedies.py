@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from cardguard import relabel, remedies, templates
+from cardguard.analyse import templates
 from cardguard.commands.report import Watch, load_saved
-from cardguard.rules import DEFAULT_RULES
+from cardguard.detect import relabel, remedies
+from cardguard.settings.rules import DEFAULT_RULES
 from promstack import need
 from support import TESTDATA, build_go_program, cardguard_argv, free_port, go_toolchains
 from support import running as running_process

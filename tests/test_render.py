@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cardguard.commands.report import Watch, load_saved
-from cardguard.offenders import Offender, offender_id
-from cardguard.render import (
+from cardguard.detect.offenders import Offender, offender_id
+from cardguard.expose.render import (
     DASHBOARD_TARGET_VAR,
     DASHBOARD_UID,
     RENDERERS,
@@ -31,7 +31,7 @@ from cardguard.render import (
     report_page,
     svg_chart,
 )
-from cardguard.rules import DEFAULT_RULES
+from cardguard.settings.rules import DEFAULT_RULES
 from golden import check_golden, normalise_html
 from support import REPO, TESTDATA
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cardguard.config import parse_config
 from cardguard.errors import ConfigError
-from cardguard.rules import DEFAULT_RULES, load_rules_file
+from cardguard.settings.config import parse_config
+from cardguard.settings.rules import DEFAULT_RULES, load_rules_file
 from support import TESTDATA
 
 RULES = TESTDATA / "rules"
@@ -138,7 +138,7 @@ def test_rules_in_an_included_file(tmp_path: Path) -> None:
     (tmp_path / "rules.yml").write_text((RULES / "good.yml").read_text())
     cfg = tmp_path / "cardguard.yml"
     cfg.write_text("targets:\n  - {name: api, url: 'http://127.0.0.1:9'}\nrules: rules.yml\n")
-    from cardguard.config import load_config
+    from cardguard.settings.config import load_config
 
     assert load_config(cfg).rules.defaults.label_explosion.distinct_values == 150
 
@@ -149,7 +149,7 @@ def test_included_file_errors_name_that_file(tmp_path: Path) -> None:
     cfg.write_text(
         "targets:\n  - {name: api, url: 'http://127.0.0.1:9'}\nrules: rules.yml\nextra: 1\n"
     )
-    from cardguard.config import load_config
+    from cardguard.settings.config import load_config
 
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
@@ -161,7 +161,7 @@ def test_included_file_errors_name_that_file(tmp_path: Path) -> None:
 def test_missing_included_file(tmp_path: Path) -> None:
     cfg = tmp_path / "cardguard.yml"
     cfg.write_text("targets:\n  - {name: api, url: 'http://127.0.0.1:9'}\nrules: nope.yml\n")
-    from cardguard.config import load_config
+    from cardguard.settings.config import load_config
 
     with pytest.raises(ConfigError) as err:
         load_config(cfg)

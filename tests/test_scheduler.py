@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 import local_http
-from cardguard import cardinality, offenders
-from cardguard.config import (
+from cardguard.analyse import cardinality
+from cardguard.detect import offenders
+from cardguard.pprof import goroutines as gr
+from cardguard.pprof import heap as hp
+from cardguard.pprof import profile as prof
+from cardguard.run.scheduler import Scheduler, TargetWorker
+from cardguard.settings.config import (
     Caps,
     Config,
     GlobalConfig,
@@ -20,11 +25,7 @@ from cardguard.config import (
     TargetConfig,
     Thresholds,
 )
-from cardguard.pprof import goroutines as gr
-from cardguard.pprof import heap as hp
-from cardguard.pprof import profile as prof
-from cardguard.rules import DEFAULT_RULES, Rules
-from cardguard.scheduler import Scheduler, TargetWorker
+from cardguard.settings.rules import DEFAULT_RULES, Rules
 from support import TESTDATA, free_port, wait_for
 
 METRICS = TESTDATA / "metrics"
@@ -129,7 +130,7 @@ def test_failed_scrape_keeps_last_good_data(
     w.scrape_metrics()
     good = w.snapshot
     go127.routes["/metrics"] = local_http.status(500)
-    with caplog.at_level(logging.WARNING, logger="cardguard.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cardguard.run.scheduler"):
         w.scrape_metrics()
     snap = w.snapshot
     assert snap.analysis is good.analysis  # earlier good data is kept
@@ -369,7 +370,7 @@ def test_apply_keeps_unchanged_workers_and_history(go127: local_http.Running) ->
 def test_profiles_on_their_own_interval(
     go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cardguard import scheduler
+    from cardguard.run import scheduler
 
     monkeypatch.setattr(scheduler, "FIRST_RUN_SPREAD", 1.0)  # first runs within a second
     t = TargetConfig(
@@ -404,7 +405,7 @@ def test_profiles_on_their_own_interval(
 def exposition(w: TargetWorker) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from cardguard.collectors import ScrapeHealthCollector
+    from cardguard.expose.collectors import ScrapeHealthCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScrapeHealthCollector(lambda: [w.snapshot]))
@@ -416,8 +417,8 @@ def boom(*args: object, **kwargs: object) -> object:
 
 
 def test_internal_is_a_fixed_failure_reason() -> None:
-    from cardguard import fetch
-    from cardguard.scheduler import FAILURE_REASONS, INTERNAL
+    from cardguard.run import fetch
+    from cardguard.run.scheduler import FAILURE_REASONS, INTERNAL
 
     assert INTERNAL == "internal" and INTERNAL in FAILURE_REASONS
     assert set(fetch.REASONS) <= set(FAILURE_REASONS)
@@ -432,14 +433,14 @@ def test_analysis_exception_fails_the_endpoint_and_keeps_good_data(
     The seam is incremental.analyse, which every page goes through (cardinality.analyse
     is not called again for a page whose series did not change).
     """
-    from cardguard import incremental
+    from cardguard.analyse import incremental
 
     w = worker_for(go127)
     w.scrape_metrics()
     good = w.snapshot
     assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 1.0' in exposition(w)
     monkeypatch.setattr(incremental, "analyse", boom)
-    with caplog.at_level(logging.WARNING, logger="cardguard.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cardguard.run.scheduler"):
         w.scrape_metrics()  # must not raise
         w.scrape_metrics()
     snap = w.snapshot
@@ -556,7 +557,7 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
     go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection: building the new target's worker raises."""
-    from cardguard import scheduler
+    from cardguard.run import scheduler
 
     off = ProfilesConfig(enabled=False)
     t = TargetConfig(name="demo", url=go127.base_url, interval=0.2, timeout=1.0, profiles=off)
@@ -580,7 +581,7 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
 
 def grid_job(interval: float, phase_of: float) -> object:
     """A Job on a known grid: base 100 + phase_of * interval."""
-    from cardguard.scheduler import Job
+    from cardguard.run.scheduler import Job
 
     job = Job.__new__(Job)
     job.interval, job.base, job.active = interval, 100.0 + phase_of * interval, True
@@ -605,7 +606,7 @@ def test_runs_stay_on_their_grid_and_late_or_overrun_ones_are_skipped() -> None:
 
 
 def test_phases_spread_a_fleet_over_its_interval() -> None:
-    from cardguard.scheduler import phase
+    from cardguard.run.scheduler import phase
 
     phases = sorted(phase(f"t{i}", "metrics") for i in range(1000))
     assert phases == sorted(set(phases)) and 0 <= phases[0] and phases[-1] < 1

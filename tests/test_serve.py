@@ -471,11 +471,11 @@ def test_logfmt_lines_and_listen_address() -> None:
     from cardguard.commands.serve import LogfmtFormatter, parse_listen_address
 
     rec = logging.LogRecord(
-        "cardguard.scheduler", logging.WARNING, __file__, 1, "%s", ("a b",), None
+        "cardguard.run.scheduler", logging.WARNING, __file__, 1, "%s", ("a b",), None
     )
     rec.target, rec.endpoint, rec.reason = "api", "metrics", "timeout"
     line = LogfmtFormatter().format(rec)
-    assert line.startswith("ts=") and " level=warn logger=cardguard.scheduler " in line
+    assert line.startswith("ts=") and " level=warn logger=cardguard.run.scheduler " in line
     assert line.endswith('msg="a b" target=api endpoint=metrics reason=timeout')
     # Control characters never reach the line raw: a value cannot end it, forge another
     # one or drive the terminal that shows it.
@@ -499,9 +499,9 @@ def test_reload_bug_is_a_500_and_keeps_serving(
     """
     import threading
 
-    from cardguard import server
-    from cardguard.config import load_config
-    from cardguard.scheduler import Scheduler
+    from cardguard.expose import server
+    from cardguard.run.scheduler import Scheduler
+    from cardguard.settings.config import load_config
 
     cfg_path = tmp_path / "cardguard.yml"
     write_config(cfg_path, [{"name": "one", "url": "http://127.0.0.1:1"}])

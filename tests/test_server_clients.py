@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from cardguard.server import MAX_REQUEST_BODY, ClientLog
+from cardguard.expose.server import MAX_REQUEST_BODY, ClientLog
 from support import Process, running_cardguard_serve, wait_for
 from tlscerts import Certs, make_certs
 
@@ -350,7 +350,7 @@ def test_a_failed_tls_handshake_is_one_log_line(
     [line] = lines_from(tls, peer)
     assert line["msg"] == "TLS handshake failed"
     assert line["level"] == "warn"
-    assert line["logger"] == "cardguard.server"
+    assert line["logger"] == "cardguard.expose.server"
     assert line["reason"].replace("_", "").isalnum() and line["reason"].islower()
     if reason is not None:
         assert line["reason"] == reason
@@ -398,7 +398,7 @@ def test_client_log_demotes_lines_over_budget_and_counts_them(
 ) -> None:
     now = [100.0]
     cl = ClientLog(burst=3, every=10.0, clock=lambda: now[0])
-    caplog.set_level(logging.DEBUG, logger="cardguard.server")
+    caplog.set_level(logging.DEBUG, logger="cardguard.expose.server")
     for i in range(5):
         cl.log("bad request", peer=f"10.0.0.1:{i}", reason="bad_content_length")
     levels = [r.levelno for r in caplog.records]

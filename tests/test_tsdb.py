@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from cardguard import tsdb
 from cardguard.errors import ParseError
+from cardguard.parse import tsdb
 from promstack import prometheus, pushgateway, query
 from support import wait_for
 
@@ -120,7 +120,7 @@ def test_limit_is_enforced_even_if_the_server_ignores_it() -> None:
 
 
 def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cardguard import offenders
+    from cardguard.detect import offenders
 
     body = requests.get(f"{central.base_url}/api/v1/status/tsdb", params={"limit": 20}, timeout=5)
     status = tsdb.parse(body.content, central.base_url, limit=20)
@@ -131,7 +131,7 @@ def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # ty
     assert [o.label for o in explosions] == ["path"], [o.summary for o in found]
     assert explosions[0].evidence["family"] == tsdb.ALL_FAMILIES
     # The same rules, tightened, silence it: fleet figures go through the rules engine.
-    from cardguard.rules import load_rules_file
+    from cardguard.settings.rules import load_rules_file
 
     (tmp_path / "rules.yml").write_text("allow: {labels: [path]}\n")
     quiet = load_rules_file(tmp_path / "rules.yml")

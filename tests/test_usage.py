@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cardguard import usage, usagefiles
+from cardguard.analyse import usage
+from cardguard.settings import usagefiles
 from support import REPO, TESTDATA, cardguard_argv
 
 RULES = sorted((REPO / "rules").glob("*.rules.yml"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cardguard import verdict
+from cardguard.detect import verdict
 from demo_support import DEMO_FAST_FLAGS
 from support import TESTDATA, cardguard_argv
 

@@ -18,8 +18,8 @@ import bcrypt
 import pytest
 import requests
 
-from cardguard import webconfig
 from cardguard.errors import ConfigError
+from cardguard.settings import webconfig
 from support import Process, cardguard_argv, running_cardguard_serve, wait_for
 from tlscerts import Certs, make_certs
 
@@ -294,7 +294,7 @@ def test_serve_refuses_a_bad_web_config(tmp_path: Path) -> None:
 def test_serve_reports_a_hostile_web_config_file_as_one_line(
     tmp_path: Path, text: str, expected: str
 ) -> None:
-    """The web config goes through cardguard.yamlfile's bounds, as the config file does."""
+    """The web config goes through cardguard.settings.yamlfile's bounds, as the config file does."""
     (tmp_path / "cardguard.yml").write_text("probe: {}\n")
     (tmp_path / "web.yml").write_text(text)
     with pytest.raises(ConfigError) as err:

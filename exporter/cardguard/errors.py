@@ -48,7 +48,7 @@ class ConfigError(CardguardError):
 class FetchError(CardguardError):
     """A target could not be fetched.
 
-    ``reason`` is one of a small fixed set (see ``cardguard.fetch.REASONS``) so
+    ``reason`` is one of a small fixed set (see ``cardguard.run.fetch.REASONS``) so
     it can be used as a bounded label value.
     """
 

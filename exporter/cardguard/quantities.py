@@ -1,6 +1,6 @@
 """Durations and sizes as the config file and the command line write them (one grammar).
 
-Kept apart from :mod:`cardguard.config` so that a command parsing
+Kept apart from :mod:`cardguard.settings.config` so that a command parsing
 ``--timeout 30s`` does not import the configuration loader, YAML and the rule
 set at start-up.
 """

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cardguard import ansi
+from cardguard.expose import ansi
 from cardguard.quantities import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -4,7 +4,7 @@ A SOURCE is a path, ``-`` for stdin, or an ``http(s)://`` URL. A URL with no
 path (``http://127.0.0.1:6060``) or ending in the pprof root
 (``.../debug/pprof``) is a target base; any other URL names the endpoint
 itself. All HTTP goes through :func:`fetch` and so through
-:mod:`cardguard.fetch` with its size and time limits.
+:mod:`cardguard.run.fetch` with its size and time limits.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def fetch(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_M
     """GET ``url`` within limits and return the body.
 
     Raises:
-        FetchError: the target could not be fetched (reason from cardguard.fetch.REASONS).
+        FetchError: the target could not be fetched (reason from cardguard.run.fetch.REASONS).
     """
-    from cardguard.config import TargetConfig
-    from cardguard.fetch import Fetcher
+    from cardguard.run.fetch import Fetcher
+    from cardguard.settings.config import TargetConfig
 
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
     return Fetcher(target).get(url, timeout=timeout, max_bytes=max_bytes).body

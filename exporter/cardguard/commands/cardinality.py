@@ -5,7 +5,7 @@ SOURCE is a file, an http(s) URL (a target's base URL gets ``/metrics``, as
 or protobuf exposition format (``--native-histograms`` asks a URL for
 protobuf first, as Prometheus does with native histograms on; a file is read
 as protobuf only where it cannot be text). The page is analysed by
-``cardguard.cardinality.analyse``; this module only reads the input and prints
+``cardguard.analyse.cardinality.analyse``; this module only reads the input and prints
 the result (a table, or JSON with ``--format json``). Every failure prints one
 line naming the source (and the line, for a malformed page) and exits 1.
 """
@@ -20,10 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from cardguard.cardinality import Limits, PageAnalysis, analyse
+from cardguard.analyse.cardinality import Limits, PageAnalysis, analyse
 from cardguard.commands._options import missing_scheme, timeout_option
 from cardguard.errors import CardguardError, FetchError
-from cardguard.exposition import Format, accept_header
+from cardguard.parse.exposition import Format, accept_header
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 METRICS_PATH = "/metrics"
@@ -35,11 +35,11 @@ def fetch_page(
 ) -> tuple[bytes, str | None]:
     """GET a /metrics page with Prometheus' Accept header; return body and Content-Type.
 
-    The one place this command touches the network, through ``cardguard.fetch``
+    The one place this command touches the network, through ``cardguard.run.fetch``
     (deadline, size limit and bounded gzip decoding live there).
     """
-    from cardguard.config import TargetConfig
-    from cardguard.fetch import Fetcher
+    from cardguard.run.fetch import Fetcher
+    from cardguard.settings.config import TargetConfig
 
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
     accept = accept_header(native_histograms)
@@ -81,7 +81,7 @@ def read_source(
     if source.startswith(("http://", "https://")):
         # Only a URL needs the HTTP client (urllib3, the config types): a file
         # is read without importing them.
-        from cardguard.fetch import HTTPStatusError
+        from cardguard.run.fetch import HTTPStatusError
 
         url = page_url(source)
         try:

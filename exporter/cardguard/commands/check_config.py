@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cardguard.config import format_duration, load_config
 from cardguard.errors import ConfigError
+from cardguard.settings.config import format_duration, load_config
 
 
 @click.command("check-config")

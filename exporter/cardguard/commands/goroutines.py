@@ -27,10 +27,10 @@ from typing import Any
 
 import click
 
-from cardguard import ansi
 from cardguard.commands import _sources
 from cardguard.commands._options import color_option, colour_wanted, timeout_option
 from cardguard.errors import FetchError, ProfileError
+from cardguard.expose import ansi
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import stacks
 from cardguard.pprof.profile import collector_paused

@@ -36,10 +36,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from cardguard import cgroupfs, container, flamegraph, remedies, usage, usagefiles, verdict
-from cardguard import offenders as off
-from cardguard.cardinality import analyse
-from cardguard.churn import ChurnTracker
+from cardguard.analyse import usage
+from cardguard.analyse.cardinality import analyse
+from cardguard.analyse.churn import ChurnTracker
 from cardguard.commands._options import (
     DURATION,
     color_option,
@@ -47,13 +46,24 @@ from cardguard.commands._options import (
     missing_scheme,
     timeout_option,
 )
-from cardguard.config import TargetConfig, load_config
+from cardguard.detect import container, remedies, verdict
+from cardguard.detect import offenders as off
 from cardguard.errors import CardguardError, ConfigError, FetchError, ParseError, ProfileError
-from cardguard.exposition import ACCEPT_HEADER, detect_format
+from cardguard.expose import flamegraph
+from cardguard.expose.render import RENDERERS, TargetReport, render
+from cardguard.parse.exposition import ACCEPT_HEADER, detect_format
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import profile as prof
-from cardguard.render import RENDERERS, TargetReport, render
-from cardguard.rules import DEFAULT_RULES, SEVERITIES, SEVERITY_RANK, Rules, load_rules_file
+from cardguard.run import cgroupfs
+from cardguard.settings import usagefiles
+from cardguard.settings.config import TargetConfig, load_config
+from cardguard.settings.rules import (
+    DEFAULT_RULES,
+    SEVERITIES,
+    SEVERITY_RANK,
+    Rules,
+    load_rules_file,
+)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _GZIP = b"\x1f\x8b"
@@ -253,7 +263,7 @@ class Watch:
         return self.refine(verdict.merge(judged, off.detect(after, self.rules)))
 
     def refine(self, found: list[off.Offender]) -> list[off.Offender]:
-        """Rebuild fixes from the first and latest pages (cardguard.remedies)."""
+        """Rebuild fixes from the first and latest pages (cardguard.detect.remedies)."""
         if not self.pages or not self.metrics:
             return found
         first = self.pages[0] if len(self.pages) > 1 else None
@@ -303,13 +313,13 @@ class Watch:
 
 
 class Live:
-    """Reads snapshots from a running target through ``cardguard.fetch``."""
+    """Reads snapshots from a running target through ``cardguard.run.fetch``."""
 
     cgroup: Path | None = None
     """The target's memory cgroup directory, read with every snapshot (--cgroup)."""
 
     def __init__(self, target: TargetConfig, full_limit: int) -> None:
-        from cardguard.fetch import Fetcher
+        from cardguard.run.fetch import Fetcher
 
         self.target = target
         self.fetcher = Fetcher(target)

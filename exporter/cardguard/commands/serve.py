@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from cardguard import logfmt
-from cardguard.config import load_config
 from cardguard.errors import ConfigError
+from cardguard.settings.config import load_config
 
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -176,10 +176,12 @@ def serve(
     analysis_processes: int,
 ) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
-    from cardguard import fleet, malloc, probe, webconfig
-    from cardguard.analysis import make_analyser
-    from cardguard.scheduler import Scheduler
-    from cardguard.server import App, make_server
+    from cardguard.expose import fleet, probe
+    from cardguard.expose.server import App, make_server
+    from cardguard.run import malloc
+    from cardguard.run.analysis import make_analyser
+    from cardguard.run.scheduler import Scheduler
+    from cardguard.settings import webconfig
 
     setup_logging(log_level, log_format)
     malloc.return_large_buffers()

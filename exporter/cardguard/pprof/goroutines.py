@@ -154,7 +154,7 @@ class GoroutineGroup:
     and ``max_wait_minutes`` are the most common creator, most common state
     and longest wait (``None`` when the format lacks them); ``leaked`` counts
     confirmed leaks (``None`` when the input cannot tell). ``label`` is the
-    value of the label grouped by (:data:`~cardguard.cardinality.OTHER` for
+    value of the label grouped by (:data:`~cardguard.analyse.cardinality.OTHER` for
     the values past the cap, ``None`` for goroutines without the label or
     when not grouping by a label). ``sites`` are the ``file:line`` of each
     frame of its largest record (empty when the input carries none).
@@ -957,7 +957,7 @@ def label_values(
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     # Imported here: cardinality brings the exposition parser, which reading a
     # goroutine profile never needs (a third of `cardguard goroutines`' start-up).
-    from cardguard.cardinality import OTHER
+    from cardguard.analyse.cardinality import OTHER
 
     return {v: (v if i < max_values else OTHER) for i, (v, _) in enumerate(ranked)}
 
@@ -974,7 +974,7 @@ def group(
             ``handler`` or ``tenant``); goroutines without it form their own
             group with ``label=None``.
         max_label_values: keep this many distinct values (the largest), fold
-            the rest into :data:`~cardguard.cardinality.OTHER`, so the number
+            the rest into :data:`~cardguard.analyse.cardinality.OTHER`, so the number
             of groups stays bounded whatever the program labels with.
     """
     by_key: dict[tuple[tuple[str, ...], str | None], list[GoroutineRecord]] = {}

@@ -8,7 +8,7 @@ scale (``count``: objects, goroutines) are shown as they are. So
 prints.
 
 These are display units only; sizes in the config file (``64MiB``) have
-their own grammar in :mod:`cardguard.config`.
+their own grammar in :mod:`cardguard.settings.config`.
 """
 
 from __future__ import annotations

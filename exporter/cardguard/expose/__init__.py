@@ -1,0 +1,1 @@
+"""What cardguard serves and prints: collectors, the HTTP server, /probe, fleet, renderers."""

@@ -1,0 +1,1 @@
+"""I/O: fetching targets, schedules, the allow-list, analysis worker processes, cgroup files."""
