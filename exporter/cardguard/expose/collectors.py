@@ -13,7 +13,7 @@ few hundred series here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -593,8 +593,3 @@ def target_collectors(snapshots: Snapshots, offender_cap: Callable[[], int]) -> 
         ProfileCollector(snapshots),
         OffenderCollector(snapshots, offender_cap),
     ]
-
-
-def describe_all(collectors: Iterable[Collector]) -> list[str]:
-    """Names of every family the collectors yield right now (for the landing page and tests)."""
-    return sorted({m.name for c in collectors for m in c.collect()})
