@@ -164,8 +164,9 @@ def test_module_size(name: str) -> None:
 
 def test_pure_layers_do_no_io() -> None:
     wrong = []
+    pure = {rank for rank, (layer, _) in enumerate(LAYERS) if layer in PURE}
     for name, path in modules().items():
-        if name == "cardguard" or layer_of(name) not in [rank for rank, (layer, _) in enumerate(LAYERS) if layer in PURE]:
+        if name == "cardguard" or layer_of(name) not in pure:
             continue
         for mod, line in imports_of(name, path):
             if any(mod == io or mod.startswith(io + ".") for io in IO_MODULES):

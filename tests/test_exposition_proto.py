@@ -32,7 +32,9 @@ from hypothesis import strategies as st
 import nhserver_support as nh
 import promstack
 from cardguard.analyse import cardinality
-from cardguard.detect import offenders
+from cardguard.analyse.view import TargetView, children_of, metrics_point
+from cardguard.detect.detectors import detect
+from cardguard.detect.offender import Offender
 from cardguard.errors import ConfigError, ParseError
 from cardguard.parse import exposition, exposition_proto
 from cardguard.parse.exposition import Family, Sample
@@ -192,9 +194,9 @@ def _check_twins(pb: bytes, txt: bytes) -> None:
     classic = proto_a.family("nh_classic_duration_seconds")
     assert classic is not None and classic.native_histogram_series == USERS
     assert classic.series == USERS * 13
-    assert offenders.children_of(classic) == USERS
+    assert children_of(classic) == USERS
     native_fam = proto_a.family("nh_native_duration_seconds")
-    assert native_fam is not None and offenders.children_of(native_fam) == USERS
+    assert native_fam is not None and children_of(native_fam) == USERS
 
 
 def test_scheduler_asks_for_protobuf_only_with_native_histograms_on(nhserver: Process) -> None:
@@ -239,14 +241,14 @@ def test_label_explosion_on_a_classic_histogram_names_its_native_cost(tmp_path: 
     """Planted in a real process (2,100 users), and silent on the healthy 20-user one."""
     binary = nh.build_nhserver()
 
-    def detect(users: int) -> list[offenders.Offender]:
+    def explosions(users: int) -> list[Offender]:
         with nh.start_nhserver(binary, tmp_path / f"nh-{users}.log", f"-users={users}") as proc:
             resp = nh.fetch(proc, nh.PROTOBUF_ACCEPT)
         page = cardinality.analyse(resp.content, content_type=PROTO, source="nh")
-        view = offenders.TargetView("nh", metrics=(offenders.metrics_point(page, 0.0),))
-        return [o for o in offenders.detect(view) if o.kind == "label_explosion"]
+        view = TargetView("nh", metrics=(metrics_point(page, 0.0),))
+        return [o for o in detect(view) if o.kind == "label_explosion"]
 
-    found = {o.evidence["family"]: o for o in detect(2100)}
+    found = {o.evidence["family"]: o for o in explosions(2100)}
     classic = found["nh_classic_duration_seconds"]
     assert classic.evidence["native_histogram_series"] == 2100
     assert (
@@ -257,7 +259,7 @@ def test_label_explosion_on_a_classic_histogram_names_its_native_cost(tmp_path: 
     for fam in ("nh_native_duration_seconds", "nh_requests_total"):
         assert "native_histogram_series" not in found[fam].evidence
         assert "native histogram" not in found[fam].fix
-    assert detect(USERS) == []
+    assert explosions(USERS) == []
 
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cardguard.analyse import cardinality
+from cardguard.analyse.view import metrics_point_of_tsdb
 from cardguard.errors import ConfigError, ParseError, ProfileError
 from cardguard.parse import exposition, tsdb
 from cardguard.pprof import goroutines, heap, profile, profile_pb2
@@ -94,7 +95,7 @@ def check_tsdb(data: bytes) -> None:
         assert str(exc).startswith("fuzz")
         return
     tsdb.TSDBView.new(5, 1, 1).rows(status)
-    tsdb.metrics_point(status, 0.0)
+    metrics_point_of_tsdb(status, 0.0)
 
 
 def check_probe_target(data: bytes) -> None:

@@ -13,9 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from cardguard.analyse.heap_sites import compute_library_use, frames_of, library_use, owner_totals
+from cardguard.analyse.view import (
+    MEMORY_METRICS,
+    GoroutinePoint,
+    TargetView,
+    metric_values,
+    values_from_page,
+)
 from cardguard.commands.report import Watch, load_saved
-from cardguard.detect import offenders as off
-from cardguard.detect.offenders import Offender, TargetView, detect
+from cardguard.detect.children_heap_cost import MIN_SAMPLED_ALLOCATIONS, _children_heap_cost
+from cardguard.detect.detectors import detect
+from cardguard.detect.goroutine_leak import live_frames
+from cardguard.detect.heap_growth import published
+from cardguard.detect.offender import Offender, offender_id
 from cardguard.settings.rules import DEFAULT_RULES, SEVERITY_RANK, Rules, load_rules_file
 from support import TESTDATA
 
@@ -115,8 +126,8 @@ def test_unchecked_relabel_snippet_drops_only_the_family(demo: TargetView) -> No
 
 def heap_costs(view: TargetView) -> list[Offender]:
     """The children_heap_cost offenders before they are folded into label explosions."""
-    use = off._library_use(view.heaps[-1].profile)
-    return off._children_heap_cost(view, DEFAULT_RULES.for_target(view.target), use)
+    use = library_use(view.heaps[-1].profile)
+    return _children_heap_cost(view, DEFAULT_RULES.for_target(view.target), use)
 
 
 def test_children_heap_cost_joins_family_to_client_library_owner(demo: TargetView) -> None:
@@ -163,8 +174,8 @@ def test_children_heap_cost_ignores_one_profile_of_sampling_noise(demo: TargetVi
     # (a 512 KiB sampling rate turns one sample into half a megabyte) is noise.
     last = demo.heaps[-1]
     noisy = dataclasses.replace(last.profile, period=512 * 1024 * 1024)
-    use = off._compute_library_use(noisy)
-    assert use.samples < off.MIN_SAMPLED_ALLOCATIONS
+    use = compute_library_use(noisy)
+    assert use.samples < MIN_SAMPLED_ALLOCATIONS
     view = dataclasses.replace(demo, heaps=(dataclasses.replace(last, profile=noisy),))
     assert not heap_costs(view)
     # The real profile (4 KiB rate) rests on thousands: named from one profile alone.
@@ -229,7 +240,7 @@ def test_one_step_of_heap_growth_is_not_a_leak(demo: TargetView) -> None:
     other = next(
         smp
         for smp in second.profile.samples
-        if not any(f.function.startswith("main.") for f in off._frames(second.profile, smp.stack))
+        if not any(f.function.startswith("main.") for f in frames_of(second.profile, smp.stack))
     )
     later = dataclasses.replace(second.profile, samples=(*second.profile.samples, other))
     flat = dataclasses.replace(demo.heaps[-1], profile=later)
@@ -250,9 +261,9 @@ def test_a_profile_no_gc_rewrote_is_not_a_flat_interval() -> None:
     """
     view = view_of("demo-cache-no-gc")
     owner = "main.renderSection"
-    values = [off._owner_totals(h.profile)[0].get(owner, 0) for h in view.heaps]
+    values = [owner_totals(h.profile)[0].get(owner, 0) for h in view.heaps]
     assert values[-1] == values[-2] > values[0]
-    assert len(off._published(view.heaps)) == len(view.heaps) - 1
+    assert len(published(view.heaps)) == len(view.heaps) - 1
     (o,) = [o for o in detect(view) if o.kind == "heap_growth"]
     assert o.function == owner and o.severity == "warning"
     # the trend shows the published profiles only
@@ -265,7 +276,7 @@ def test_heap_that_appears_during_the_watch_counts_from_where_it_shows(demo: Tar
     # GC cycles late (issue 12: Prometheus' tsdb.newStripeSeries on a loaded machine).
     empty = view_of("demo-healthy").heaps[0]
     owner = "main.renderSection"
-    assert off._owner_totals(empty.profile)[0].get(owner, 0) == 0
+    assert owner_totals(empty.profile)[0].get(owner, 0) == 0
     h = demo.heaps
     at = [h[0].at - 3.0, *(x.at for x in h)]
     appeared = (dataclasses.replace(empty, at=at[0]), h[1], h[2])
@@ -302,7 +313,7 @@ def test_ids_are_stable_and_distinct(demo: TargetView) -> None:
     other = detect(dataclasses.replace(demo, target="other"))
     assert not {o.id for o in a} & {o.id for o in other}
     o = one(a, "label_explosion", family=FAMILY, label="start_point")
-    assert o.id == off.offender_id("label_explosion", "demo", f"{FAMILY}\x00start_point")
+    assert o.id == offender_id("label_explosion", "demo", f"{FAMILY}\x00start_point")
 
 
 def test_json_shape(demo: TargetView) -> None:
@@ -428,7 +439,7 @@ def test_metric_values_sum_request_counters() -> None:
         ("process_resident_memory_bytes", 10.0),
         ("go_goroutines", 4.0),
     ]
-    v = off.metric_values(samples, DEFAULT_RULES.defaults.heap_growth.traffic_metric)
+    v = metric_values(samples, DEFAULT_RULES.defaults.heap_growth.traffic_metric)
     assert v.traffic == 15.0
     assert v.traffic_families == ("demo_http_requests_total", "http_server_requests_seconds")
     assert v.memory == {"process_resident_memory_bytes": 10.0}
@@ -487,7 +498,7 @@ def test_values_from_recorded_pages_in_both_formats(name: str, fmt: str) -> None
     """The same process scraped as OpenMetrics and as text gives the same traffic and memory."""
     data = (TESTDATA / "metrics" / name).read_bytes()
     traffic = DEFAULT_RULES.defaults.heap_growth.traffic_metric
-    v = off.values_from_page(data, fmt, name, traffic)  # type: ignore[arg-type]
+    v = values_from_page(data, fmt, name, traffic)  # type: ignore[arg-type]
     assert v.traffic_families == ("omserver_http_requests_total",)
     expected = sum(
         float(line.rsplit(" ", 1)[1])
@@ -496,14 +507,14 @@ def test_values_from_recorded_pages_in_both_formats(name: str, fmt: str) -> None
     )
     assert v.traffic == expected
     assert v.memory["go_memstats_heap_inuse_bytes"] > 0
-    assert set(v.memory) <= set(off.MEMORY_METRICS)
+    assert set(v.memory) <= set(MEMORY_METRICS)
 
 
 def test_json_stays_valid_with_nan_and_idle_traffic(demo: TargetView) -> None:
     import json
     import math
 
-    v = off.metric_values(
+    v = metric_values(
         [("go_memstats_heap_inuse_bytes", math.nan), ("x_requests_total", math.inf)],
         DEFAULT_RULES.defaults.heap_growth.traffic_metric,
     )
@@ -543,7 +554,7 @@ def test_goroutines_blocked_past_the_limit(tmp_path: Path) -> None:
 
     data = (TESTDATA / "pprof" / "go1.19" / "goroutine.debug2.txt").read_bytes()
     snap = gr.parse(data, "goroutine.debug2.txt")
-    view = TargetView("old", goroutines=(off.GoroutinePoint.of(snap, 0.0),))
+    view = TargetView("old", goroutines=(GoroutinePoint.of(snap, 0.0),))
     # one snapshot, no leak profile: only the wait-time rule can fire, and not at 10m
     assert detect(view) == []
     rules = rules_from(tmp_path, "rules:\n  goroutine_leak: {max_wait: 1m, min_blocked: 10}\n")
@@ -575,7 +586,7 @@ def test_scrape_in_flight_on_a_bounded_vector_is_no_children_cost(name: str) -> 
     }
     # ... while a gzip /metrics response was being built in the heap (Gather,
     # processMetric, flate), in some profile of the watch.
-    uses = [off._library_use(h.profile) for h in view.heaps]
+    uses = [library_use(h.profile) for h in view.heaps]
     assert max(u.transient for u in uses) > 0
     found = detect(view)
     assert not [o for o in found if o.kind == "children_heap_cost"]
@@ -608,9 +619,7 @@ def test_a_leak_that_grows_beside_live_streams_is_still_named() -> None:
     demo = view_of("demo-current")
     points = []
     for e, d in zip(etcd.goroutines[-3:], demo.goroutines, strict=True):
-        points.append(
-            off.GoroutinePoint(at=e.at, total=e.total + d.total, groups=e.groups + d.groups)
-        )
+        points.append(GoroutinePoint(at=e.at, total=e.total + d.total, groups=e.groups + d.groups))
     view = dataclasses.replace(etcd, goroutines=tuple(points), leaks=demo.leaks)
     leaks = [o for o in detect(view) if o.kind == "goroutine_leak"]
     named = [o for o in leaks if o.function == "main.subscribe.func1"]
@@ -629,6 +638,6 @@ def test_a_handler_that_blocks_inside_a_connection_is_not_live_work() -> None:
         "net/http.(*conn).serve",
     ]
     stream = ["google.golang.org/grpc/internal/transport.(*recvBufferReader).readClient"]
-    assert off._live_frames(read) == "parked in a network read"
-    assert off._live_frames(stream) == "serving an RPC stream"
-    assert off._live_frames(handler) is None
+    assert live_frames(read) == "parked in a network read"
+    assert live_frames(stream) == "serving an RPC stream"
+    assert live_frames(handler) is None

@@ -19,18 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cardguard.commands.report import Watch, load_saved
-from cardguard.detect.offenders import Offender, offender_id
-from cardguard.expose.render import (
-    DASHBOARD_TARGET_VAR,
-    DASHBOARD_UID,
-    RENDERERS,
-    TargetReport,
-    render,
-    render_html,
-    render_json,
-    report_page,
-    svg_chart,
-)
+from cardguard.detect.offender import Offender, offender_id
+from cardguard.expose.render.formats import RENDERERS, render
+from cardguard.expose.render.html import render_html, report_page, svg_chart
+from cardguard.expose.render.json import render_json
+from cardguard.expose.render.links import DASHBOARD_TARGET_VAR, DASHBOARD_UID
+from cardguard.expose.render.report import TargetReport
 from cardguard.settings.rules import DEFAULT_RULES
 from golden import check_golden, normalise_html
 from support import REPO, TESTDATA

@@ -12,10 +12,11 @@ import pytest
 
 import local_http
 from cardguard.analyse import cardinality
-from cardguard.detect import offenders
+from cardguard.detect.detectors import detect
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
+from cardguard.run import scheduler
 from cardguard.run.scheduler import Scheduler, TargetWorker
 from cardguard.settings.config import (
     Caps,
@@ -286,7 +287,7 @@ def test_offenders_in_snapshot(go119: local_http.Running) -> None:
     w.collect_profiles()
     snap = w.snapshot
     assert snap.offenders_error is None
-    assert snap.offenders == tuple(offenders.detect(w.view(), DEFAULT_RULES))
+    assert snap.offenders == tuple(detect(w.view(), DEFAULT_RULES))
     explosions = [o for o in snap.offenders if o.kind == "label_explosion"]
     assert any(
         o.family == "demo_http_request_duration_seconds" and o.label == "start_point"
@@ -500,12 +501,12 @@ def test_fetcher_exception_is_blamed_on_the_endpoint_being_fetched(
 def test_detection_exception_publishes_fresh_data_but_not_as_healthy(
     go119: local_http.Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fault injection: offenders.detect raises after a good fetch and parse."""
+    """Fault injection: detect raises after a good fetch and parse."""
     w = worker_for(go119)
     w.scrape_metrics()
     before = w.snapshot
     assert before.offenders_error is None
-    monkeypatch.setattr(offenders, "detect", boom)
+    monkeypatch.setattr(scheduler, "detect", boom)
     go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
     w.scrape_metrics()
     snap = w.snapshot

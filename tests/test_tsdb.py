@@ -120,22 +120,23 @@ def test_limit_is_enforced_even_if_the_server_ignores_it() -> None:
 
 
 def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cardguard.detect import offenders
+    from cardguard.analyse.view import ALL_FAMILIES, TargetView, metrics_point_of_tsdb
+    from cardguard.detect.detectors import detect
 
     body = requests.get(f"{central.base_url}/api/v1/status/tsdb", params={"limit": 20}, timeout=5)
     status = tsdb.parse(body.content, central.base_url, limit=20)
-    point = tsdb.metrics_point(status, at=1.0)
-    view = offenders.TargetView(target="central", metrics=(point,))
-    found = offenders.detect(view)
+    point = metrics_point_of_tsdb(status, at=1.0)
+    view = TargetView(target="central", metrics=(point,))
+    found = detect(view)
     explosions = [o for o in found if o.kind == "label_explosion"]
     assert [o.label for o in explosions] == ["path"], [o.summary for o in found]
-    assert explosions[0].evidence["family"] == tsdb.ALL_FAMILIES
+    assert explosions[0].evidence["family"] == ALL_FAMILIES
     # The same rules, tightened, silence it: fleet figures go through the rules engine.
     from cardguard.settings.rules import load_rules_file
 
     (tmp_path / "rules.yml").write_text("allow: {labels: [path]}\n")
     quiet = load_rules_file(tmp_path / "rules.yml")
-    assert not [o for o in offenders.detect(view, quiet) if o.kind == "label_explosion"]
+    assert not [o for o in detect(view, quiet) if o.kind == "label_explosion"]
 
 
 def test_fleet_mode_in_cardguard_serve(central, tmp_path) -> None:  # type: ignore[no-untyped-def]

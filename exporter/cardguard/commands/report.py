@@ -39,6 +39,14 @@ import click
 from cardguard.analyse import usage
 from cardguard.analyse.cardinality import analyse
 from cardguard.analyse.churn import ChurnTracker
+from cardguard.analyse.view import (
+    GoroutinePoint,
+    HeapPoint,
+    MetricsPoint,
+    TargetView,
+    metrics_point,
+    values_from_page,
+)
 from cardguard.commands._options import (
     DURATION,
     color_option,
@@ -47,10 +55,12 @@ from cardguard.commands._options import (
     timeout_option,
 )
 from cardguard.detect import container, remedies, verdict
-from cardguard.detect import offenders as off
+from cardguard.detect.detectors import detect
+from cardguard.detect.offender import Offender
 from cardguard.errors import CardguardError, ConfigError, FetchError, ParseError, ProfileError
 from cardguard.expose import flamegraph
-from cardguard.expose.render import RENDERERS, TargetReport, render
+from cardguard.expose.render.formats import RENDERERS, render
+from cardguard.expose.render.report import TargetReport
 from cardguard.parse.exposition import ACCEPT_HEADER, detect_format
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import profile as prof
@@ -128,9 +138,9 @@ class Watch:
 
     name: str
     rules: Rules
-    metrics: list[off.MetricsPoint] = field(default_factory=list)
-    heaps: list[off.HeapPoint] = field(default_factory=list)
-    goroutines: list[off.GoroutinePoint] = field(default_factory=list)
+    metrics: list[MetricsPoint] = field(default_factory=list)
+    heaps: list[HeapPoint] = field(default_factory=list)
+    goroutines: list[GoroutinePoint] = field(default_factory=list)
     leaks: tuple[gr.GoroutineGroup, ...] | None = None
     goroutine_profile: prof.Profile | None = None
     notes: list[str] = field(default_factory=list)
@@ -164,9 +174,9 @@ class Watch:
                 fmt = detect_format(snap.content_type, snap.metrics)
                 page = analyse(snap.metrics, content_type=snap.content_type, source=where, fmt=fmt)
                 usage = reading.usage_bytes if reading is not None else None
-                values = off.values_from_page(snap.metrics, fmt, where, traffic, usage)
+                values = values_from_page(snap.metrics, fmt, where, traffic, usage)
                 report = self.churn.update(page, snap.at)
-                self.metrics.append(off.metrics_point(page, snap.at, values, report))
+                self.metrics.append(metrics_point(page, snap.at, values, report))
                 self.pages[1:] = []
                 self.pages.append(remedies.Page(snap.metrics, fmt, where, snap.at))
                 self.identities.append((snap.at, verdict.identity(snap.metrics, fmt, where)))
@@ -175,7 +185,7 @@ class Watch:
                 self.note(f"/metrics at {where}: {exc}")
         if snap.heap is not None:
             try:
-                self.heaps.append(off.HeapPoint(snap.at, prof.decode(snap.heap, f"{where} heap")))
+                self.heaps.append(HeapPoint(snap.at, prof.decode(snap.heap, f"{where} heap")))
                 total = self.heaps[-1].profile.total("inuse_space")
                 shown["heap"] = f"heap {total / 1048576:.1f} MiB"
             except ProfileError as exc:
@@ -184,7 +194,7 @@ class Watch:
         if body is not None:
             try:
                 s = gr.parse(body, f"{where} goroutine")
-                self.goroutines.append(off.GoroutinePoint.of(s, snap.at))
+                self.goroutines.append(GoroutinePoint.of(s, snap.at))
                 shown["goroutines"] = f"{s.total:,} goroutines"
             except ProfileError as exc:
                 self.note(str(exc))
@@ -202,8 +212,8 @@ class Watch:
                 self.note(str(exc))
         return shown
 
-    def view(self) -> off.TargetView:
-        return off.TargetView(
+    def view(self) -> TargetView:
+        return TargetView(
             target=self.name,
             metrics=tuple(self.metrics),
             heaps=tuple(self.heaps),
@@ -253,16 +263,16 @@ class Watch:
             info["start_time_before"], info["start_time_after"] = old.start_time, new.start_time
         return at, info
 
-    def detect(self, view: off.TargetView) -> list[off.Offender]:
+    def detect(self, view: TargetView) -> list[Offender]:
         """Offenders of the watch; across a fix (cut), each open one judged fixed or not."""
         cut = self.cut()
         if cut is None:
-            return self.refine(off.detect(view, self.rules))
+            return self.refine(detect(view, self.rules))
         before, after = verdict.split(view, cut[0])
-        judged = verdict.judge(off.detect(before, self.rules), before, after, restart=cut[1])
-        return self.refine(verdict.merge(judged, off.detect(after, self.rules)))
+        judged = verdict.judge(detect(before, self.rules), before, after, restart=cut[1])
+        return self.refine(verdict.merge(judged, detect(after, self.rules)))
 
-    def refine(self, found: list[off.Offender]) -> list[off.Offender]:
+    def refine(self, found: list[Offender]) -> list[Offender]:
         """Rebuild fixes from the first and latest pages (cardguard.detect.remedies)."""
         if not self.pages or not self.metrics:
             return found
@@ -274,7 +284,7 @@ class Watch:
             return found
         return self.explain_memory(remedies.refine(found, ctx))
 
-    def explain_memory(self, found: list[off.Offender]) -> list[off.Offender]:
+    def explain_memory(self, found: list[Offender]) -> list[Offender]:
         """Explain memory with the container's figures and forecast its limit (--cgroup)."""
         memory = self.metrics[-1].values.memory if self.metrics else {}
         rss = memory.get("process_resident_memory_bytes")

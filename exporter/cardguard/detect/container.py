@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cardguard.detect.offenders import Offender
+from cardguard.detect.offender import Offender
 
 # Page-counter "no limit" in v1 (PAGE_COUNTER_MAX * page size, rounded): anything this big.
 UNLIMITED = 1 << 62

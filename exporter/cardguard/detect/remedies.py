@@ -27,8 +27,9 @@ from typing import Any
 
 from cardguard.analyse import origin as org
 from cardguard.analyse import templates, usage
+from cardguard.analyse.view import MetricsPoint
 from cardguard.detect import relabel
-from cardguard.detect.offenders import MetricsPoint, Offender
+from cardguard.detect.offender import Offender
 from cardguard.detect.relabel import Labels, parse_key
 from cardguard.parse.exposition import Format, Sample, SampleBlock, scan
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cardguard.detect.offenders import TargetView
+from cardguard.analyse.view import TargetView
 from cardguard.errors import ProfileError
 from cardguard.pprof.profile import Profile
 from cardguard.pprof.stacks import Stack, counted_stacks, profile_stacks

@@ -3,7 +3,7 @@
 A Prometheus server sees the cardinality of every service it scrapes; this
 mode reads its TSDB status (``?limit=N``) on an interval, keeps a bounded,
 sticky selection of its lists (:mod:`cardguard.parse.tsdb`) and runs the same
-offender rules as direct targets on it (``offenders.detect`` on a
+offender rules as direct targets on it (``detect`` on a
 ``MetricsPoint`` built from the status). Fetching uses :mod:`cardguard.run.fetch`
 with the server's auth and TLS, so the size and time limits hold.
 
@@ -24,7 +24,10 @@ from urllib.parse import urlencode
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cardguard.detect import container, offenders
+from cardguard.analyse.view import MetricsPoint, MetricValues, TargetView, metrics_point_of_tsdb
+from cardguard.detect import container
+from cardguard.detect.detectors import detect
+from cardguard.detect.offender import Offender
 from cardguard.errors import FetchError, ParseError
 from cardguard.parse import tsdb
 from cardguard.run.fetch import Fetcher
@@ -52,7 +55,7 @@ class FleetSnapshot:
     last_success: float | None = None
     duration: float = 0.0
     failures: dict[str, int] = field(default_factory=dict)
-    offenders: tuple[offenders.Offender, ...] = ()
+    offenders: tuple[Offender, ...] = ()
 
 
 class FleetPoller:
@@ -72,7 +75,7 @@ class FleetPoller:
         self._view = tsdb.TSDBView.new(
             server.cap, g.thresholds.min_family_series, g.thresholds.min_label_values
         )
-        self._points: list[offenders.MetricsPoint] = []
+        self._points: list[MetricsPoint] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.snapshot = FleetSnapshot(server=server.name)
@@ -138,9 +141,9 @@ class FleetPoller:
             return None
         return max(values) if values else None
 
-    def _containers(self, now: float, rules: Rules) -> list[offenders.Offender]:
+    def _containers(self, now: float, rules: Rules) -> list[Offender]:
         """misleading_memory for each configured container, from cAdvisor's series."""
-        out: list[offenders.Offender] = []
+        out: list[Offender] = []
         for c in self.server.containers:
             got = {m: self._query(f"max({m}{c.cadvisor})") for m in container.CADVISOR}
             values = {m: v for m, v in got.items() if v is not None}
@@ -152,14 +155,12 @@ class FleetPoller:
                 v = self._query(f"max({m}{c.process})")
                 if v is not None:
                     memory[m] = v
-            point = offenders.MetricsPoint(
+            point = MetricsPoint(
                 at=now,
-                values=offenders.MetricValues(
-                    memory=memory, container_memory_bytes=reading.usage_bytes
-                ),
+                values=MetricValues(memory=memory, container_memory_bytes=reading.usage_bytes),
             )
-            view = offenders.TargetView(target=f"{self.server.name}/{c.name}", metrics=(point,))
-            found = [o for o in offenders.detect(view, rules) if o.kind == "misleading_memory"]
+            view = TargetView(target=f"{self.server.name}/{c.name}", metrics=(point,))
+            found = [o for o in detect(view, rules) if o.kind == "misleading_memory"]
             out += container.refine(found, [(now, reading)], memory.get(RSS), memory.get(HEAP))
         return out
 
@@ -178,10 +179,10 @@ class FleetPoller:
             return self.snapshot
         now = self._clock()
         _, rules = self._settings()
-        self._points.append(tsdb.metrics_point(status, now))
+        self._points.append(metrics_point_of_tsdb(status, now))
         del self._points[:-MAX_POINTS]
-        view = offenders.TargetView(target=s.name, metrics=tuple(self._points))
-        found = tuple(offenders.detect(view, rules)) + tuple(self._containers(now, rules))
+        view = TargetView(target=s.name, metrics=tuple(self._points))
+        found = tuple(detect(view, rules)) + tuple(self._containers(now, rules))
         self.snapshot = FleetSnapshot(
             server=s.name,
             rows=self._view.rows(status),

@@ -24,8 +24,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cardguard.analyse import patterns
-from cardguard.detect.offenders import FamilyStat, LabelStat, MetricsPoint
 from cardguard.errors import ParseError
 
 OTHER = "__other__"
@@ -203,40 +201,3 @@ class TSDBView:
             "memoryInBytesByLabelName": (memory, labels[1]),
             "seriesCountByLabelValuePair": self.pairs.apply(status.series_by_pair),
         }
-
-
-ALL_FAMILIES = "*"
-
-
-def metrics_point(status: TSDBStatus, at: float) -> MetricsPoint:
-    """Shape a TSDB status like one /metrics scrape so ``offenders.detect`` applies the same rules.
-
-    Prometheus counts label values across every family, so each label is
-    reported for the family ``*``. Its example values (and so its pattern
-    class) come from ``seriesCountByLabelValuePair``, which names a few values.
-    """
-    examples: dict[str, list[str]] = {}
-    for pair, _ in status.series_by_pair:
-        name, value = split_pair(pair)
-        examples.setdefault(name, []).append(value)
-    families = tuple(
-        FamilyStat(name=n, metric_type="unknown", series=v, children=v)
-        for n, v in status.series_by_metric
-    )
-    labels = tuple(
-        LabelStat(
-            family=ALL_FAMILIES,
-            label=n,
-            metric_type="unknown",
-            distinct_values=v,
-            estimated=False,
-            pattern=patterns.classify(examples.get(n, []), v),
-            examples=tuple(examples.get(n, [])[:5]),
-            family_series=status.head.num_series,
-        )
-        for n, v in status.values_by_label
-        if n != "__name__"
-    )
-    return MetricsPoint(
-        at=at, total_series=status.head.num_series, families=families, labels=labels
-    )

@@ -44,8 +44,7 @@ from typing import Any, Protocol
 
 from cardguard.analyse import incremental
 from cardguard.analyse.cardinality import FamilyStats, Limits, PageAnalysis
-from cardguard.detect import offenders
-from cardguard.detect.offenders import MetricValues
+from cardguard.analyse.view import MetricValues, reads_family, values_from_page
 from cardguard.errors import ParseError
 from cardguard.run import malloc
 from cardguard.settings.rules import Matcher
@@ -180,7 +179,7 @@ def analyse_page(store: MemoStore, req: PageRequest) -> PageResult:
         values, goroutines = _values_from_segments(req, out)
     else:
         fmt = out.analysis.format
-        values = offenders.values_from_page(req.data, fmt, req.source, req.traffic)
+        values = values_from_page(req.data, fmt, req.source, req.traffic)
         goroutines = goroutines_from_page(req.data)
     same = out.unchanged and req.token is not None and req.token == token
     return PageResult(
@@ -203,11 +202,11 @@ def _values_from_segments(
     runtime: list[bytes] = []
     for seg, fams in zip(out.segments, out.families, strict=True):
         names = [f.name for f in fams]
-        if any(offenders.reads_family(n, req.traffic) for n in names):
+        if any(reads_family(n, req.traffic) for n in names):
             wanted.append(data[seg.start : seg.end])
         if "go_goroutines" in names:
             runtime.append(data[seg.start : seg.end])
-    values = offenders.values_from_page(b"".join(wanted), "text", req.source, req.traffic)
+    values = values_from_page(b"".join(wanted), "text", req.source, req.traffic)
     return values, goroutines_from_page(b"".join(runtime)) if runtime else None
 
 

@@ -74,8 +74,15 @@ from typing import Any, TypeVar
 from cardguard.analyse import cardinality
 from cardguard.analyse.cardinality import Limits, PageAnalysis
 from cardguard.analyse.churn import ChurnReport, ChurnTracker
-from cardguard.detect import offenders
-from cardguard.detect.offenders import HeapPoint
+from cardguard.analyse.view import (
+    GoroutinePoint,
+    HeapPoint,
+    MetricsPoint,
+    TargetView,
+    metrics_point,
+)
+from cardguard.detect.detectors import detect
+from cardguard.detect.offender import Offender
 from cardguard.errors import FetchError, ParseError, ProfileError
 from cardguard.parse import exposition
 from cardguard.pprof import goroutines as gr
@@ -238,7 +245,7 @@ class TargetSnapshot:
     leaks: tuple[gr.GoroutineGroup, ...] | None = None
     goroutineleak_supported: bool | None = None
     group_creators: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    offenders: tuple[offenders.Offender, ...] = ()
+    offenders: tuple[Offender, ...] = ()
     offenders_error: str | None = None
     offenders_capped: bool = False  # more offenders than global.caps.offenders
     visible: Visible = field(default_factory=Visible)
@@ -371,9 +378,9 @@ class TargetWorker:
         self.snapshot = TargetSnapshot(target=target.name, url=target.url)
         # Mutable state behind the snapshot, touched only under _lock.
         self._churn = ChurnTracker(window=HISTORY_WINDOW)
-        self._metrics_points: list[offenders.MetricsPoint] = []
-        self._heap_points: list[offenders.HeapPoint] = []
-        self._goroutine_points: list[offenders.GoroutinePoint] = []
+        self._metrics_points: list[MetricsPoint] = []
+        self._heap_points: list[HeapPoint] = []
+        self._goroutine_points: list[GoroutinePoint] = []
         self._last_goroutines: int | None = None
         self._leak_404_at: float | None = None
         self._started_at = clock()
@@ -701,7 +708,7 @@ class TargetWorker:
                         removed[key] = removed.get(key, 0) + fc.series_removed
             if goroutines is not None:
                 self._last_goroutines = goroutines
-            point = offenders.metrics_point(page, at, values, churn)
+            point = metrics_point(page, at, values, churn)
             _bounded_append(self._metrics_points, point, lambda p: p.at, MAX_METRICS_POINTS)
             self._publish_round(
                 "metrics",
@@ -782,7 +789,7 @@ class TargetWorker:
         g, rules = self._settings()
         with self._lock:
             _bounded_append(
-                self._heap_points, offenders.HeapPoint(at, profile), lambda h: h.at, MAX_HEAP_POINTS
+                self._heap_points, HeapPoint(at, profile), lambda h: h.at, MAX_HEAP_POINTS
             )
             vis = self.snapshot.visible
             floor = inuse.total * g.thresholds.min_heap_owner_share
@@ -823,7 +830,7 @@ class TargetWorker:
             prev_points = self._goroutine_points
             base = prev_points[-1].groups if prev_points else ()
             growth = gr.growth(base, groups) if prev_points else []
-            point = offenders.GoroutinePoint(at=at, total=snap.total, groups=tuple(groups))
+            point = GoroutinePoint(at=at, total=snap.total, groups=tuple(groups))
             _bounded_append(self._goroutine_points, point, lambda p: p.at, MAX_GOROUTINE_POINTS)
             cur = self.snapshot
             creators = dict(cur.group_creators)
@@ -930,8 +937,8 @@ class TargetWorker:
 
     # -- offenders
 
-    def view(self) -> offenders.TargetView:
-        return offenders.TargetView(
+    def view(self) -> TargetView:
+        return TargetView(
             target=self.target.name,
             metrics=tuple(self._metrics_points),
             heaps=tuple(self._heap_points),
@@ -948,7 +955,7 @@ class TargetWorker:
         points = [p.at for p in view.metrics] + [h.at for h in view.heaps]
         window = max(points) - min(points) if points else 0.0
         try:
-            found = offenders.detect(view, rules)
+            found = detect(view, rules)
         except Exception as exc:
             # Detection is pure code over data we hold; a failure is a bug. Keep the
             # fresh data and the last offenders, record the error and log the traceback.
