@@ -15,8 +15,9 @@ import local_http
 from cardguard.expose.collectors import ReloadCollector, ReloadStatus, target_collectors
 from cardguard.pprof import goroutines as gr
 from cardguard.run.scheduler import TargetSnapshot, TargetWorker
-from cardguard.settings.config import Caps, GlobalConfig, ProfilesConfig, TargetConfig, Thresholds
+from cardguard.settings.config import Caps, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
+from cardguard.settings.targets import ProfilesConfig, TargetConfig
 from support import TESTDATA, free_port
 
 PPROF = TESTDATA / "pprof" / "go1.27"
@@ -186,7 +187,7 @@ def test_profile_series_add_up(server: local_http.Running) -> None:
     _profile_server(server)
     g = GlobalConfig(thresholds=Thresholds(min_goroutine_group=2, min_heap_owner_share=0.02))
     w = make_worker(server.base_url, g, profiles=ProfilesConfig(goroutine_full_max=1000))
-    w.collect_profiles()  # heap base, goroutine debug=1, goroutineleak
+    w.collect_profiles()  # heap base, goroutine debug=0, goroutineleak
     ss1 = samples([w.snapshot])
     server.routes["/debug/pprof/heap"] = local_http.ok((PPROF / "heap.pb.gz").read_bytes())
     w.collect_profiles()  # heap again (delta), goroutine debug=2 (about 200 < 1000)
@@ -215,12 +216,12 @@ def test_profile_series_add_up(server: local_http.Running) -> None:
     assert one(ss, "cardguard_goroutine_group_leaked", group=gid) == leak.total
     assert one(ss, "cardguard_goroutine_group_max_wait_seconds", group=gid) % 60 == 0
     assert one(ss, "cardguard_goroutineleak_supported", target="t") == 1
-    # The group's label set is the same from the debug=1 round (no creator there) and after.
+    # The group's label set is the same from the counted round (no creator there) and after.
     ss1_groups = values(ss1, "cardguard_goroutine_group_goroutines", group=gid)
     w.collect_profiles()
     ss3 = samples([w.snapshot])
     assert set(values(ss3, "cardguard_goroutine_group_goroutines", group=gid)) == {key}
-    assert ss1_groups  # shown in the first (debug=1) round already
+    assert ss1_groups  # shown in the first (counted, debug=0) round already
 
 
 def test_health_series_for_dead_target() -> None:

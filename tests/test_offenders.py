@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cardguard.analyse.heap_sites import compute_library_use, frames_of, library_use, owner_totals
+from cardguard.analyse.heap_sites import compute_library_use, frames_of, library_use, owners
 from cardguard.analyse.view import (
     MEMORY_METRICS,
     GoroutinePoint,
@@ -27,7 +27,8 @@ from cardguard.detect.detectors import detect
 from cardguard.detect.goroutine_leak import live_frames
 from cardguard.detect.heap_growth import published
 from cardguard.detect.offender import Offender, offender_id
-from cardguard.settings.rules import DEFAULT_RULES, SEVERITY_RANK, Rules, load_rules_file
+from cardguard.settings.rulefile import load_rules_file
+from cardguard.settings.rules import DEFAULT_RULES, SEVERITY_RANK, Rules
 from support import TESTDATA
 
 SETS = TESTDATA / "report"
@@ -261,7 +262,7 @@ def test_a_profile_no_gc_rewrote_is_not_a_flat_interval() -> None:
     """
     view = view_of("demo-cache-no-gc")
     owner = "main.renderSection"
-    values = [owner_totals(h.profile)[0].get(owner, 0) for h in view.heaps]
+    values = [owners(h.profile).inuse.get(owner, 0) for h in view.heaps]
     assert values[-1] == values[-2] > values[0]
     assert len(published(view.heaps)) == len(view.heaps) - 1
     (o,) = [o for o in detect(view) if o.kind == "heap_growth"]
@@ -276,7 +277,7 @@ def test_heap_that_appears_during_the_watch_counts_from_where_it_shows(demo: Tar
     # GC cycles late (issue 12: Prometheus' tsdb.newStripeSeries on a loaded machine).
     empty = view_of("demo-healthy").heaps[0]
     owner = "main.renderSection"
-    assert owner_totals(empty.profile)[0].get(owner, 0) == 0
+    assert owners(empty.profile).inuse.get(owner, 0) == 0
     h = demo.heaps
     at = [h[0].at - 3.0, *(x.at for x in h)]
     appeared = (dataclasses.replace(empty, at=at[0]), h[1], h[2])

@@ -18,15 +18,9 @@ from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
 from cardguard.run import scheduler
 from cardguard.run.scheduler import Scheduler, TargetWorker
-from cardguard.settings.config import (
-    Caps,
-    Config,
-    GlobalConfig,
-    ProfilesConfig,
-    TargetConfig,
-    Thresholds,
-)
+from cardguard.settings.config import Caps, Config, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
+from cardguard.settings.targets import ProfilesConfig, TargetConfig
 from support import TESTDATA, free_port, wait_for
 
 METRICS = TESTDATA / "metrics"
@@ -214,7 +208,7 @@ def test_full_goroutine_dump_only_under_limit(go127: local_http.Running) -> None
     # full dump follows in the same round and groups are published with their creators.
     w.collect_profiles()
     got = [p for p in paths(go127) if p.startswith("/debug/pprof/goroutine")]
-    assert got == ["/debug/pprof/goroutine?debug=1", "/debug/pprof/goroutine?debug=2"]
+    assert got == ["/debug/pprof/goroutine?debug=0", "/debug/pprof/goroutine?debug=2"]
     w.collect_profiles()  # count known and under the limit: straight to the full dump
     got = [p for p in paths(go127) if p.startswith("/debug/pprof/goroutine")]
     assert got[2:] == ["/debug/pprof/goroutine?debug=2"]
@@ -232,7 +226,7 @@ def test_full_goroutine_dump_only_under_limit(go127: local_http.Running) -> None
     go127.server.requests.clear()
     strict.collect_profiles()
     strict.collect_profiles()
-    assert paths(go127) == ["/debug/pprof/goroutine?debug=1"] * 2  # ~200 is not under 100
+    assert paths(go127) == ["/debug/pprof/goroutine?debug=0"] * 2  # ~200 is not under 100
 
 
 def test_goroutine_count_from_metrics_page_gates_full_dump(go127: local_http.Running) -> None:
@@ -248,7 +242,7 @@ def test_goroutine_count_from_metrics_page_gates_full_dump(go127: local_http.Run
     )
     w2.scrape_metrics()
     w2.collect_profiles()
-    assert paths(go127)[-1] == "/debug/pprof/goroutine?debug=1"
+    assert paths(go127)[-1] == "/debug/pprof/goroutine?debug=0"
 
 
 def test_goroutineleak_used_when_served(go127: local_http.Running) -> None:

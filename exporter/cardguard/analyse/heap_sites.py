@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cardguard.pprof import heap
 from cardguard.pprof.goroutines import group_id, normalise_stack
 from cardguard.pprof.heap import normalise_function
 from cardguard.pprof.profile import Frame, Profile
@@ -270,34 +271,53 @@ def other_sites(use: LibraryUse, best: str, limit: int = 4) -> list[tuple[str, i
     return sites[:limit]
 
 
-def owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
-    return _memo(profile, "owners", _compute_owner_totals)
+@dataclass(frozen=True)
+class Owners:
+    """The heap owners of one profile: pprof's flat functions, with where their bytes came from.
+
+    ``inuse`` holds each function's flat in-use bytes exactly as ``go tool pprof
+    -top -sample_index=inuse_space`` and ``cardguard_heap_owner_inuse_bytes``
+    give them; ``stacks`` the heaviest stack each function is the leaf of,
+    ``call_sites`` the innermost frame of the service's own code on that stack
+    (``None`` when it has none), and ``via_library`` the bytes of its stacks that
+    pass through the Prometheus client library (vector children, a scrape).
+    """
+
+    inuse: dict[str, int] = field(default_factory=dict)
+    stacks: dict[str, list[Frame]] = field(default_factory=dict)
+    call_sites: dict[str, Frame | None] = field(default_factory=dict)
+    via_library: dict[str, int] = field(default_factory=dict)
 
 
-def _compute_owner_totals(profile: Profile) -> tuple[dict[str, int], dict[str, list[Frame]]]:
-    """In-use bytes by owner: the innermost frame of the program itself (not the standard
-    library), else the innermost outside the runtime; client-library stacks are left out."""
+def owners(profile: Profile) -> Owners:
+    """The heap owners of ``profile`` (memoised while the profile lives)."""
+    return _memo(profile, "owners", _compute_owners)
+
+
+def _compute_owners(profile: Profile) -> Owners:
+    out = Owners()
     index = inuse_index(profile)
-    totals: dict[str, int] = {}
-    stacks: dict[str, tuple[int, list[Frame]]] = {}
     if index is None:
-        return totals, {}
+        return out
+    out.inuse.update(
+        (f.name, f.flat) for f in heap.owners(profile, "inuse_space").functions if f.flat > 0
+    )
+    weight: dict[str, int] = {}
     for smp in profile.samples:
         v = smp.values[index]
         if not v:
             continue
         frames = frames_of(profile, smp.stack)
+        if not frames or frames[0].function not in out.inuse:
+            continue
+        leaf = frames[0].function
         if any(is_library(f.function) for f in frames):
-            continue
-        owner = next((f.function for f in frames if not is_std(f.function)), None)
-        if owner is None:
-            owner = next((f.function for f in frames if not is_runtime(f.function)), None)
-        if owner is None:
-            continue
-        totals[owner] = totals.get(owner, 0) + v
-        if owner not in stacks or stacks[owner][0] < v:
-            stacks[owner] = (v, frames)
-    return totals, {k: s[1] for k, s in stacks.items()}
+            out.via_library[leaf] = out.via_library.get(leaf, 0) + v
+        if weight.get(leaf, -1) < v:
+            weight[leaf] = v
+            out.stacks[leaf] = frames
+            out.call_sites[leaf] = next((f for f in frames if is_own_code(f.function)), None)
+    return out
 
 
 def allocations_of(profile: Profile, names: Sequence[str], callers: set[str]) -> Frame | None:

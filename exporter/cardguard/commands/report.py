@@ -40,13 +40,12 @@ from cardguard.analyse import usage
 from cardguard.analyse.cardinality import analyse
 from cardguard.analyse.churn import ChurnTracker
 from cardguard.analyse.view import (
-    GoroutinePoint,
     HeapPoint,
     MetricsPoint,
     TargetView,
-    metrics_point,
     values_from_page,
 )
+from cardguard.analyse.watch import ViewBuilder
 from cardguard.commands._options import (
     DURATION,
     color_option,
@@ -64,16 +63,12 @@ from cardguard.expose.render.report import TargetReport
 from cardguard.parse.exposition import ACCEPT_HEADER, detect_format
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import profile as prof
-from cardguard.run import cgroupfs
-from cardguard.settings import usagefiles
-from cardguard.settings.config import TargetConfig, load_config
-from cardguard.settings.rules import (
-    DEFAULT_RULES,
-    SEVERITIES,
-    SEVERITY_RANK,
-    Rules,
-    load_rules_file,
-)
+from cardguard.run import cgroupfs, usagefiles
+from cardguard.settings.config import load_config
+from cardguard.settings.rulefile import load_rules_file
+from cardguard.settings.rules import DEFAULT_RULES, SEVERITIES, SEVERITY_RANK, Rules
+from cardguard.settings.targets import TargetConfig
+from cardguard.settings.usage import UsageConfig
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _GZIP = b"\x1f\x8b"
@@ -138,11 +133,6 @@ class Watch:
 
     name: str
     rules: Rules
-    metrics: list[MetricsPoint] = field(default_factory=list)
-    heaps: list[HeapPoint] = field(default_factory=list)
-    goroutines: list[GoroutinePoint] = field(default_factory=list)
-    leaks: tuple[gr.GoroutineGroup, ...] | None = None
-    goroutine_profile: prof.Profile | None = None
     notes: list[str] = field(default_factory=list)
     churn: ChurnTracker = field(
         default_factory=lambda: ChurnTracker(window=24 * 3600.0, points_per_window=1_000_000)
@@ -158,6 +148,20 @@ class Watch:
     """Metrics points read from --baseline: the watch is judged as before/after a fix."""
     containers: list[tuple[float, container.ContainerMemory]] = field(default_factory=list)
     """Container memory readings over the watch (--cgroup)."""
+
+    builder: ViewBuilder = field(init=False)
+    """The points of the watch: the builder serve, /probe and fleet use too."""
+
+    def __post_init__(self) -> None:
+        self.builder = ViewBuilder(self.name)
+
+    @property
+    def metrics(self) -> list[MetricsPoint]:
+        return self.builder.metrics
+
+    @property
+    def heaps(self) -> list[HeapPoint]:
+        return self.builder.heaps
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -176,7 +180,7 @@ class Watch:
                 usage = reading.usage_bytes if reading is not None else None
                 values = values_from_page(snap.metrics, fmt, where, traffic, usage)
                 report = self.churn.update(page, snap.at)
-                self.metrics.append(metrics_point(page, snap.at, values, report))
+                self.builder.add_metrics(snap.at, page, values, report)
                 self.pages[1:] = []
                 self.pages.append(remedies.Page(snap.metrics, fmt, where, snap.at))
                 self.identities.append((snap.at, verdict.identity(snap.metrics, fmt, where)))
@@ -185,42 +189,36 @@ class Watch:
                 self.note(f"/metrics at {where}: {exc}")
         if snap.heap is not None:
             try:
-                self.heaps.append(HeapPoint(snap.at, prof.decode(snap.heap, f"{where} heap")))
-                total = self.heaps[-1].profile.total("inuse_space")
+                heap = self.builder.add_heap(snap.at, prof.decode(snap.heap, f"{where} heap"))
+                total = heap.profile.total("inuse_space")
                 shown["heap"] = f"heap {total / 1048576:.1f} MiB"
+            except ProfileError as exc:
+                self.note(str(exc))
+        proto = None
+        if snap.goroutine is not None and snap.goroutine.startswith(_GZIP):
+            # The proto form keeps file:line and the runtime frames a wait parks in.
+            try:
+                proto = prof.decode(snap.goroutine, f"{where} goroutine")
             except ProfileError as exc:
                 self.note(str(exc))
         body = snap.goroutine_full if snap.goroutine_full is not None else snap.goroutine
         if body is not None:
             try:
                 s = gr.parse(body, f"{where} goroutine")
-                self.goroutines.append(GoroutinePoint.of(s, snap.at))
+                self.builder.add_goroutines(snap.at, s, proto=proto)
                 shown["goroutines"] = f"{s.total:,} goroutines"
-            except ProfileError as exc:
-                self.note(str(exc))
-        if snap.goroutine is not None and snap.goroutine.startswith(_GZIP):
-            # The proto form keeps file:line and the runtime frames a wait parks in.
-            try:
-                self.goroutine_profile = prof.decode(snap.goroutine, f"{where} goroutine")
             except ProfileError as exc:
                 self.note(str(exc))
         if snap.goroutineleak is not None:
             try:
                 s = gr.parse(snap.goroutineleak, f"{where} goroutineleak", kind="goroutineleak")
-                self.leaks = tuple(gr.group(s))
+                self.builder.set_leaks(gr.group(s))
             except ProfileError as exc:
                 self.note(str(exc))
         return shown
 
     def view(self) -> TargetView:
-        return TargetView(
-            target=self.name,
-            metrics=tuple(self.metrics),
-            heaps=tuple(self.heaps),
-            goroutines=tuple(self.goroutines),
-            leaks=self.leaks,
-            goroutine_profile=self.goroutine_profile,
-        )
+        return self.builder.view()
 
     def add_container(self, snap: Snapshot) -> container.ContainerMemory | None:
         """Keep the snapshot's container memory reading, if it has one."""
@@ -825,7 +823,7 @@ def report(
             sys.exit(1)
     uses = None
     if usage_rules or usage_dashboards:
-        uses = usagefiles.read(usagefiles.UsageConfig(usage_rules, usage_dashboards, Path.cwd()))
+        uses = usagefiles.read(UsageConfig(usage_rules, usage_dashboards, Path.cwd()))
         for problem in uses.problems:
             _progress(f"usage: {problem}")
     try:

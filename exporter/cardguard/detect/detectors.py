@@ -105,7 +105,8 @@ def _fold_into_leaks(leaks: list[Offender], growth: list[Offender]) -> list[Offe
                 owners.setdefault(enclosing(str(name)), o)
     rest = []
     for g in growth:
-        home = owners.get(g.function)
+        site = str(g.evidence.get("call_site") or "").split(" (", 1)[0]
+        home = owners.get(g.function) or (owners.get(site) if site else None)
         if home is None:
             rest.append(g)
             continue

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cardguard.analyse.heap_sites import MAX_STACK, frame_site, owner_totals, short_name
+from cardguard.analyse.heap_sites import MAX_STACK, frame_site, is_library, owners, short_name
 from cardguard.analyse.view import HeapPoint, TargetView
 from cardguard.detect.load import STEADY_TRAFFIC, clients_change, per_second, traffic_change
 from cardguard.detect.offender import (
@@ -24,6 +24,7 @@ from cardguard.detect.offender import (
     monotonic,
     trend,
 )
+from cardguard.pprof.profile import Frame
 from cardguard.pprof.stacks import site as source_site
 from cardguard.settings.rules import Severity, TargetRules
 
@@ -52,20 +53,24 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
     if len(heaps) < 2:
         return []
     rule = rules.heap_growth
-    series = [owner_totals(h.profile) for h in heaps]
-    first, last = series[0][0], series[-1][0]
+    series = [owners(h.profile) for h in heaps]
+    first, last = series[0].inuse, series[-1].inuse
     span = heaps[-1].at - heaps[0].at
     change, rates, fams = traffic_change(view)
     clients = clients_change(view, heaps[0].at, heaps[-1].at)
     out: list[Offender] = []
     for owner, now in last.items():
+        if is_library(owner) or 2 * series[-1].via_library.get(owner, 0) > now:
+            # Held for the client library's vector children or a scrape in flight:
+            # children_heap_cost and label_explosion judge those.
+            continue
         before = first.get(owner, 0)
         grown = now - before
         if grown < rule.min_growth_bytes:
             continue
         if before > 0 and grown / before < rule.min_growth_ratio:
             continue
-        values = [float(s[0].get(owner, 0)) for s in series]
+        values = [float(s.inuse.get(owner, 0)) for s in series]
         if not monotonic(values):
             continue
         judged = values
@@ -118,7 +123,8 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
             phrase = clients
             severity = "info"
         rate_h = grown / hours(span) if span > 0 else 0.0
-        frames = series[-1][1].get(owner, [])
+        frames = series[-1].stacks.get(owner, [])
+        caller = series[-1].call_sites.get(owner)
         evidence: dict[str, Any] = {
             "function": owner,
             "inuse_bytes": now,
@@ -129,6 +135,7 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
             "traffic": traffic,
             "traffic_families": list(fams),
             "traffic_rates_per_second": [round(r, 3) for r in rates],
+            "call_site": frame_site(caller) if caller is not None else None,
             "stack": [frame_site(f) for f in frames[:MAX_STACK]],
             "trend": trend(
                 f"in-use heap owned by {short_name(owner)}",
@@ -136,18 +143,10 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
                 [(h.at, v) for h, v in zip(heaps, values, strict=True)],
             ),
         }
-        held = next((f for f in frames if f.function == owner), None)
-        where = f" ({source_site(held.filename, held.line)})" if held is not None else ""
-        summary = (
-            f"{owner}{where} holds {human_bytes(now)} of heap, up {human_bytes(grown)} "
-            f"in {span:.0f}s while {phrase or traffic.split(':')[0]}; "
-            "what it allocates is never freed"
+        summary = summary_text(
+            owner, frames, caller, now, grown, span, phrase or traffic.split(":")[0]
         )
-        fix = (
-            f"Bound what {owner} keeps: give the map or slice it fills an eviction policy "
-            "(size limit, LRU or TTL) or delete entries when their work ends. Compare two heap "
-            "profiles with `go tool pprof -base` to confirm the growth continues."
-        )
+        fix = fix_text(owner, caller)
         out.append(
             make_offender(
                 "heap_growth",
@@ -162,3 +161,34 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
         )
     out.sort(key=lambda o: -o.score)
     return out[:MAX_PER_KIND]
+
+
+def summary_text(
+    owner: str,
+    frames: Sequence[Frame],
+    caller: Frame | None,
+    now: float,
+    grown: float,
+    span: float,
+    traffic: str,
+) -> str:
+    """One sentence: who holds the heap, from which line of the service, and the traffic."""
+    held = next((f for f in frames if f.function == owner), None)
+    where = f" ({source_site(held.filename, held.line)})" if held is not None else ""
+    via = ""
+    if caller is not None and caller.function != owner:
+        via = f", allocated from {frame_site(caller)},"
+    return (
+        f"{owner}{where} holds {human_bytes(now)} of heap{via} up {human_bytes(grown)} "
+        f"in {span:.0f}s while {traffic}; what it allocates is never freed"
+    )
+
+
+def fix_text(owner: str, caller: Frame | None) -> str:
+    """What to change: bound what the service's own code keeps."""
+    who = caller.function if caller is not None else owner
+    return (
+        f"Bound what {who} keeps: give the map or slice it fills an eviction policy "
+        "(size limit, LRU or TTL) or delete entries when their work ends. Compare two heap "
+        "profiles with `go tool pprof -base` to confirm the growth continues."
+    )

@@ -25,11 +25,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cardguard.analyse.heap_sites import owner_totals
+from cardguard.analyse.heap_sites import owners
 from cardguard.analyse.view import GoroutinePoint, HeapPoint, MetricsPoint, TargetView
 from cardguard.detect.offender import Offender
 from cardguard.detect.relabel import parse_key
-from cardguard.parse.exposition import Format, Sample, SampleBlock, scan
+from cardguard.parse.exposition import scan
+from cardguard.parse.model import Format, Sample, SampleBlock
 from cardguard.settings.rules import Severity
 
 FIXED = "fixed"
@@ -142,7 +143,7 @@ def _group_points(points: Sequence[GoroutinePoint], gid: str) -> list[tuple[floa
 
 
 def _owner_points(heaps: Sequence[HeapPoint], owner: str) -> list[tuple[float, float]]:
-    return [(h.at, float(owner_totals(h.profile)[0].get(owner, 0))) for h in heaps]
+    return [(h.at, float(owners(h.profile).inuse.get(owner, 0))) for h in heaps]
 
 
 def quantity(o: Offender, view: TargetView) -> tuple[str, str, list[tuple[float, float]]] | None:

@@ -24,7 +24,8 @@ from urllib.parse import urlencode
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cardguard.analyse.view import MetricsPoint, MetricValues, TargetView, metrics_point_of_tsdb
+from cardguard.analyse.view import MetricsPoint, MetricValues, metrics_point_of_tsdb
+from cardguard.analyse.watch import Bounds, ViewBuilder
 from cardguard.detect import container
 from cardguard.detect.detectors import detect
 from cardguard.detect.offender import Offender
@@ -75,7 +76,7 @@ class FleetPoller:
         self._view = tsdb.TSDBView.new(
             server.cap, g.thresholds.min_family_series, g.thresholds.min_label_values
         )
-        self._points: list[MetricsPoint] = []
+        self._watch = ViewBuilder(server.name, Bounds(metrics_points=MAX_POINTS))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.snapshot = FleetSnapshot(server=server.name)
@@ -159,8 +160,9 @@ class FleetPoller:
                 at=now,
                 values=MetricValues(memory=memory, container_memory_bytes=reading.usage_bytes),
             )
-            view = TargetView(target=f"{self.server.name}/{c.name}", metrics=(point,))
-            found = [o for o in detect(view, rules) if o.kind == "misleading_memory"]
+            one = ViewBuilder(f"{self.server.name}/{c.name}")
+            one.add_metrics_point(point)
+            found = [o for o in detect(one.view(), rules) if o.kind == "misleading_memory"]
             out += container.refine(found, [(now, reading)], memory.get(RSS), memory.get(HEAP))
         return out
 
@@ -179,10 +181,8 @@ class FleetPoller:
             return self.snapshot
         now = self._clock()
         _, rules = self._settings()
-        self._points.append(metrics_point_of_tsdb(status, now))
-        del self._points[:-MAX_POINTS]
-        view = TargetView(target=s.name, metrics=tuple(self._points))
-        found = tuple(detect(view, rules)) + tuple(self._containers(now, rules))
+        self._watch.add_metrics_point(metrics_point_of_tsdb(status, now))
+        found = tuple(detect(self._watch.view(), rules)) + tuple(self._containers(now, rules))
         self.snapshot = FleetSnapshot(
             server=s.name,
             rows=self._view.rows(status),

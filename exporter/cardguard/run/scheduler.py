@@ -45,7 +45,7 @@ Being gentle on targets:
 * the ``debug=2`` goroutine dump stops the world, so it is taken only when
   the last known goroutine count (from the previous profile round or the
   ``go_goroutines`` gauge of the last /metrics page) is under
-  ``profiles.goroutine_full_max``; otherwise the counted ``debug=1`` form is used;
+  ``profiles.goroutine_full_max``; otherwise the counted ``debug=0`` form is used;
 * ``goroutineleak`` in ``auto`` mode is probed once; a 404 is remembered and
   the endpoint is asked again only after :data:`LEAK_REPROBE_SECONDS`.
 
@@ -75,12 +75,10 @@ from cardguard.analyse import cardinality
 from cardguard.analyse.cardinality import Limits, PageAnalysis
 from cardguard.analyse.churn import ChurnReport, ChurnTracker
 from cardguard.analyse.view import (
-    GoroutinePoint,
     HeapPoint,
-    MetricsPoint,
     TargetView,
-    metrics_point,
 )
+from cardguard.analyse.watch import Bounds, ViewBuilder
 from cardguard.detect.detectors import detect
 from cardguard.detect.offender import Offender
 from cardguard.errors import FetchError, ParseError, ProfileError
@@ -88,7 +86,7 @@ from cardguard.parse import exposition
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
-from cardguard.run import fetch, targetfiles
+from cardguard.run import fetch, targetfiles, urls
 from cardguard.run.analysis import (
     Analyser,
     AnalysisError,
@@ -98,8 +96,9 @@ from cardguard.run.analysis import (
 )
 from cardguard.run.fetch import Fetcher, FetchResult, HTTPStatusError
 from cardguard.run.targetfiles import TargetFileWatcher
-from cardguard.settings.config import Config, GlobalConfig, TargetConfig
+from cardguard.settings.config import Config, GlobalConfig
 from cardguard.settings.rules import DEFAULT_RULES, Rules
+from cardguard.settings.targets import TargetConfig
 
 log = logging.getLogger("cardguard.run.scheduler")
 
@@ -123,6 +122,7 @@ HISTORY_WINDOW = 3600.0
 MAX_METRICS_POINTS = 60
 MAX_HEAP_POINTS = 6
 MAX_GOROUTINE_POINTS = 60
+HISTORY = Bounds(HISTORY_WINDOW, MAX_METRICS_POINTS, MAX_HEAP_POINTS, MAX_GOROUTINE_POINTS)
 # /report offers each target's last heap and goroutine profile for download; a body
 # larger than this is not kept (the bound on what serve holds is targets x 2 x this).
 MAX_KEPT_PROFILE_BYTES = 16 * 1024 * 1024
@@ -261,20 +261,6 @@ class TargetSnapshot:
 # --- bounded history ------------------------------------------------------------
 
 
-def _bounded_append(items: list[T], item: T, at: Callable[[T], float], max_n: int) -> None:
-    """Append, drop points older than the window (keep two), then thin from the old end.
-
-    Thinning removes the second-oldest point so the oldest stays as a baseline
-    and recent points stay dense.
-    """
-    items.append(item)
-    now = at(item)
-    while len(items) > 2 and now - at(items[0]) > HISTORY_WINDOW:
-        items.pop(0)
-    while len(items) > max_n:
-        items.pop(1)
-
-
 def _sticky(current: frozenset[T], candidates: Iterable[T], cap: int) -> tuple[frozenset[T], bool]:
     """Add ``candidates`` (best first) to ``current`` up to ``cap``; True when some did not fit."""
     out = set(current)
@@ -378,9 +364,7 @@ class TargetWorker:
         self.snapshot = TargetSnapshot(target=target.name, url=target.url)
         # Mutable state behind the snapshot, touched only under _lock.
         self._churn = ChurnTracker(window=HISTORY_WINDOW)
-        self._metrics_points: list[MetricsPoint] = []
-        self._heap_points: list[HeapPoint] = []
-        self._goroutine_points: list[GoroutinePoint] = []
+        self._view = ViewBuilder(target.name, HISTORY)
         self._last_goroutines: int | None = None
         self._leak_404_at: float | None = None
         self._started_at = clock()
@@ -635,7 +619,7 @@ class TargetWorker:
         except FetchError as exc:
             status = exc.status if isinstance(exc, HTTPStatusError) else None
             took = time.monotonic() - start
-            redacted = fetch.redact_url(url)
+            redacted = urls.redact_url(url)
             trace(
                 FetchTrace(at, endpoint, redacted, took, status, reason=exc.reason, error=str(exc))
             )
@@ -708,8 +692,7 @@ class TargetWorker:
                         removed[key] = removed.get(key, 0) + fc.series_removed
             if goroutines is not None:
                 self._last_goroutines = goroutines
-            point = metrics_point(page, at, values, churn)
-            _bounded_append(self._metrics_points, point, lambda p: p.at, MAX_METRICS_POINTS)
+            self._view.add_metrics(at, page, values, churn)
             self._publish_round(
                 "metrics",
                 res,
@@ -781,16 +764,14 @@ class TargetWorker:
             profile = prof.decode(res.body, f"{t.name} {res.url}", max_bytes=t.body_size_limit)
             inuse = hp.owners(profile, "inuse_space")
             objects = hp.owners(profile, "inuse_objects")
-            prev = self._heap_points[-1].profile if self._heap_points else None
+            prev = self._view.heaps[-1].profile if self._view.heaps else None
             delta = hp.diff(prev, profile, "inuse_space") if prev is not None else None
         except ProfileError as exc:
             self._fail("heap", "parse", str(exc), res.duration)
             return
         g, rules = self._settings()
         with self._lock:
-            _bounded_append(
-                self._heap_points, HeapPoint(at, profile), lambda h: h.at, MAX_HEAP_POINTS
-            )
+            self._view.add_heap(at, profile)
             vis = self.snapshot.visible
             floor = inuse.total * g.thresholds.min_heap_owner_share
             owners = [f.name for f in inuse.functions if f.flat > 0 and f.flat >= floor]
@@ -802,7 +783,7 @@ class TargetWorker:
                 rules,
                 heap=HeapState(at, inuse, objects, delta),
                 visible=dataclasses.replace(vis, heap_owners=names, capped=frozenset(capped)),
-                heap_window=(self._heap_points[0], self._heap_points[-1]),
+                heap_window=(self._view.heaps[0], self._view.heaps[-1]),
                 raw_profiles=self._kept("heap", at, res),
             )
 
@@ -815,23 +796,32 @@ class TargetWorker:
         if fetched is None:
             return
         if known is None and not full and fetched[1].total < full_max:
-            # First round: the count was unknown, so the cheap debug=1 form was read
+            # First round: the count was unknown, so the cheap counted form was read
             # first. Now that it is known to be under the limit, take the full dump at
             # once, so groups are first published with their creators and their
             # created_by label does not change on the next round.
             fetched = self._fetch_goroutines(True) or fetched
         endpoint, snap, res = fetched
+        proto = None
+        if snap.format == "proto":
+            # The proto form (debug=0) keeps what grouping drops: the runtime frames a
+            # wait parks in, with file:line. Decoded again here, it is small (one
+            # sample per distinct stack).
+            try:
+                proto = prof.decode(res.body, f"{self.target.name} {res.url}")
+            except ProfileError as exc:
+                self._fail(endpoint, "parse", str(exc), res.duration)
+                return
         self._collecting(endpoint)  # the dump being processed, whichever was fetched last
         at = self._clock()
         groups = gr.group(snap)
         g, rules = self._settings()
         with self._lock:
             self._last_goroutines = snap.total
-            prev_points = self._goroutine_points
+            prev_points = self._view.goroutines
             base = prev_points[-1].groups if prev_points else ()
             growth = gr.growth(base, groups) if prev_points else []
-            point = GoroutinePoint(at=at, total=snap.total, groups=tuple(groups))
-            _bounded_append(self._goroutine_points, point, lambda p: p.at, MAX_GOROUTINE_POINTS)
+            self._view.add_goroutines(at, snap, groups, proto)
             cur = self.snapshot
             creators = dict(cur.group_creators)
             vis = cur.visible
@@ -843,7 +833,7 @@ class TargetWorker:
             ids, folded = _sticky(vis.groups, wanted, g.caps.goroutine_groups)
             for grp in groups:
                 # A group's creator is known only from full dumps; remember it so the
-                # group's labels do not change when the next round reads debug=1.
+                # group's labels do not change when the next round reads the counted form.
                 if grp.id in ids and grp.created_by and grp.id not in creators:
                     creators[grp.id] = grp.created_by
             capped = vis.capped | ({"goroutine_group"} if folded else set())
@@ -869,15 +859,21 @@ class TargetWorker:
         return MappingProxyType(kept)
 
     def _fetch_goroutines(self, full: bool) -> tuple[str, gr.GoroutineSnapshot, FetchResult] | None:
-        """Fetch and parse the goroutine profile, as a full dump (debug=2) or counted (debug=1)."""
+        """Fetch and parse the goroutine profile, as a full dump (debug=2) or counted (debug=0).
+
+        The counted form is read as profile.proto (``debug=0``): the same counts
+        per stack as ``debug=1``, with file:line, runtime frames and labels, and
+        about 1 ms more of the target's CPU per fetch on 1,000 goroutines
+        (docs/performance.md, target cost).
+        """
         t = self.target
         endpoint = "goroutine_full" if full else "goroutine"
-        url = t.pprof_url("goroutine") + ("?debug=2" if full else "?debug=1")
+        url = t.pprof_url("goroutine") + ("?debug=2" if full else "?debug=0")
         res = self._fetch(endpoint, url)
         if res is None:
             return None
         try:
-            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else "debug1")
+            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else None)
         except ProfileError as exc:
             self._fail(endpoint, "parse", str(exc), res.duration)
             return None
@@ -910,6 +906,7 @@ class TargetWorker:
                             LEAK_REPROBE_SECONDS,
                             extra={"target": t.name, "endpoint": "goroutineleak"},
                         )
+                    self._view.set_leaks(None)
                     self._publish(goroutineleak_supported=False, leaks=None)
                 return
             self._fail("goroutineleak", exc.reason, str(exc), time.monotonic() - start)
@@ -923,6 +920,7 @@ class TargetWorker:
         g, rules = self._settings()
         with self._lock:
             self._leak_404_at = None
+            self._view.set_leaks(leaks)
             vis = self.snapshot.visible
             ids, folded = _sticky(vis.groups, (lg.id for lg in leaks), g.caps.goroutine_groups)
             capped = vis.capped | ({"goroutine_group"} if folded else set())
@@ -938,13 +936,7 @@ class TargetWorker:
     # -- offenders
 
     def view(self) -> TargetView:
-        return TargetView(
-            target=self.target.name,
-            metrics=tuple(self._metrics_points),
-            heaps=tuple(self._heap_points),
-            goroutines=tuple(self._goroutine_points),
-            leaks=self.snapshot.leaks,
-        )
+        return self._view.view()
 
     def _detect(self, rules: Rules, endpoint: str) -> tuple[dict[str, Any], str | None]:
         """Run offender detection on the history; called with ``_lock`` held.
@@ -982,9 +974,8 @@ class TargetWorker:
             # The old worker's thread may still finish a fetch in flight; let it update a
             # throwaway tracker rather than the one this worker now owns.
             old._churn = ChurnTracker(window=HISTORY_WINDOW)
-            self._metrics_points = list(old._metrics_points)
-            self._heap_points = list(old._heap_points)
-            self._goroutine_points = list(old._goroutine_points)
+            self._view = old._view
+            old._view = ViewBuilder(old.target.name, HISTORY)
             self._last_goroutines = old._last_goroutines
             self._leak_404_at = old._leak_404_at
             self._page_token = old._page_token
