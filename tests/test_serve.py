@@ -499,15 +499,16 @@ def test_reload_bug_is_a_500_and_keeps_serving(
     """
     import threading
 
-    from cardguard.expose import server
+    from cardguard.expose.app import App
+    from cardguard.expose.server import make_server
     from cardguard.run.scheduler import Scheduler
     from cardguard.settings.config import load_config
 
     cfg_path = tmp_path / "cardguard.yml"
     write_config(cfg_path, [{"name": "one", "url": "http://127.0.0.1:1"}])
     cfg = load_config(cfg_path)
-    app = server.App(cfg_path, cfg, Scheduler(cfg), enable_lifecycle=True)
-    httpd = server.make_server(app, "127.0.0.1", 0)
+    app = App(cfg_path, cfg, Scheduler(cfg), enable_lifecycle=True)
+    httpd = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -516,7 +517,7 @@ def test_reload_bug_is_a_500_and_keeps_serving(
         def broken(path: object) -> object:
             raise ValueError("Invalid IPv6 URL")
 
-        monkeypatch.setattr(server, "load_config", broken)
+        monkeypatch.setattr("cardguard.expose.app.load_config", broken)
         r = requests.post(base + "/-/reload", timeout=10)
         assert r.status_code == 500
         assert r.text == f"{cfg_path}: internal error in cardguard: ValueError: Invalid IPv6 URL\n"

@@ -177,7 +177,8 @@ def serve(
 ) -> None:
     """Scrape the configured Go services and export what cardguard finds."""
     from cardguard.expose import fleet, probe
-    from cardguard.expose.server import App, make_server
+    from cardguard.expose.app import App
+    from cardguard.expose.server import make_server
     from cardguard.run import malloc
     from cardguard.run.analysis import make_analyser
     from cardguard.run.scheduler import Scheduler
