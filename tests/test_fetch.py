@@ -14,8 +14,9 @@ import pytest
 
 import local_http
 from cardguard.errors import FetchError
-from cardguard.run.fetch import REASONS, Fetcher, redact_url
-from cardguard.settings.config import BasicAuth, Secret, TargetConfig, TLSConfig
+from cardguard.run.fetch import REASONS, Fetcher
+from cardguard.run.urls import redact_url
+from cardguard.settings.targets import BasicAuth, Secret, TargetConfig, TLSConfig
 from support import free_port
 
 PAGE = b"# TYPE up gauge\nup 1\n"

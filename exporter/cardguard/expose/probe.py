@@ -56,7 +56,7 @@ from cardguard import logfmt
 from cardguard.errors import ConfigError
 from cardguard.expose import collectors
 from cardguard.expose.server import ClientLog
-from cardguard.run import fetch
+from cardguard.run import session, urls
 from cardguard.run.scheduler import FetchTrace, TargetSnapshot, TargetWorker
 from cardguard.settings import allowlist
 from cardguard.settings.allowlist import Refusal, Resolver
@@ -108,7 +108,7 @@ def _refused(refusal: Refusal) -> dict[str, object]:
 def _begin(
     at: float, t: allowlist.Target, target: TargetConfig, budget: float | None
 ) -> dict[str, object]:
-    fields: dict[str, object] = {"target": f"{t.host}:{t.port}", "url": fetch.redact_url(t.url)}
+    fields: dict[str, object] = {"target": f"{t.host}:{t.port}", "url": urls.redact_url(t.url)}
     if t.addresses:
         fields["addresses"] = ",".join(t.addresses)
     fields["timeout_seconds"] = target.timeout
@@ -234,7 +234,7 @@ class Prober:
         settings: Callable[[], tuple[GlobalConfig, Rules]],
         render: Render = render_snapshots,
         *,
-        resolve: Resolver = fetch.resolve_host,
+        resolve: Resolver = session.resolve_host,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config

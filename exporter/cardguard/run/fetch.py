@@ -1,4 +1,4 @@
-"""Bounded HTTP fetching from targets: size, total time, gzip bombs, auth, TLS, redirects.
+"""Bounded HTTP fetching from targets: size, total time, gzip bombs, failure reasons.
 
 Every failure becomes a :class:`~cardguard.errors.FetchError` whose ``reason``
 is one of :data:`REASONS` (a bounded label value) and whose message names the
@@ -12,48 +12,39 @@ Limits hold while the body streams in:
 * ``timeout`` is a deadline for the whole exchange, not a per-read timeout:
   a target that drips one byte a second is cut when the deadline passes.
 
-Where a fetch connects is decided once, here, and nowhere else:
-
-* the URL's host is resolved once per fetch, or not at all when the target
-  carries the addresses that were already approved
-  (:attr:`~cardguard.settings.config.TargetConfig.addresses`, set by ``/probe``), and
-  the connection goes to exactly such an address. The Host header and TLS
-  (SNI, certificate name check) still use the host name of the URL. So the
-  address that was checked is the address connected to: DNS cannot re-point
-  a name between the two.
-* Redirects are never followed by the HTTP client. cardguard reads the
-  ``Location`` with urllib3's parser (the one that builds the request) and
-  with :func:`urllib.parse.urlsplit`, refuses backslashes, whitespace,
-  control and non-ASCII characters, userinfo and anything the two parsers
-  read differently, and re-issues the request only when the origin (scheme,
-  host, port) is unchanged, on the connection pool bound to the same
-  address. Everything else fails with reason ``redirect``, so credentials
-  and configured headers never reach another origin.
+Where a fetch connects and what its requests carry (auth headers, TLS, the
+approved or freshly resolved addresses) is decided by
+:mod:`cardguard.run.session`; which URLs it may use, and which redirects it
+re-issues (same origin only, on the connection pool bound to the same
+address), by :mod:`cardguard.run.urls`. Redirects are never followed by the
+HTTP client.
 """
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from cardguard import __version__
 from cardguard.errors import FetchError
-from cardguard.settings.config import TargetConfig
+from cardguard.run.session import (
+    Pool,
+    connect_addresses,
+    connection_pool,
+    request_headers,
+    resolve_host,
+)
+from cardguard.run.urls import Origin, follow_redirect, parse_url_strictly, redact_url
+from cardguard.settings.allowlist import Resolver
+from cardguard.settings.targets import TargetConfig
 
 REASONS = (
     "timeout",
@@ -67,13 +58,9 @@ REASONS = (
     "other",
 )
 
-USER_AGENT = f"cardguard/{__version__}"
 _CHUNK = 64 * 1024
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-Resolver = Callable[[str, int], Sequence[str]]
 
 
 class HTTPStatusError(FetchError):
@@ -94,111 +81,6 @@ class FetchResult:
     body: bytes
     duration: float
     wire_bytes: int  # bytes received before decompression
-
-
-def redact_url(url: str) -> str:
-    """Replace any user:password in ``url`` with ``<redacted>``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"<redacted>@{host}"))
-
-
-def resolve_host(host: str, port: int) -> Sequence[str]:
-    """Resolve ``host`` with the system resolver, in its order; raise OSError when it cannot.
-
-    An IP literal is returned as it is, without asking any resolver.
-    """
-    try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(ai[4][0]) for ai in infos))
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Scheme, host and port of a URL: where its requests may go, and nowhere else."""
-
-    scheme: str
-    host: str  # lower case; an IPv6 address without brackets
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class ParsedURL:
-    """A URL as both parsers read it, once they agreed."""
-
-    origin: Origin
-    request_uri: str  # path and query, as urllib3 sends them
-    userinfo: str | None  # raw ``user:password`` (only ever accepted in a configured URL)
-
-
-def _unsafe_char(text: str) -> str | None:
-    for c in text:
-        if c == "\\":
-            return "a backslash"
-        if ord(c) <= 0x20 or ord(c) == 0x7F:
-            return "whitespace or a control character"
-        if ord(c) > 0x7F:
-            return "a non-ASCII character"
-    return None
-
-
-def _idna(host: str) -> str | None:
-    try:
-        return host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
-
-
-def parse_url_strictly(url: str) -> ParsedURL:
-    """Read ``url`` with urllib3's parser and with urlsplit; return it only if they agree.
-
-    They must agree on scheme (http or https), userinfo, host and port: the
-    request is built from urllib3's reading, the checks elsewhere use
-    urlsplit's, so a URL the two read differently (``http://a:1\\@b:2/``) is
-    refused rather than guessed at.
-
-    Raises:
-        ValueError: saying what is wrong ("cannot be parsed"), never quoting the URL.
-    """
-    try:
-        u = parse_url(url)
-        s = urlsplit(url)
-        s_port = s.port
-    except ValueError:
-        raise ValueError("cannot be parsed") from None
-    scheme = (u.scheme or "").lower()
-    if scheme not in DEFAULT_PORTS or s.scheme.lower() != scheme:
-        raise ValueError("has a scheme other than http or https")
-    s_userinfo = s.netloc.rpartition("@")[0] if "@" in s.netloc else None
-    if u.auth != s_userinfo:
-        raise ValueError("is read differently by urllib3 and urlsplit (userinfo)")
-    u_host = (u.host or "").strip("[]").lower()
-    s_host = _idna(s.hostname or "")
-    if not u_host or u_host != s_host:
-        raise ValueError("is read differently by urllib3 and urlsplit (host)")
-    default = DEFAULT_PORTS[scheme]
-    if (u.port or default) != (s_port or default):
-        raise ValueError("is read differently by urllib3 and urlsplit (port)")
-    return ParsedURL(Origin(scheme, u_host, u.port or default), u.request_uri, u.auth)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -240,24 +122,6 @@ def _describe_os_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _default_ca_bundle() -> str | None:
-    """The CA bundle cardguard has always verified with (certifi's), else the system store."""
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return str(certifi.where())
-
-
-def _set_header(headers: dict[str, str], name: str, value: str) -> None:
-    for key in [k for k in headers if k.lower() == name.lower()]:
-        del headers[key]
-    headers[name] = value
-
-
-_Pool = HTTPConnectionPool | HTTPSConnectionPool
-
-
 class _CannotConnect(Exception):
     """No connection to one address (nothing was sent): the next address may be tried."""
 
@@ -287,102 +151,6 @@ class Fetcher:
             # warning on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-    # -- request settings ------------------------------------------------------
-
-    def _pool(self, origin: Origin, address: str) -> _Pool:
-        """A pool that connects to ``address`` only, speaking to ``origin``'s host name."""
-        common: dict[str, Any] = {"port": origin.port, "maxsize": 1, "retries": False}
-        if origin.scheme == "http":
-            return HTTPConnectionPool(address, **common)
-        tls = self.target.tls
-        verify = not tls.insecure_skip_verify
-        ca = str(tls.ca_file) if tls.ca_file else _default_ca_bundle()
-        client = tls.cert_file is not None and tls.key_file is not None
-        return HTTPSConnectionPool(
-            address,
-            **common,
-            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-            ca_certs=ca if verify else None,
-            cert_file=str(tls.cert_file) if client else None,
-            key_file=str(tls.key_file) if client else None,
-            # SNI and the certificate check use the host name, not the address.
-            server_hostname=origin.host,
-            assert_hostname=origin.host if verify else False,
-        )
-
-    def _read_secret_file(self, path: Path, what: str) -> str:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            # The path is config, not a secret; the contents never reach the message.
-            raise FetchError(
-                self.target.name, "auth", f"cannot read {what} file {path}: {type(exc).__name__}"
-            ) from None
-
-    def _headers(self, origin: Origin, accept: str | None, userinfo: str | None) -> dict[str, str]:
-        headers = {
-            "Host": origin.host_header,
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": "gzip",
-            "Accept": accept or "*/*",
-        }
-        for name, value in self.target.headers:
-            _set_header(headers, name, value.reveal())
-        t = self.target
-        if t.bearer_token is not None:
-            _set_header(headers, "Authorization", f"Bearer {t.bearer_token.reveal()}")
-        elif t.bearer_token_file is not None:
-            token = self._read_secret_file(t.bearer_token_file, "bearer_token")
-            _set_header(headers, "Authorization", f"Bearer {token}")
-        auth = self._basic_auth(userinfo)
-        if auth is not None:
-            user, password = auth
-            creds = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            _set_header(headers, "Authorization", f"Basic {creds}")
-        return headers
-
-    def _basic_auth(self, userinfo: str | None) -> tuple[str, str] | None:
-        ba = self.target.basic_auth
-        if ba is None:
-            if userinfo is None:
-                return None
-            # A URL given on the command line may carry user:password, as curl accepts.
-            user, _, password = userinfo.partition(":")
-            return (unquote(user), unquote(password))
-        if ba.password is not None:
-            return (ba.username, ba.password.reveal())
-        if ba.password_file is not None:
-            return (ba.username, self._read_secret_file(ba.password_file, "password"))
-        return (ba.username, "")
-
-    def _addresses(self, origin: Origin, url: str) -> Sequence[str]:
-        """Where this fetch may connect: the approved addresses, or one fresh resolution."""
-        t = self.target
-        if t.addresses:
-            try:
-                own = parse_url_strictly(t.url).origin
-            except ValueError:
-                own = None
-            if own != origin:
-                raise FetchError(
-                    t.name,
-                    "other",
-                    f"{redact_url(url)} is not at {redact_url(t.url)}, whose addresses were "
-                    "approved; not fetched",
-                )
-            return t.addresses
-        try:
-            found = self._resolve(origin.host, origin.port)
-        except (OSError, UnicodeError):
-            found = []
-        if not found:
-            raise FetchError(
-                t.name, "connect", f"cannot connect to {redact_url(url)}: name resolution failed"
-            )
-        return found
-
-    # -- fetching --------------------------------------------------------------
-
     def get(
         self,
         url: str,
@@ -407,8 +175,8 @@ class Fetcher:
                 self.target.name, "other", f"invalid URL {redact_url(url)}: it {exc}"
             ) from None
         origin = parsed.origin
-        headers = self._headers(origin, accept, parsed.userinfo)
-        addresses = self._addresses(origin, url)
+        headers = request_headers(self.target, origin, accept, parsed.userinfo)
+        addresses = connect_addresses(self.target, origin, url, self._resolve)
         pool, resp = self._connect(
             addresses, origin, parsed.request_uri, url, headers, start, deadline
         )
@@ -423,7 +191,7 @@ class Fetcher:
                     resp.close()
                 if hop == _MAX_REDIRECTS:
                     break
-                current, request_uri = self._follow(current, origin, location)
+                current, request_uri = follow_redirect(self.target.name, current, origin, location)
                 # Same origin, so the same pool: the re-issued request goes to the same address.
                 resp = self._send(pool, current, request_uri, headers, start, deadline)
         raise FetchError(
@@ -431,45 +199,6 @@ class Fetcher:
             "redirect",
             f"more than {_MAX_REDIRECTS} redirects from {redact_url(url)}",
         )
-
-    def _follow(self, current: str, origin: Origin, location: str) -> tuple[str, str]:
-        """Check a redirect's ``Location``; return the URL and request target to re-issue.
-
-        Raises:
-            FetchError: reason ``redirect`` unless the Location is unambiguous and
-                leads to the same origin.
-        """
-
-        def refuse(why: str) -> FetchError:
-            return FetchError(
-                self.target.name,
-                "redirect",
-                f"{redact_url(current)} redirected to a Location that {why}; not followed",
-            )
-
-        if not location:
-            raise refuse("is empty")
-        bad = _unsafe_char(location)
-        if bad is not None:
-            raise refuse(f"contains {bad}")
-        try:
-            # Joined onto a base without userinfo, so any userinfo came from the Location.
-            base = f"{origin.scheme}://{origin.host_header}{urlsplit(current).path or '/'}"
-            nxt = urljoin(base, location)
-            parsed = parse_url_strictly(nxt)
-        except ValueError as exc:
-            raise refuse(str(exc)) from None
-        if parsed.userinfo is not None:
-            raise refuse("carries userinfo")
-        if parsed.origin != origin:
-            what = "host" if parsed.origin.host != origin.host else "origin"
-            raise FetchError(
-                self.target.name,
-                "redirect",
-                f"{redact_url(current)} redirected to another {what} "
-                f"({str(parsed.origin)[:120]}); not followed",
-            )
-        return nxt, parsed.request_uri
 
     def _connect(
         self,
@@ -480,11 +209,11 @@ class Fetcher:
         headers: dict[str, str],
         start: float,
         deadline: float,
-    ) -> tuple[_Pool, BaseHTTPResponse]:
+    ) -> tuple[Pool, BaseHTTPResponse]:
         """Send the first request to the first of ``addresses`` that takes the connection."""
         refused: BaseException | None = None
         for address in addresses:
-            pool = self._pool(origin, address)
+            pool = connection_pool(self.target.tls, origin, address)
             sent = False
             try:
                 resp = self._send(pool, url, request_uri, headers, start, deadline, first=True)
@@ -500,7 +229,7 @@ class Fetcher:
 
     def _send(
         self,
-        pool: _Pool,
+        pool: Pool,
         url: str,
         request_uri: str,
         headers: dict[str, str],
