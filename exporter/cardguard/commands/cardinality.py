@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import zlib
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,11 +22,11 @@ import click
 from cardguard.analyse.cardinality import Limits, PageAnalysis, analyse
 from cardguard.commands._options import missing_scheme, timeout_option
 from cardguard.errors import CardguardError, FetchError
+from cardguard.gunzip import MAGIC, GzipError, gunzip
 from cardguard.parse.exposition import Format, accept_header
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 METRICS_PATH = "/metrics"
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def fetch_page(
@@ -46,20 +45,6 @@ def fetch_page(
     result = Fetcher(target).get(url, accept=accept, timeout=timeout, max_bytes=max_bytes)
     # A scraped page without a Content-Type is text, as Prometheus reads it: "" is not None.
     return result.body, result.content_type
-
-
-def _gunzip(data: bytes, source: str, max_bytes: int) -> bytes:
-    """Inflate a gzip file without letting a bomb exceed ``max_bytes``."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, max_bytes + 1)
-    except zlib.error as exc:
-        raise FetchError(source, "decompress", f"corrupt gzip data: {exc}") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise FetchError(source, "too_large", f"decompressed page exceeds {max_bytes} bytes")
-    if not inflater.eof:
-        raise FetchError(source, "decompress", "truncated gzip data")
-    return out
 
 
 def page_url(url: str) -> str:
@@ -108,8 +93,16 @@ def read_source(
         raise FetchError(source, "other", f"cannot read: {exc.strerror or exc}{hint}") from None
     if len(data) > max_bytes:
         raise FetchError(source, "too_large", f"page exceeds {max_bytes} bytes")
-    if data.startswith(_GZIP_MAGIC):
-        data = _gunzip(data, source, max_bytes)
+    if data.startswith(MAGIC):
+        try:
+            data = gunzip(data, max_bytes)
+        except GzipError as exc:
+            if exc.reason == "too_large":
+                raise FetchError(
+                    source, "too_large", f"decompressed page exceeds {max_bytes} bytes"
+                ) from None
+            # "corrupt gzip data: <zlib's reason>" or "truncated gzip data (...)"
+            raise FetchError(source, "decompress", exc.message) from None
     return data, None
 
 

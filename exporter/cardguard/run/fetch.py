@@ -7,8 +7,9 @@ target and the (redacted) URL but never a header, password or token.
 Limits hold while the body streams in:
 
 * the compressed body and the decompressed body are each cut at
-  ``max_bytes`` (gzip is inflated incrementally with ``zlib`` and the output
-  per step is bounded, so a gzip bomb costs at most ``max_bytes`` of memory);
+  ``max_bytes`` (gzip is inflated chunk by chunk as it arrives, by
+  :class:`cardguard.gunzip.Inflater`, every member of the stream, with the
+  output per step bounded, so a gzip bomb costs at most ``max_bytes`` of memory);
 * ``timeout`` is a deadline for the whole exchange, not a per-read timeout:
   a target that drips one byte a second is cut when the deadline passes.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from cardguard.errors import FetchError
+from cardguard.gunzip import GzipError, Inflater
 from cardguard.run.session import (
     Pool,
     connect_addresses,
@@ -330,7 +331,7 @@ class Fetcher:
                 "decompress",
                 f"{redact_url(url)} used Content-Encoding {encoding[:40]!r}; only gzip is accepted",
             )
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if "gzip" in encoding else None
+        inflater = Inflater(max_bytes) if "gzip" in encoding else None
         out = bytearray()
         wire = 0
         raw: Any = resp
@@ -364,36 +365,14 @@ class Fetcher:
                 out += chunk
                 continue
             try:
-                data = chunk
-                while data:
-                    room = max_bytes - len(out) + 1
-                    out += inflater.decompress(data, room)
-                    if len(out) > max_bytes:
-                        raise self._too_large(url, max_bytes, "decompressed ")
-                    data = inflater.unconsumed_tail
-                    if inflater.eof:
-                        break
-            except zlib.error as exc:
-                raise FetchError(
-                    self.target.name,
-                    "decompress",
-                    f"{redact_url(url)} sent a corrupt gzip body: {exc}",
-                ) from None
+                out += inflater.feed(chunk)
+            except GzipError as exc:
+                raise self._gzip_error(exc, url, max_bytes) from None
         if inflater is not None:
             try:
-                out += inflater.flush()
-            except zlib.error as exc:
-                raise FetchError(
-                    self.target.name, "decompress", f"{redact_url(url)}: corrupt gzip body: {exc}"
-                ) from None
-            if not inflater.eof:
-                raise FetchError(
-                    self.target.name,
-                    "decompress",
-                    f"{redact_url(url)} sent a truncated gzip body ({wire} bytes)",
-                )
-            if len(out) > max_bytes:
-                raise self._too_large(url, max_bytes, "decompressed ")
+                inflater.finish()
+            except GzipError as exc:
+                raise self._gzip_error(exc, url, max_bytes) from None
         return FetchResult(
             url=redact_url(url),
             status=status,
@@ -409,6 +388,13 @@ class Fetcher:
             "too_large",
             f"{redact_url(url)}: {what}body exceeds the limit of {max_bytes} bytes",
         )
+
+    def _gzip_error(self, exc: GzipError, url: str, max_bytes: int) -> FetchError:
+        """A gzip body that would not inflate: ``too_large``, else ``decompress``."""
+        if exc.reason == "too_large":
+            return self._too_large(url, max_bytes, "decompressed ")
+        # "corrupt gzip data: <zlib's reason>" or "truncated gzip data (...)"
+        return FetchError(self.target.name, "decompress", f"{redact_url(url)} sent {exc.message}")
 
 
 def _socket_of(raw: Any) -> socket.socket | None:
