@@ -507,8 +507,9 @@ def profile(stats_url: str) -> None:
     """cProfile of 40 steady scrapes of one target, in-process, analysis in the same thread."""
     from cardguard.expose.metricspage import MetricsPage
     from cardguard.run.scheduler import TargetWorker
-    from cardguard.settings.config import GlobalConfig, TargetConfig
+    from cardguard.settings.config import GlobalConfig
     from cardguard.settings.rules import DEFAULT_RULES
+    from cardguard.settings.targets import TargetConfig
 
     target = TargetConfig(name="p", url=stats_url, metrics_path="/t0/metrics")
     w = TargetWorker(target, lambda: (GlobalConfig(), DEFAULT_RULES))

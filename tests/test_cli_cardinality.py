@@ -14,7 +14,7 @@ import requests
 from cardguard.analyse.cardinality import analyse
 from cardguard.parse.exposition import ACCEPT_HEADER
 from cardguard.run.fetch import Fetcher
-from cardguard.settings.config import TargetConfig
+from cardguard.settings.targets import TargetConfig
 from metrics_support import build_omserver, promtool_cardinality, start_omserver
 from support import TESTDATA, Process, cardguard_argv, free_port, running
 

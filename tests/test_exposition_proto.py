@@ -39,8 +39,9 @@ from cardguard.errors import ConfigError, ParseError
 from cardguard.parse import exposition, exposition_proto
 from cardguard.parse.exposition import Family, Sample
 from cardguard.run.scheduler import TargetWorker
-from cardguard.settings.config import GlobalConfig, ProfilesConfig, TargetConfig, parse_config
+from cardguard.settings.config import GlobalConfig, parse_config
 from cardguard.settings.rules import DEFAULT_RULES, Rules
+from cardguard.settings.targets import ProfilesConfig, TargetConfig
 from support import TESTDATA, Process, cardguard_argv, wait_for
 
 PAGES = TESTDATA / "metrics"

@@ -9,7 +9,8 @@ import pytest
 from cardguard.errors import ConfigError
 from cardguard.run.targetfiles import TargetFileWatcher
 from cardguard.settings import file_sd
-from cardguard.settings.config import ProfilesConfig, load_config, parse_config
+from cardguard.settings.config import load_config, parse_config
+from cardguard.settings.targets import ProfilesConfig
 
 
 def config(text: str, tmp_path: Path) -> object:

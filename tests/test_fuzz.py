@@ -34,7 +34,7 @@ from cardguard.analyse.view import metrics_point_of_tsdb
 from cardguard.errors import ConfigError, ParseError, ProfileError
 from cardguard.parse import exposition, tsdb
 from cardguard.pprof import goroutines, heap, profile, profile_pb2
-from cardguard.settings import allowlist, config, rules, yamlfile
+from cardguard.settings import allowlist, config, rulefile, targets, yamlfile
 from support import TESTDATA
 
 REGRESSIONS = TESTDATA / "fuzz-regressions"
@@ -576,14 +576,14 @@ _CONFIG_KEYS = sorted(
         *config._GLOBAL_KEYS,
         *config._CAPS_KEYS,
         *config._THRESHOLD_KEYS,
-        *config._TARGET_KEYS,
-        *config._BASIC_AUTH_KEYS,
-        *config._TLS_KEYS,
-        *config._PROFILE_KEYS,
-        *rules._SECTIONS,
-        *rules._LABEL_FIELDS,
-        *rules._GOROUTINE_FIELDS,
-        *rules._HEAP_FIELDS,
+        *targets._TARGET_KEYS,
+        *targets._BASIC_AUTH_KEYS,
+        *targets._TLS_KEYS,
+        *targets._PROFILE_KEYS,
+        *rulefile._SECTIONS,
+        *rulefile._LABEL_FIELDS,
+        *rulefile._GOROUTINE_FIELDS,
+        *rulefile._HEAP_FIELDS,
         "families",
         "labels",
         "family",
@@ -660,7 +660,7 @@ def _targets(draw: st.DrawFn) -> list[object]:
     for i in range(draw(st.integers(0, 3))):
         url = draw(st.one_of(st.just("http://127.0.0.1:9100"), _odd_urls))
         target: dict[object, object] = {"name": f"t{i}", "url": url}
-        for key in draw(st.lists(st.sampled_from(config._TARGET_KEYS), max_size=4)):
+        for key in draw(st.lists(st.sampled_from(targets._TARGET_KEYS), max_size=4)):
             target[key] = draw(_config_trees)
         out.append(target if draw(st.integers(0, 9)) else draw(_config_trees))
     return out

@@ -14,8 +14,9 @@ import local_http
 from cardguard.expose import collectors
 from cardguard.expose.metricspage import MetricsPage
 from cardguard.run.scheduler import TargetSnapshot, TargetWorker
-from cardguard.settings.config import GlobalConfig, ProfilesConfig, TargetConfig
+from cardguard.settings.config import GlobalConfig
 from cardguard.settings.rules import DEFAULT_RULES
+from cardguard.settings.targets import ProfilesConfig, TargetConfig
 from support import TESTDATA
 
 OM = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"

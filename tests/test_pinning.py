@@ -20,9 +20,10 @@ from cardguard.expose import probe
 from cardguard.run.fetch import Fetcher
 from cardguard.settings import allowlist
 from cardguard.settings.allowlist import Target
-from cardguard.settings.config import GlobalConfig, ProfilesConfig, Secret, TargetConfig
+from cardguard.settings.config import GlobalConfig
 from cardguard.settings.probe import ProbeConfig
 from cardguard.settings.rules import DEFAULT_RULES, Rules
+from cardguard.settings.targets import ProfilesConfig, Secret, TargetConfig
 from recorder import PAGE, Recorder, recording
 
 ALLOWED = "127.0.0.2"

@@ -16,7 +16,8 @@ import yaml
 from cardguard.errors import ConfigError
 from cardguard.expose import probe
 from cardguard.settings import allowlist
-from cardguard.settings.config import Ctx, GlobalConfig
+from cardguard.settings.checker import Ctx
+from cardguard.settings.config import GlobalConfig
 from cardguard.settings.probe import ProbeConfig, load_probe_config
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from support import Process

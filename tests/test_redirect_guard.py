@@ -24,7 +24,7 @@ import requests
 import local_http
 from cardguard.errors import FetchError
 from cardguard.run.fetch import Fetcher
-from cardguard.settings.config import BasicAuth, Secret, TargetConfig
+from cardguard.settings.targets import BasicAuth, Secret, TargetConfig
 from recorder import PAGE as PRIVATE_PAGE
 from recorder import Recorder, ipv6_loopback, recording
 from support import Process, cardguard_argv, http_ok, running, wait_for

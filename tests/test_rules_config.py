@@ -8,7 +8,8 @@ import pytest
 
 from cardguard.errors import ConfigError
 from cardguard.settings.config import parse_config
-from cardguard.settings.rules import DEFAULT_RULES, load_rules_file
+from cardguard.settings.rulefile import load_rules_file
+from cardguard.settings.rules import DEFAULT_RULES
 from support import TESTDATA
 
 RULES = TESTDATA / "rules"
@@ -19,7 +20,7 @@ BAD: dict[str, list[str]] = {
         "3: rules.label_explosion.severity: expected one of info, warning, critical, got 'high'"
     ],
     "bad_integer.yml": [
-        "3: rules.label_explosion.distinct_values: expected a whole number, got 'lots'"
+        "3: rules.label_explosion.distinct_values: expected an integer, got 'lots'"
     ],
     "zero_threshold.yml": ["3: rules.children_heap_cost.min_children: must be at least 1, got 0"],
     "bad_ratio.yml": ["3: rules.label_explosion.series_share: must be between 0 and 1, got 1.5"],
@@ -39,22 +40,25 @@ BAD: dict[str, list[str]] = {
         "series_share, critical_distinct_values"
     ],
     "bad_duration.yml": [
-        "3: rules.goroutine_leak.max_wait: expected a duration like 10m, got 'forever'"
+        "3: rules.goroutine_leak.max_wait: expected a duration like 30s, got 'forever'"
     ],
     "bad_size.yml": [
-        "3: rules.heap_growth.min_growth_bytes: expected a size like 64MiB, got 'a lot'"
+        "3: rules.heap_growth.min_growth_bytes: "
+        "expected a size like 64MiB or a number of bytes, got 'a lot'"
     ],
     "misleading_memory_not_info.yml": [
         "3: rules.misleading_memory.severity: "
         "must be info: memory that only looks large is not a leak"
     ],
     "memory_ratio_below_one.yml": [
-        "3: rules.misleading_memory.rss_heap_ratio: must be >= 1, got 0.5"
+        "3: rules.misleading_memory.rss_heap_ratio: must be at least 1, got 0.5"
     ],
     "unknown_section.yml": [
         "2: rules.label_explosions: unknown key; did you mean 'label_explosion'?"
     ],
-    "duplicate_key.yml": ["4: rules.goroutine_leak.min_growth: key given twice"],
+    "duplicate_key.yml": [
+        "4: rules.goroutine_leak.min_growth: duplicate key (first given on line 3)"
+    ],
     "not_a_mapping.yml": ["2: rules.heap_growth: expected a mapping, got a list"],
     "deny_bad_min.yml": ["4: rules.deny.min_distinct_values: must be at least 1, got 0"],
     "target_bad_section.yml": [
@@ -65,7 +69,7 @@ BAD: dict[str, list[str]] = {
     ],
     "many_errors.yml": [
         "4: rules.label_explosion.severity: expected one of info, warning, critical, got 'urgent'",
-        "5: rules.label_explosion.growth_per_hour: must be >= 0, got -5",
+        "5: rules.label_explosion.growth_per_hour: must be at least 0, got -5",
         "7: rules.goroutine_leak.leaked_severity: "
         "expected one of info, warning, critical, got 'fatal'",
         "10: rules.targets.api.heap_growth.traffic_metric: invalid regular expression '[': "
@@ -89,7 +93,7 @@ def test_bad_rules_file_names_file_line_and_problem(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_rules_reported_through_the_config_loader(name: str) -> None:
-    # Same file embedded in a full config: config.py hands the node to rules.load_rules.
+    # Same file embedded in a full config: config.py hands the node to rulefile.load_rules.
     text = (RULES / name).read_text()
     config = text + "\ntargets:\n  - {name: api, url: 'http://127.0.0.1:9'}\n"
     with pytest.raises(ConfigError) as err:

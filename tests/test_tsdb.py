@@ -132,7 +132,7 @@ def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # ty
     assert [o.label for o in explosions] == ["path"], [o.summary for o in found]
     assert explosions[0].evidence["family"] == ALL_FAMILIES
     # The same rules, tightened, silence it: fleet figures go through the rules engine.
-    from cardguard.settings.rules import load_rules_file
+    from cardguard.settings.rulefile import load_rules_file
 
     (tmp_path / "rules.yml").write_text("allow: {labels: [path]}\n")
     quiet = load_rules_file(tmp_path / "rules.yml")

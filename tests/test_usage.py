@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cardguard.analyse import usage
-from cardguard.settings import usagefiles
+from cardguard.run import usagefiles
+from cardguard.settings.usage import UsageConfig
 from support import REPO, TESTDATA, cardguard_argv
 
 RULES = sorted((REPO / "rules").glob("*.rules.yml"))
@@ -144,5 +145,5 @@ def test_report_names_what_dropping_the_label_breaks(tmp_path: Path) -> None:
     assert "Dropping or rewriting start_point breaks what uses it: " in o["fix"]
     assert "DemoOrdersSlow (matcher)" in o["fix"]
     # only the repository's own files: nothing uses the label
-    cfg = usagefiles.UsageConfig(("rules/*.rules.yml",), ("grafana/dashboards/*.json",), REPO)
+    cfg = UsageConfig(("rules/*.rules.yml",), ("grafana/dashboards/*.json",), REPO)
     assert usagefiles.read(cfg).of(FAMILY, "start_point") == []

@@ -14,17 +14,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 
-CLASSES = (
-    "url_path",
-    "uuid",
-    "hex_id",
-    "numeric_id",
-    "ip",
-    "email",
-    "timestamp",
-    "enum",
-    "other",
-)
+from cardguard.settings.rules import PATTERN_NAMES
+
+CLASSES = PATTERN_NAMES
 
 ENUM_MAX = 20
 MAJORITY = 0.8

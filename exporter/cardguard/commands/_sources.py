@@ -47,7 +47,7 @@ def fetch(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_M
         FetchError: the target could not be fetched (reason from cardguard.run.fetch.REASONS).
     """
     from cardguard.run.fetch import Fetcher
-    from cardguard.settings.config import TargetConfig
+    from cardguard.settings.targets import TargetConfig
 
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
     return Fetcher(target).get(url, timeout=timeout, max_bytes=max_bytes).body

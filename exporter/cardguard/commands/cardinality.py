@@ -38,7 +38,7 @@ def fetch_page(
     (deadline, size limit and bounded gzip decoding live there).
     """
     from cardguard.run.fetch import Fetcher
-    from cardguard.settings.config import TargetConfig
+    from cardguard.settings.targets import TargetConfig
 
     target = TargetConfig(name=url, url=url, timeout=timeout, body_size_limit=max_bytes)
     accept = accept_header(native_histograms)

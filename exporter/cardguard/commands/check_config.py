@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cardguard.errors import ConfigError
-from cardguard.settings.config import format_duration, load_config
+from cardguard.quantities import format_duration
+from cardguard.settings.config import load_config
 
 
 @click.command("check-config")

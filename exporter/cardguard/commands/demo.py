@@ -52,7 +52,7 @@ import click
 import yaml
 
 from cardguard import shipped
-from cardguard.settings.config import parse_duration
+from cardguard.quantities import parse_duration
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

@@ -56,17 +56,15 @@ from cardguard import logfmt
 from cardguard.errors import ConfigError
 from cardguard.expose import collectors
 from cardguard.expose.server import ClientLog
+from cardguard.quantities import format_duration
 from cardguard.run import session, urls
 from cardguard.run.scheduler import FetchTrace, TargetSnapshot, TargetWorker
 from cardguard.settings import allowlist
 from cardguard.settings.allowlist import Refusal, Resolver
-from cardguard.settings.config import (
-    GlobalConfig,
-    TargetConfig,
-    format_duration,
-)
+from cardguard.settings.config import GlobalConfig
 from cardguard.settings.probe import ProbeConfig
 from cardguard.settings.rules import Rules
+from cardguard.settings.targets import TargetConfig
 
 log = logging.getLogger("cardguard.expose.probe")
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from cardguard.errors import ConfigError
 from cardguard.settings import file_sd
-from cardguard.settings.config import TargetConfig, TargetFiles
+from cardguard.settings.config import TargetFiles
+from cardguard.settings.targets import TargetConfig
 
 log = logging.getLogger("cardguard.run.targetfiles")
 

@@ -1,1 +1,1 @@
-"""Configuration: every frozen config object, one YAML checker, one duration and size grammar."""
+"""Configuration: every frozen config object, read from YAML by one checker."""

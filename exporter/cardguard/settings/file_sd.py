@@ -1,6 +1,6 @@
 """Prometheus file_sd target groups (JSON or YAML) read into cardguard targets.
 
-Pure: text in, groups and :class:`~cardguard.settings.config.TargetConfig` objects out.
+Pure: text in, groups and :class:`~cardguard.settings.targets.TargetConfig` objects out.
 The format is Prometheus' ``file_sd_configs`` one::
 
     [{"targets": ["10.0.0.1:6060", "api-2.prod:6060"],
@@ -33,7 +33,8 @@ from typing import Any
 
 from cardguard.errors import ConfigError
 from cardguard.settings import yamlfile
-from cardguard.settings.config import NAME_RE, Ctx, TargetConfig, check_url
+from cardguard.settings.checker import Ctx
+from cardguard.settings.targets import NAME_RE, TargetConfig, check_url
 
 NAME_LABEL = "cardguard_target"
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.:-]")

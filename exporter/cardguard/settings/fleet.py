@@ -16,18 +16,17 @@ The ``fleet:`` section of the config::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from yaml.nodes import Node
 
-from cardguard.settings.config import (
+from cardguard.settings.checker import Ctx, join
+from cardguard.settings.targets import (
     NAME_RE,
     BasicAuth,
-    Ctx,
     TargetConfig,
     TLSConfig,
     check_url,
-    join,
     load_basic_auth,
     load_tls,
 )
@@ -74,7 +73,7 @@ class FleetServer:
     cap: int = 50
     body_size_limit: int = 16 * 1024 * 1024
     basic_auth: BasicAuth | None = None
-    bearer_token_file: Any = None
+    bearer_token_file: Path | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     containers: tuple[FleetContainer, ...] = ()
 
@@ -119,15 +118,14 @@ def load_fleet_config(node: Node | None, ctx: Ctx) -> tuple[FleetServer, ...]:
         timeout = sec.get("timeout", ctx.duration, min(d.timeout, interval))
         if timeout > interval:
             ctx.error(sec.value_node("timeout"), join(path, "timeout"), "must not exceed interval")
-        positive = lambda n, p: ctx.integer(n, p, minimum=1)  # noqa: E731
         ba_node = sec.value_node("basic_auth")
         server = FleetServer(
             name=name or "",
             url=(url or "").rstrip("/"),
             interval=interval,
             timeout=timeout,
-            limit=sec.get("limit", positive, d.limit),
-            cap=sec.get("cap", positive, d.cap),
+            limit=sec.get("limit", ctx.positive, d.limit),
+            cap=sec.get("cap", ctx.positive, d.cap),
             body_size_limit=sec.get("body_size_limit", ctx.size, d.body_size_limit),
             basic_auth=load_basic_auth(ctx, ba_node, join(path, "basic_auth"))
             if ba_node is not None

@@ -25,7 +25,8 @@ from yaml.nodes import Node
 from cardguard.errors import ConfigError
 from cardguard.settings import allowlist
 from cardguard.settings.allowlist import AllowList
-from cardguard.settings.config import Ctx, ProfilesConfig, load_profiles, url_path
+from cardguard.settings.checker import Ctx
+from cardguard.settings.targets import ProfilesConfig, load_profiles, url_path
 
 _PROBE_KEYS = (
     "allow",
@@ -58,21 +59,16 @@ class ProbeConfig:
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
 
 
-def load_probe_config(node: object, ctx: Ctx) -> ProbeConfig:
+def load_probe_config(node: Node | None, ctx: Ctx) -> ProbeConfig:
     """Build a ProbeConfig from the ``probe:`` node, reporting problems on ``ctx``."""
     d = ProbeConfig()
     if node is None:
         return d
-    assert isinstance(node, Node)
     sec = ctx.section(node, "probe", _PROBE_KEYS)
     if sec is None:
         return d
-    entries: list[str] = []
     anode = sec.value_node("allow")
-    for i, item in enumerate(ctx.sequence(anode, "probe.allow")):
-        s = ctx.string(item, f"probe.allow[{i}]")
-        if s is not None:
-            entries.append(s)
+    entries = ctx.strings(anode, "probe.allow")
     allow = AllowList()
     try:
         allow = allowlist.build(entries, source="probe.allow")
@@ -91,13 +87,11 @@ def load_probe_config(node: object, ctx: Ctx) -> ProbeConfig:
     timeout = sec.get("timeout", ctx.duration, d.timeout)
     return ProbeConfig(
         allow=allow,
-        allow_entries=tuple(entries),
+        allow_entries=entries,
         allow_file_sd=sd,
         cache_ttl=sec.get("cache_ttl", ctx.duration, d.cache_ttl),
         state_ttl=sec.get("state_ttl", ctx.duration, d.state_ttl),
-        max_targets=sec.get(
-            "max_targets", lambda n, p: ctx.integer(n, p, minimum=1), d.max_targets
-        ),
+        max_targets=sec.get("max_targets", ctx.positive, d.max_targets),
         metrics_path=sec.get("metrics_path", url_path(ctx), d.metrics_path),
         pprof_path=sec.get("pprof_path", url_path(ctx), d.pprof_path),
         timeout=timeout,

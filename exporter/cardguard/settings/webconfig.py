@@ -42,7 +42,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from cardguard.errors import ConfigError
 from cardguard.settings import yamlfile
-from cardguard.settings.config import Ctx, Section, join
+from cardguard.settings.checker import Ctx, Section, join
 
 log = logging.getLogger("cardguard.settings.webconfig")
 
@@ -153,15 +153,6 @@ _TLS_KEYS = (
 )
 
 
-def _strings(ctx: Ctx, node: Node | None, path: str) -> tuple[str, ...]:
-    out = []
-    for i, item in enumerate(ctx.sequence(node, path)):
-        s = ctx.string(item, join(path, i))
-        if s is not None:
-            out.append(s)
-    return tuple(out)
-
-
 def _names(ctx: Ctx, sec: Section, key: str, table: Mapping[str, str]) -> tuple[str, ...]:
     node = sec.value_node(key)
     if node is None:
@@ -214,7 +205,7 @@ def _tls(ctx: Ctx, node: Node | None) -> TLSServerConfig | None:
         ctx.error(
             sec.value_node("min_version"), sec.key_path("min_version"), "is above max_version"
         )
-    sans = _strings(ctx, sec.value_node("client_allowed_sans"), sec.key_path("client_allowed_sans"))
+    sans = ctx.strings(sec.value_node("client_allowed_sans"), sec.key_path("client_allowed_sans"))
     if sans and not verifying:
         ctx.error(
             sec.value_node("client_allowed_sans"),

@@ -1,56 +1,23 @@
-"""The ``usage:`` config section and reading the rule files and dashboards it names.
+"""Read the rule files and dashboards a ``usage:`` section names, bounded, into a usage index.
 
-```yaml
-usage:
-  rule_files: [rules/*.rules.yml]          # globs, relative to the config file
-  dashboards: [grafana/dashboards/*.json]
-```
-
-``load_usage_config`` validates the section (every problem on the config
-context, with file:line); ``read`` expands the globs and reads the files
-(bounded in count and size) into a ``cardguard.analyse.usage.Index``.
+The globs of :class:`~cardguard.settings.usage.UsageConfig` are expanded
+(relative ones against its ``base_dir``), at most :data:`MAX_FILES` files of at
+most :data:`MAX_BYTES` each are read, and :func:`cardguard.analyse.usage.index`
+finds the label uses in them. A glob matching nothing, or a file that cannot be
+read, is a problem in the index, not an error.
 """
 
 from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from yaml.nodes import Node
-
 from cardguard.analyse import usage
-from cardguard.settings.config import Ctx, join
+from cardguard.settings.usage import UsageConfig
 
-KEYS = ("rule_files", "dashboards")
 MAX_FILES = 500
 MAX_BYTES = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class UsageConfig:
-    """Globs of Prometheus rule files and Grafana dashboard JSON, absolute or config-relative."""
-
-    rule_files: tuple[str, ...] = ()
-    dashboards: tuple[str, ...] = ()
-    base_dir: Path = Path(".")
-
-
-def load_usage_config(node: Node | None, ctx: Ctx) -> UsageConfig:
-    """Build the ``usage:`` section, reporting every problem on ``ctx``."""
-    sec = ctx.section(node, "usage", KEYS)
-    if sec is None:
-        return UsageConfig(base_dir=ctx.base_dir)
-    lists: dict[str, tuple[str, ...]] = {}
-    for key in KEYS:
-        got: list[str] = []
-        for i, item in enumerate(ctx.sequence(sec.value_node(key), join("usage", key))):
-            text = ctx.string(item, join(join("usage", key), i))
-            if text is not None:
-                got.append(text)
-        lists[key] = tuple(got)
-    return UsageConfig(lists["rule_files"], lists["dashboards"], ctx.base_dir)
 
 
 def _expand(patterns: Sequence[str], base: Path, problems: list[str]) -> list[Path]:
