@@ -506,7 +506,7 @@ def startup(work: Path, ports: list[int], sizes: Sizes) -> None:
 def profile(stats_url: str) -> None:
     """cProfile of 40 steady scrapes of one target, in-process, analysis in the same thread."""
     from cardguard.expose.metricspage import MetricsPage
-    from cardguard.run.scheduler import TargetWorker
+    from cardguard.run.target_worker import TargetWorker
     from cardguard.settings.config import GlobalConfig
     from cardguard.settings.rules import DEFAULT_RULES
     from cardguard.settings.targets import TargetConfig

@@ -14,7 +14,8 @@ from prometheus_client.samples import Sample
 import local_http
 from cardguard.expose.collectors import ReloadCollector, ReloadStatus, target_collectors
 from cardguard.pprof import goroutines as gr
-from cardguard.run.scheduler import TargetSnapshot, TargetWorker
+from cardguard.run.snapshot import TargetSnapshot
+from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import Caps, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from cardguard.settings.targets import ProfilesConfig, TargetConfig

@@ -1,4 +1,4 @@
-"""exposition_proto: the protobuf exposition format, counted as Prometheus 2.42 counts it.
+"""parse.protobuf: the protobuf exposition format, counted as Prometheus 2.42 counts it.
 
 The reference is a real Prometheus 2.42 started with
 ``--enable-feature=native-histograms`` scraping nhserver (client_golang 1.14
@@ -36,9 +36,9 @@ from cardguard.analyse.view import TargetView, children_of, metrics_point
 from cardguard.detect.detectors import detect
 from cardguard.detect.offender import Offender
 from cardguard.errors import ConfigError, ParseError
-from cardguard.parse import exposition, exposition_proto
-from cardguard.parse.exposition import Family, Sample
-from cardguard.run.scheduler import TargetWorker
+from cardguard.parse import exposition, model, protobuf
+from cardguard.parse.model import Family, Sample
+from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import GlobalConfig, parse_config
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from cardguard.settings.targets import ProfilesConfig, TargetConfig
@@ -47,7 +47,7 @@ from support import TESTDATA, Process, cardguard_argv, wait_for
 PAGES = TESTDATA / "metrics"
 EXPFMT = TESTDATA / "corpora" / "expfmt"
 REGRESSIONS = TESTDATA / "fuzz-regressions" / "exposition-protobuf"
-PROTO = exposition_proto.CONTENT_TYPE
+PROTO = protobuf.CONTENT_TYPE
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 USERS = 20
 
@@ -63,7 +63,7 @@ SCRAPE_SERIES = {
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def series_of(data: bytes, fmt: exposition.Format) -> dict[SeriesKey, str]:
+def series_of(data: bytes, fmt: model.Format) -> dict[SeriesKey, str]:
     """Every series of a page (name and sorted labels, empty values dropped) -> its family."""
     out: dict[SeriesKey, str] = {}
     for e in exposition.parse(data, fmt, "page"):
@@ -125,7 +125,7 @@ def test_series_equal_what_prometheus_2_42_ingests_with_native_histograms(
         }
 
     got = nh.fetch(nhserver, nh.PROTOBUF_ACCEPT)
-    assert got.headers["Content-Type"].startswith(exposition_proto.MEDIA_TYPE)
+    assert got.headers["Content-Type"].startswith(protobuf.MEDIA_TYPE)
     ours = series_of(got.content, "protobuf")
     # Series for series, le and quantile spelt as Prometheus spells them (1.0, 1e+06).
     assert set(ours) == stored
@@ -291,7 +291,7 @@ def test_expfmt_protobuf_page_counts_as_its_text_twin(name: str) -> None:
 
 def test_expfmt_multimessage_gives_upstreams_six_families() -> None:
     data = (EXPFMT / "protobuf-multimessage").read_bytes()
-    events = list(exposition_proto.parse(data, "multi"))
+    events = list(protobuf.parse(data, "multi"))
     fams = [e.name for e in events if isinstance(e, Family)]
     assert fams == [
         "swap_free",
@@ -316,7 +316,7 @@ def _text_pages() -> Iterator[Path]:
 
 def test_only_pages_that_cannot_be_text_are_sniffed_as_protobuf() -> None:
     for path in _text_pages():
-        assert not exposition_proto.looks_like_protobuf(path.read_bytes()), path
+        assert not protobuf.looks_like_protobuf(path.read_bytes()), path
     for data in (
         (PAGES / "nhserver.pb").read_bytes(),
         _read(PAGES / "nhserver-10k.pb.gz"),
@@ -348,7 +348,7 @@ def test_only_pages_that_cannot_be_text_are_sniffed_as_protobuf() -> None:
 )
 def test_bounds_are_spelt_as_prometheus_spells_them(value: float, text: str) -> None:
     # The Prometheus test above checks real le values against the server; these pin the rule.
-    assert exposition_proto.format_float(value) == text
+    assert protobuf.format_float(value) == text
 
 
 # --------------------------------------------------------------------------
@@ -405,7 +405,7 @@ GOOD = delimited(family("g", 1, GAUGE_METRIC))
 
 
 def test_hand_made_stream_decodes() -> None:
-    events = list(exposition_proto.parse(GOOD, "hand"))
+    events = list(protobuf.parse(GOOD, "hand"))
     assert events == [
         Family("g", "gauge", None, None, 1),
         Sample("g", "g", (("a", "1"),), 5.0, None, 1),
@@ -481,7 +481,7 @@ def _hostile() -> list[tuple[str, bytes, str]]:
 )
 def test_hostile_input_is_a_parse_error_with_offsets(data: bytes, message: str) -> None:
     with pytest.raises(ParseError) as err:
-        list(exposition_proto.parse(data, "evil"))
+        list(protobuf.parse(data, "evil"))
     text = str(err.value)
     assert text.startswith("evil: protobuf MetricFamily #"), text
     assert message in text, text
@@ -491,7 +491,7 @@ def test_hostile_input_is_a_parse_error_with_offsets(data: bytes, message: str) 
 def test_the_family_name_is_in_errors_once_known() -> None:
     data = delimited(family("http_requests_total", 0, pair("a", "1") + b"\x1a\x02\x09\x00"))
     with pytest.raises(ParseError, match=r"'http_requests_total'\): field 1: truncated 64-bit"):
-        list(exposition_proto.parse(data, "evil"))
+        list(protobuf.parse(data, "evil"))
 
 
 def test_every_cut_of_a_real_page_is_refused_or_a_shorter_page() -> None:
@@ -509,14 +509,14 @@ def test_every_cut_of_a_real_page_is_refused_or_a_shorter_page() -> None:
                 break
         pos += length
         boundaries.add(pos)
-    full = list(exposition_proto.parse(data, "cut"))
+    full = list(protobuf.parse(data, "cut"))
     for cut in range(0, len(data), 7):
         if cut in boundaries:
-            events = list(exposition_proto.parse(data[:cut], "cut"))
+            events = list(protobuf.parse(data[:cut], "cut"))
             assert events == full[: len(events)]
         else:
             with pytest.raises(ParseError, match=r"^cut: protobuf MetricFamily #\d+ at byte \d+"):
-                list(exposition_proto.parse(data[:cut], "cut"))
+                list(protobuf.parse(data[:cut], "cut"))
 
 
 def nested_unknown(depth: int) -> bytes:
@@ -541,10 +541,10 @@ def test_hostile_lengths_and_nesting_stay_small_and_fast() -> None:
     ]
     tracemalloc.start()
     try:
-        assert len(list(exposition_proto.parse(deep, "evil"))) == 2
+        assert len(list(protobuf.parse(deep, "evil"))) == 2
         for data in huge:
             with pytest.raises(ParseError, match="runs past the end"):
-                list(exposition_proto.parse(data, "evil"))
+                list(protobuf.parse(data, "evil"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -558,7 +558,7 @@ def test_metadata_after_metrics_and_merged_messages_count_like_go() -> None:
     h2 = ld(3, vi(1, 2) + dbl(2, 1.0)) + vi(1, 4)
     metric = pair("a", "1") + ld(7, h1) + ld(7, h2)
     msg = ld(4, metric) + vi(3, 4) + ld(1, b"h") + ld(2, b"help")
-    events = list(exposition_proto.parse(delimited(msg), "m"))
+    events = list(protobuf.parse(delimited(msg), "m"))
     assert events[0] == Family("h", "histogram", "help", None, 1)
     assert [(e.name, e.labels, e.value) for e in events[1:] if isinstance(e, Sample)] == [
         ("h_bucket", (("a", "1"), ("le", "0.5")), 1.0),
@@ -585,7 +585,7 @@ def test_native_is_decided_by_the_first_metric_as_prometheus_does() -> None:
     c = cardinality.analyse(delimited(family("h", 4, inf)), content_type=PROTO, source="x")
     assert c.total_series == 3
     # Empty families are skipped, as Prometheus skips them.
-    assert list(exposition_proto.parse(delimited(ld(1, b"nothing")), "x")) == []
+    assert list(protobuf.parse(delimited(ld(1, b"nothing")), "x")) == []
 
 
 # --------------------------------------------------------------------------
@@ -604,7 +604,7 @@ def test_native_histograms_setting_global_and_per_target(tmp_path: Path) -> None
     a, b = cfg.targets
     assert a.native_histograms and not b.native_histograms
     assert not parse_config("targets: []\n", "x.yml").global_.native_histograms
-    assert exposition.accept_header(True).startswith(exposition_proto.MEDIA_TYPE)
+    assert exposition.accept_header(True).startswith(protobuf.MEDIA_TYPE)
     assert exposition.accept_header(False) == exposition.ACCEPT_HEADER
     with pytest.raises(ConfigError) as err:
         parse_config(
@@ -740,7 +740,7 @@ def _mutated(draw: st.DrawFn) -> bytes:
 def check(data: bytes) -> None:
     """Only a ParseError naming the source may come out, of the parser or the analysis."""
     for run in (
-        lambda: list(exposition_proto.parse(data, "fuzz")),
+        lambda: list(protobuf.parse(data, "fuzz")),
         lambda: cardinality.analyse(data, content_type=PROTO, source="fuzz"),
     ):
         try:

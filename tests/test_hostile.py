@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cardguard.run.scheduler import FAILURE_REASONS
+from cardguard.run.snapshot import FAILURE_REASONS
 from support import REPO, Process, cardguard_argv, free_port, running, running_listener, wait_for
 
 # The stated bound: cardguard's peak resident memory through the whole test.

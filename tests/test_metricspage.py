@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import local_http
 from cardguard.expose import collectors
 from cardguard.expose.metricspage import MetricsPage
-from cardguard.run.scheduler import TargetSnapshot, TargetWorker
+from cardguard.run.snapshot import TargetSnapshot
+from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import GlobalConfig
 from cardguard.settings.rules import DEFAULT_RULES
 from cardguard.settings.targets import ProfilesConfig, TargetConfig

@@ -21,7 +21,8 @@ from cardguard.analyse.view import (
     metric_values,
     values_from_page,
 )
-from cardguard.commands.report import Watch, load_saved
+from cardguard.commands.snapshots import load_saved
+from cardguard.commands.watch import Watch
 from cardguard.detect.children_heap_cost import MIN_SAMPLED_ALLOCATIONS, _children_heap_cost
 from cardguard.detect.detectors import detect
 from cardguard.detect.goroutine_leak import live_frames

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from cardguard.analyse import templates
-from cardguard.commands.report import Watch, load_saved
+from cardguard.commands.snapshots import load_saved
+from cardguard.commands.watch import Watch
 from cardguard.detect import relabel, remedies
 from cardguard.settings.rules import DEFAULT_RULES
 from promstack import need

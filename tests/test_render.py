@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cardguard.commands.report import Watch, load_saved
+from cardguard.commands.snapshots import load_saved
+from cardguard.commands.watch import Watch
 from cardguard.detect.offender import Offender, offender_id
 from cardguard.expose.render.formats import RENDERERS, render
 from cardguard.expose.render.html import render_html, report_page, svg_chart

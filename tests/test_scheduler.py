@@ -16,8 +16,9 @@ from cardguard.detect.detectors import detect
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
-from cardguard.run import scheduler
-from cardguard.run.scheduler import Scheduler, TargetWorker
+from cardguard.run import due, scheduler, worker
+from cardguard.run.scheduler import Scheduler
+from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import Caps, Config, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from cardguard.settings.targets import ProfilesConfig, TargetConfig
@@ -125,7 +126,7 @@ def test_failed_scrape_keeps_last_good_data(
     w.scrape_metrics()
     good = w.snapshot
     go127.routes["/metrics"] = local_http.status(500)
-    with caplog.at_level(logging.WARNING, logger="cardguard.run.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cardguard.run.worker"):
         w.scrape_metrics()
     snap = w.snapshot
     assert snap.analysis is good.analysis  # earlier good data is kept
@@ -365,9 +366,8 @@ def test_apply_keeps_unchanged_workers_and_history(go127: local_http.Running) ->
 def test_profiles_on_their_own_interval(
     go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cardguard.run import scheduler
 
-    monkeypatch.setattr(scheduler, "FIRST_RUN_SPREAD", 1.0)  # first runs within a second
+    monkeypatch.setattr(due, "FIRST_RUN_SPREAD", 1.0)  # first runs within a second
     t = TargetConfig(
         name="demo",
         url=go127.base_url,
@@ -413,7 +413,7 @@ def boom(*args: object, **kwargs: object) -> object:
 
 def test_internal_is_a_fixed_failure_reason() -> None:
     from cardguard.run import fetch
-    from cardguard.run.scheduler import FAILURE_REASONS, INTERNAL
+    from cardguard.run.snapshot import FAILURE_REASONS, INTERNAL
 
     assert INTERNAL == "internal" and INTERNAL in FAILURE_REASONS
     assert set(fetch.REASONS) <= set(FAILURE_REASONS)
@@ -435,7 +435,7 @@ def test_analysis_exception_fails_the_endpoint_and_keeps_good_data(
     good = w.snapshot
     assert 'cardguard_scrape_success{endpoint="metrics",target="demo"} 1.0' in exposition(w)
     monkeypatch.setattr(incremental, "analyse", boom)
-    with caplog.at_level(logging.WARNING, logger="cardguard.run.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="cardguard.run.worker"):
         w.scrape_metrics()  # must not raise
         w.scrape_metrics()
     snap = w.snapshot
@@ -500,7 +500,7 @@ def test_detection_exception_publishes_fresh_data_but_not_as_healthy(
     w.scrape_metrics()
     before = w.snapshot
     assert before.offenders_error is None
-    monkeypatch.setattr(scheduler, "detect", boom)
+    monkeypatch.setattr(worker, "detect", boom)
     go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
     w.scrape_metrics()
     snap = w.snapshot
@@ -552,7 +552,6 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
     go127: local_http.Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection: building the new target's worker raises."""
-    from cardguard.run import scheduler
 
     off = ProfilesConfig(enabled=False)
     t = TargetConfig(name="demo", url=go127.base_url, interval=0.2, timeout=1.0, profiles=off)
@@ -576,7 +575,7 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
 
 def grid_job(interval: float, phase_of: float) -> object:
     """A Job on a known grid: base 100 + phase_of * interval."""
-    from cardguard.run.scheduler import Job
+    from cardguard.run.due import Job
 
     job = Job.__new__(Job)
     job.interval, job.base, job.active = interval, 100.0 + phase_of * interval, True
@@ -601,7 +600,7 @@ def test_runs_stay_on_their_grid_and_late_or_overrun_ones_are_skipped() -> None:
 
 
 def test_phases_spread_a_fleet_over_its_interval() -> None:
-    from cardguard.run.scheduler import phase
+    from cardguard.run.due import phase
 
     phases = sorted(phase(f"t{i}", "metrics") for i in range(1000))
     assert phases == sorted(set(phases)) and 0 <= phases[0] and phases[-1] < 1

@@ -24,7 +24,7 @@ from cardguard.detect.offender import (
     monotonic,
     trend,
 )
-from cardguard.pprof.profile import Frame
+from cardguard.pprof.model import Frame
 from cardguard.pprof.stacks import site as source_site
 from cardguard.settings.rules import Severity, TargetRules
 
@@ -177,9 +177,9 @@ def summary_text(
     where = f" ({source_site(held.filename, held.line)})" if held is not None else ""
     via = ""
     if caller is not None and caller.function != owner:
-        via = f", allocated from {frame_site(caller)},"
+        via = f", allocated from {frame_site(caller)}"
     return (
-        f"{owner}{where} holds {human_bytes(now)} of heap{via} up {human_bytes(grown)} "
+        f"{owner}{where} holds {human_bytes(now)} of heap{via}, up {human_bytes(grown)} "
         f"in {span:.0f}s while {traffic}; what it allocates is never freed"
     )
 

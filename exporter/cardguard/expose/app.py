@@ -44,9 +44,10 @@ from cardguard.expose.render.html import report_page
 from cardguard.expose.render.page import page
 from cardguard.expose.render.report import TargetReport
 from cardguard.expose.server import Request, Response
-from cardguard.pprof.profile import GZIP_MAGIC
+from cardguard.gunzip import MAGIC as GZIP_MAGIC
 from cardguard.quantities import format_duration
-from cardguard.run.scheduler import ENDPOINTS, RawProfile, Scheduler, TargetSnapshot
+from cardguard.run.scheduler import Scheduler
+from cardguard.run.snapshot import ENDPOINTS, RawProfile, TargetSnapshot
 from cardguard.settings.config import Config, load_config
 from cardguard.version import build_info
 

@@ -1,7 +1,7 @@
 """prometheus_client collectors that turn the scheduler's target snapshots into cardguard_* series.
 
 Each collector is handed a callable returning the current
-:class:`~cardguard.run.scheduler.TargetSnapshot` objects and builds fresh metric
+:class:`~cardguard.run.snapshot.TargetSnapshot` objects and builds fresh metric
 families on every ``collect()``; nothing here keeps state between scrapes.
 Which families, labels, heap owners and goroutine groups appear was decided
 by the scheduler (sticky, capped per target); everything else is folded into
@@ -26,7 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from cardguard.run.scheduler import ENDPOINTS, OTHER, OUTPUT_KINDS, ScheduleView, TargetSnapshot
+from cardguard.run.scheduler import ScheduleView
+from cardguard.run.snapshot import ENDPOINTS, OTHER, OUTPUT_KINDS, TargetSnapshot
 from cardguard.settings.rules import SEVERITIES
 from cardguard.version import BuildInfo
 

@@ -34,7 +34,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_lates
 from prometheus_client.registry import Collector
 
 from cardguard.expose import collectors
-from cardguard.run.scheduler import TargetSnapshot
+from cardguard.run.snapshot import TargetSnapshot
 
 log = logging.getLogger("cardguard.expose.metricspage")
 

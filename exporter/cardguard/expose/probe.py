@@ -16,7 +16,7 @@ What makes it safe and cheap:
   addresses this probe's check approved (the Host header and TLS keep the
   name), so a name cannot be re-pointed between the check and the fetch.
 * **State between probes**: each target keeps a
-  :class:`~cardguard.run.scheduler.TargetWorker` (baselines, churn, heap base,
+  :class:`~cardguard.run.target_worker.TargetWorker` (baselines, churn, heap base,
   goroutine growth) in a bounded LRU (``max_targets``); a target not probed
   for ``state_ttl`` is forgotten.
 * **A short result cache** (``cache_ttl``): an HA pair of Prometheus servers
@@ -55,10 +55,11 @@ from prometheus_client.registry import Collector
 from cardguard import logfmt
 from cardguard.errors import ConfigError
 from cardguard.expose import collectors
-from cardguard.expose.server import ClientLog
+from cardguard.expose.server import ClientLog, Response
 from cardguard.quantities import format_duration
 from cardguard.run import session, urls
-from cardguard.run.scheduler import FetchTrace, TargetSnapshot, TargetWorker
+from cardguard.run.snapshot import FetchTrace, TargetSnapshot
+from cardguard.run.target_worker import TargetWorker
 from cardguard.settings import allowlist
 from cardguard.settings.allowlist import Refusal, Resolver
 from cardguard.settings.config import GlobalConfig
@@ -529,12 +530,11 @@ class ProbeCollector(Collector):
 
 
 def install(app: Any) -> Prober:
-    """Add ``GET /probe`` and the probe collector to a ``server.App``.
+    """Add ``GET /probe`` and the probe collector to an ``app.App``.
 
     The probe settings are read from ``app.config.probe`` on every request, so
     a config reload applies to /probe as it does to configured targets.
     """
-    from cardguard.expose.server import Response
 
     def current() -> ProbeConfig:
         cfg = getattr(app.config, "probe", None)
