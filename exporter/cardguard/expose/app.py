@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import json
 import logging
 import threading
 import time
@@ -40,7 +41,9 @@ from cardguard.expose.collectors import (
     ScheduleCollector,
 )
 from cardguard.expose.metricspage import MetricsPage
+from cardguard.expose.render.formats import render
 from cardguard.expose.render.html import report_page
+from cardguard.expose.render.json import report_dict
 from cardguard.expose.render.page import page
 from cardguard.expose.render.report import TargetReport
 from cardguard.expose.server import Request, Response
@@ -198,12 +201,26 @@ def _pictured(snap: TargetSnapshot) -> TargetView:
     return TargetView(target=snap.target, heaps=snap.heap_window, goroutines=goroutines)
 
 
-# Downloadable files per kept profile: the name on the page and in the URL.
-_DOWNLOAD_NAMES = {"heap": "heap.pb.gz", "goroutine": "goroutine.txt"}
+def _download_name(kind: str, raw: RawProfile) -> str | None:
+    """The name on the page and in the URL of a kept profile, after what it holds.
+
+    The goroutine profile is the full dump (``debug=2``, text) or the counted
+    proto form (``debug=0``), whichever the last round read.
+    """
+    if kind == "heap":
+        return "heap.pb.gz"
+    if kind == "goroutine":
+        return "goroutine.pb.gz" if raw.body.startswith(GZIP_MAGIC) else "goroutine.txt"
+    return None
 
 
 def _downloads(snap: TargetSnapshot) -> dict[str, RawProfile]:
-    return {_DOWNLOAD_NAMES[k]: v for k, v in snap.raw_profiles.items() if k in _DOWNLOAD_NAMES}
+    out = {}
+    for kind, raw in snap.raw_profiles.items():
+        name = _download_name(kind, raw)
+        if name is not None:
+            out[name] = raw
+    return out
 
 
 def _download_href(target: str, name: str) -> str:
@@ -243,8 +260,28 @@ def _reload(app: App, req: Request) -> Response:
     return Response(status, (message + "\n").encode())
 
 
+# ``/report?format=``: the page, or the reports as ``cardguard report`` writes them.
+REPORT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "json": "application/json",
+    "markdown": "text/markdown; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+}
+
+
 def _report(app: App, req: Request) -> Response:
-    return Response(200, report_page(app.reports()), "text/html; charset=utf-8")
+    fmt = (req.query.get("format") or ["html"])[-1]
+    if fmt not in REPORT_TYPES:
+        known = ", ".join(REPORT_TYPES)
+        return Response(400, f"unknown format {fmt[:40]!r}; one of {known}\n".encode())
+    reports = app.reports()
+    if fmt == "html":
+        return Response(200, report_page(reports), REPORT_TYPES[fmt])
+    if fmt == "json":
+        # Always {"targets": [...]}, however many targets serve watches.
+        doc = {"targets": [report_dict(r) for r in reports]}
+        return Response(200, (json.dumps(doc, indent=2) + "\n").encode(), REPORT_TYPES[fmt])
+    return Response(200, render(reports, fmt).encode(), REPORT_TYPES[fmt])
 
 
 def _report_file(app: App, req: Request) -> Response:
