@@ -1,10 +1,11 @@
 """Golden files: whole documents cardguard writes, compared byte for byte.
 
-They live under tests/testdata/golden/ (report/, heap/, goroutines/), each
+They live under tests/testdata/golden/ (report/, heap/, goroutines/, metrics/), each
 rendered from a recorded input in tests/testdata/. After an intended change
 to an output, regenerate them and read the diff before committing:
 
-    CARDGUARD_REGEN_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_render.py tests/test_golden.py
+    CARDGUARD_REGEN_GOLDEN=1 .venv/bin/python -m pytest -q \
+        tests/test_render.py tests/test_golden.py tests/test_metrics_golden.py
 
 HTML goldens are normalised first (:func:`normalise_html`): clock times and
 dates, and the millisecond range of Grafana links, become placeholders, so a

@@ -14,54 +14,20 @@ told to read the counted form (``goroutine_full_max: 0``), the proto one.
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import requests
 
 import local_http
+from replay import replay
 from support import cardguard_argv, running_cardguard_serve, wait_for
 
 RECORDED = Path(__file__).parent / "testdata" / "report" / "demo-go1.19"
 NAME = "demo"
-
-
-def replay(snapshots: list[Path]) -> dict[str, local_http.Route]:
-    """Routes that answer each endpoint's recorded bodies in order, then 503."""
-    lock = threading.Lock()
-    served: dict[str, int] = {}
-
-    def route(endpoint: str, read: Any, content_type: str) -> local_http.Route:
-        def handle(h: local_http.Handler) -> None:
-            with lock:
-                k = served.get(endpoint, 0)
-                served[endpoint] = k + 1
-            if k >= len(snapshots):
-                h.send_body(503, b"the recording has ended\n")
-                return
-            h.send_body(200, read(snapshots[k]), content_type)
-
-        return handle
-
-    meta = json.loads((snapshots[0] / "meta.json").read_text())
-    return {
-        "/metrics": route(
-            "metrics",
-            lambda d: gzip.decompress((d / "metrics.txt.gz").read_bytes()),
-            meta["content_type"],
-        ),
-        "/debug/pprof/heap": route(
-            "heap", lambda d: (d / "heap.pb.gz").read_bytes(), "application/octet-stream"
-        ),
-        "/debug/pprof/goroutine": route(
-            "goroutine", lambda d: (d / "goroutine.pb.gz").read_bytes(), "application/octet-stream"
-        ),
-    }
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
