@@ -184,3 +184,13 @@ def test_pure_layers_do_no_io() -> None:
                 if called in IO_CALLS:
                     wrong.append(f"{path.relative_to(PKG.parent)}:{node.lineno} calls {called}()")
     assert not wrong, "\n".join(wrong)
+
+
+def test_architecture_doc_names_every_folder() -> None:
+    """docs/architecture.md draws the layout; a new folder must be drawn there too."""
+    doc = (PKG.parent.parent / "docs" / "architecture.md").read_text()
+    folders = sorted(
+        str(p.relative_to(PKG)) + "/" for p in PKG.rglob("*") if (p / "__init__.py").is_file()
+    )
+    missing = [f for f in folders if f not in doc and f.split("/")[-2] + "/" not in doc]
+    assert not missing, f"docs/architecture.md does not name {missing}"
