@@ -116,36 +116,9 @@ def _children_heap_cost(view: TargetView, rules: TargetRules, use: LibraryUse) -
         evidence["stack"] = list(site[3])
     if len(held_trend) >= 2:
         evidence["trend"] = trend("heap held by vector children", "bytes", held_trend)
-    share = f" ({held / heap_total:.0%} of the heap)" if heap_total else ""
-    summary = (
-        f"{top.children} {kind} children of {top.name} hold heap ({why[top.name]}); "
-        f"vector children hold {human_bytes(held)}{share}, about "
-        f"{human_bytes(per_child)} each"
-    )
-    if site is not None:
-        where = f" at {site[0]}"
-    else:
-        where = (
-            " (the heap profile shows no caller in the service's own code: look for where "
-            f"{top.name} is given its label values)"
-        )
-    fix = (
-        f"Cut the children of {top.name}: remove or bound the label that multiplies them "
-        f"in the instrumentation{where}. Each child of a {kind} keeps its own "
-        + (
-            "quantile streams"
-            if kind == "summary"
-            else "buckets"
-            if kind == "histogram"
-            else "value"
-        )
-        + " in the process until it is deleted"
-        + (
-            "; a histogram (or fewer objectives) costs far less per child than a summary."
-            if kind == "summary"
-            else "."
-        )
-    )
+    share = held / heap_total if heap_total else None
+    summary = summary_text(top.children, kind, top.name, why[top.name], held, share, per_child)
+    fix = fix_text(kind, top.name, site[0] if site is not None else None)
     return [
         make_offender(
             "children_heap_cost",
@@ -164,3 +137,43 @@ def _library_trend(view: TargetView) -> list[tuple[float, float]]:
     if len(view.heaps) < 2:
         return []
     return [(h.at, float(library_use(h.profile).total)) for h in view.heaps]
+
+
+def summary_text(
+    children: int,
+    kind: str,
+    family: str,
+    why: str,
+    held: float,
+    share: float | None,
+    per_child: float,
+) -> str:
+    """One sentence: how many children, why they count, and what they hold."""
+    of_heap = f" ({share:.0%} of the heap)" if share is not None else ""
+    return (
+        f"{children} {kind} children of {family} hold heap ({why}); "
+        f"vector children hold {human_bytes(held)}{of_heap}, about "
+        f"{human_bytes(per_child)} each"
+    )
+
+
+def fix_text(kind: str, family: str, call_site: str | None) -> str:
+    """Cut the children at the instrumentation's call site; what each child of the type keeps."""
+    if call_site is not None:
+        where = f" at {call_site}"
+    else:
+        where = (
+            " (the heap profile shows no caller in the service's own code: look for where "
+            f"{family} is given its label values)"
+        )
+    keeps = {"summary": "quantile streams", "histogram": "buckets"}.get(kind, "value")
+    cheaper = (
+        "; a histogram (or fewer objectives) costs far less per child than a summary."
+        if kind == "summary"
+        else "."
+    )
+    return (
+        f"Cut the children of {family}: remove or bound the label that multiplies them "
+        f"in the instrumentation{where}. Each child of a {kind} keeps its own {keeps} "
+        f"in the process until it is deleted{cheaper}"
+    )

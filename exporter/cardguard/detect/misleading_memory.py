@@ -71,11 +71,7 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
         )
     if not explain:
         explain.append("the difference is memory the runtime holds outside live heap objects")
-    what = "container usage" if v.container_memory_bytes is not None else "RSS"
-    summary = (
-        f"{what} {human_bytes(looks)} is {looks / heap_inuse:.1f}x the Go heap in use "
-        f"({human_bytes(heap_inuse)}); this is not a leak: {explain[0]}"
-    )
+    summary = summary_text(v.container_memory_bytes is not None, looks, heap_inuse, explain[0])
     evidence: dict[str, Any] = {
         "resident_bytes": rss,
         "container_memory_bytes": v.container_memory_bytes,
@@ -93,11 +89,6 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
                 for p in view.metrics
             ],
         )
-    fix = (
-        "Nothing to fix in the code for this alone. Judge memory by go_memstats_heap_inuse_bytes "
-        "(and the heap profile), not RSS; set GOMEMLIMIT to make the runtime return idle memory "
-        "sooner under a container limit."
-    )
     return [
         make_offender(
             "misleading_memory",
@@ -106,7 +97,25 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
             rule.severity,
             summary,
             evidence,
-            fix,
+            fix_text(),
             score=gap,
         )
     ]
+
+
+def summary_text(container: bool, looks: float, heap_inuse: float, explanation: str) -> str:
+    """One sentence: how far memory exceeds the heap, and the first reason why."""
+    what = "container usage" if container else "RSS"
+    return (
+        f"{what} {human_bytes(looks)} is {looks / heap_inuse:.1f}x the Go heap in use "
+        f"({human_bytes(heap_inuse)}); this is not a leak: {explanation}"
+    )
+
+
+def fix_text() -> str:
+    """Nothing in the code: what to judge memory by instead, and GOMEMLIMIT."""
+    return (
+        "Nothing to fix in the code for this alone. Judge memory by go_memstats_heap_inuse_bytes "
+        "(and the heap profile), not RSS; set GOMEMLIMIT to make the runtime return idle memory "
+        "sooner under a container limit."
+    )
