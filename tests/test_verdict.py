@@ -1,4 +1,4 @@
-"""Closing the evidence chain (issue 13): after a fix, each open offender is fixed or still growing.
+"""Closing the evidence chain: after a fix, each open offender is fixed or still growing.
 
 The leaky demo is watched and its snapshots saved (``--save``), then stopped
 and started again, once with its leaks switched off (``-healthy``, the fix)
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cardguard.detect import verdict
+from cardguard.detect.offender import slope_per_hour
 from demo_support import DEMO_FAST_FLAGS
 from support import TESTDATA, cardguard_argv
 
@@ -125,5 +126,5 @@ def test_identity_reads_start_time_and_build_from_a_recorded_page() -> None:
 
 
 def test_slope() -> None:
-    assert verdict.slope_per_hour([(0, 0), (1800, 50), (3600, 100)]) == pytest.approx(100)
-    assert verdict.slope_per_hour([(5, 3)]) is None
+    assert slope_per_hour([(0, 0), (1800, 50), (3600, 100)]) == pytest.approx(100)
+    assert slope_per_hour([(5, 3)]) is None

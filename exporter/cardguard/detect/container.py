@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cardguard.detect.offender import Offender
+from cardguard.detect.offender import Offender, slope_per_hour
 
 # Page-counter "no limit" in v1 (PAGE_COUNTER_MAX * page size, rounded): anything this big.
 UNLIMITED = 1 << 62
@@ -194,19 +194,6 @@ def _duration(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
-
-def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of ``(unix seconds, bytes)`` points, per hour."""
-    if len(points) < 2:
-        return None
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var <= 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var * 3600.0
 
 
 # --- offenders ------------------------------------------------------------------------------

@@ -176,10 +176,7 @@ def _label_offender(
         if use.owners:
             top = max(use.owners.items(), key=lambda kv: kv[1])[0]
             holder = f"; {short_name(top)} holds them"
-    summary = (
-        f"the {st.label} label on {st.family} creates a new series per {shape}{holder}; "
-        f"drop the label or bound its values"
-    )
+    summary = summary_text(st.label, st.family, shape, holder)
     evidence: dict[str, Any] = {
         "family": st.family,
         "label": st.label,
@@ -195,20 +192,57 @@ def _label_offender(
     }
     if len(w.points) >= 2:
         evidence["trend"] = trend(f"distinct {st.label} values on {st.family}", "", w.points)
-    fix = (
-        f"Drop the exploding {st.label} series at the scrape with the metric_relabel_configs "
-        "below (a rewrite would fold series together unless checked on the live series). "
-        "This protects Prometheus but NOT the target's own heap: the process still creates "
-        f"and keeps one child per {st.label} value until the instrumentation changes. "
-    )
+    others: list[str] = []
     if site is not None and use is not None:
-        where, _caller, entry, stack = site
+        where, _caller, _entry, stack = site
         evidence["call_site"] = where
         evidence["stack"] = list(stack)
         others = [f"{name}: {human_bytes(v)}" for name, v in other_sites(use, where)]
         if others:
             # The heap cannot tell which vector a child belongs to.
             evidence["other_call_sites"] = others
+    native = st.native_histogram_series
+    if native is not None and native < st.family_series:
+        # Each label value costs a classic histogram a series per bucket; a native one, one.
+        evidence["native_histogram_series"] = native
+    else:
+        native = None
+    call = (site[0], site[2], bool(others)) if site is not None and use is not None else None
+    fix = fix_text(st, shape, call, native)
+    return make_offender(
+        "label_explosion",
+        target,
+        f"{st.family}\x00{st.label}",
+        severity,
+        summary,
+        evidence,
+        fix,
+        snippet=_relabel_snippet(st.family, st.label, st.pattern),
+        score=float(st.distinct_values),
+    )
+
+
+def summary_text(label: str, family: str, shape: str, holder: str) -> str:
+    """One sentence: which label makes a series per what, and who holds them."""
+    return (
+        f"the {label} label on {family} creates a new series per {shape}{holder}; "
+        f"drop the label or bound its values"
+    )
+
+
+def fix_text(
+    st: LabelStat, shape: str, call: tuple[str, str, bool] | None, native: int | None
+) -> str:
+    """Drop at the scrape now, fix the instrumentation for good; ``call`` is the call site,
+    the library function it calls and whether other call sites make children too."""
+    fix = (
+        f"Drop the exploding {st.label} series at the scrape with the metric_relabel_configs "
+        "below (a rewrite would fold series together unless checked on the live series). "
+        "This protects Prometheus but NOT the target's own heap: the process still creates "
+        f"and keeps one child per {st.label} value until the instrumentation changes. "
+    )
+    if call is not None:
+        where, entry, others = call
         fix += (
             f"Fix the instrumentation at {where}"
             + (
@@ -226,24 +260,11 @@ def _label_offender(
         )
     if st.metric_type in ("summary", "histogram"):
         fix += " Series that the rewrite makes identical collide; prefer the code fix."
-    native = st.native_histogram_series
-    if native is not None and native < st.family_series:
-        # Each label value costs a classic histogram a series per bucket; a native one, one.
-        evidence["native_histogram_series"] = native
+    if native is not None:
         fix += (
             f" As a native histogram {st.family} would need {native} series instead of "
             f"{st.family_series} (one per label set, not one per bucket plus _sum and _count): "
             "set NativeHistogramBucketFactor in client_golang and scrape with native "
             "histograms on; that shrinks every label value's cost but does not bound the values."
         )
-    return make_offender(
-        "label_explosion",
-        target,
-        f"{st.family}\x00{st.label}",
-        severity,
-        summary,
-        evidence,
-        fix,
-        snippet=_relabel_snippet(st.family, st.label, st.pattern),
-        score=float(st.distinct_values),
-    )
+    return fix

@@ -148,3 +148,16 @@ def sort_offenders(offenders: Iterable[Offender]) -> list[Offender]:
         offenders,
         key=lambda o: (-SEVERITY_RANK[o.severity], KINDS.index(o.kind), -o.score, o.id),
     )
+
+
+def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of ``(unix seconds, value)`` points, per hour; None under two times."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var <= 0:
+        return None
+    return sum((t - mt) * (v - mv) for t, v in points) / var * 3600.0

@@ -27,7 +27,7 @@ from typing import Any
 
 from cardguard.analyse.heap_sites import owners
 from cardguard.analyse.view import GoroutinePoint, HeapPoint, MetricsPoint, TargetView
-from cardguard.detect.offender import Offender
+from cardguard.detect.offender import Offender, slope_per_hour
 from cardguard.detect.relabel import parse_key
 from cardguard.parse.exposition import scan
 from cardguard.parse.model import Format, Sample, SampleBlock
@@ -158,20 +158,6 @@ def quantity(o: Offender, view: TargetView) -> tuple[str, str, list[tuple[float,
     if o.kind == "heap_growth" and o.function:
         return (f"in-use heap held by {o.function}", "bytes", _owner_points(view.heaps, o.function))
     return None
-
-
-def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of the points, per hour; None under two distinct times."""
-    if len(points) < 2:
-        return None
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var <= 0:
-        return None
-    cov = sum((t - mt) * (v - mv) for t, v in points)
-    return cov / var * 3600.0
 
 
 # --- verdicts ---------------------------------------------------------------------------------
