@@ -151,13 +151,13 @@ def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
     from operator import itemgetter
 
     from cardguard.commands.heap import _report_text
-    from cardguard.pprof import heap, profile, profile_pb2
+    from cardguard.pprof import heap, model, profile, profile_pb2, proto
 
     data = path.read_bytes()
     state: dict[str, Any] = {}
 
     def gunzip() -> None:
-        state["raw"] = profile.decompress(data, "x")
+        state["raw"] = profile.unpack(data, "x")
 
     def parse() -> None:
         msg = profile_pb2.Profile()
@@ -165,22 +165,22 @@ def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
         state["msg"] = msg
 
     def tables() -> None:
-        state["tables"] = profile._tables(state["msg"], "x", True)
+        state["tables"] = proto._tables(state["msg"], "x", True)
 
     def samples() -> None:
         msg = state["msg"]
         s, sample_types, locations = state["tables"]
-        with profile.collector_paused():
-            stacks = list(map(tuple, map(profile._LOCATION_IDS, msg.sample)))
-            arities = map(len, map(profile._VALUES, msg.sample))
-            profile._check_samples("x", stacks, arities, len(sample_types), locations)
-            head = profile._profile(msg, s, "x", sample_types, (), locations)
+        with model.collector_paused():
+            stacks = list(map(tuple, map(proto._LOCATION_IDS, msg.sample)))
+            arities = map(len, map(proto._VALUES, msg.sample))
+            proto._check_samples("x", stacks, arities, len(sample_types), locations)
+            head = proto._profile(msg, s, "x", sample_types, (), locations)
             i = head.value_index(index)
-            values = list(map(itemgetter(i), map(profile._VALUES, msg.sample)))
-        state["column"] = profile.Column(head, i, stacks, values)
+            values = list(map(itemgetter(i), map(proto._VALUES, msg.sample)))
+        state["column"] = model.Column(head, i, stacks, values)
 
     def aggregate() -> None:
-        with profile.collector_paused():
+        with model.collector_paused():
             state["report"] = heap.owners_of(state["column"])
 
     def render() -> None:

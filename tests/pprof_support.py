@@ -28,9 +28,11 @@ PPROF_DATA = TESTDATA / "pprof"
 PROGRAMS = PPROF_DATA / "programs"
 HEAP_INDICES = ("alloc_objects", "alloc_space", "inuse_objects", "inuse_space")
 
-# Rows of -top written with -unit=B, -unit=ns or -unit=us (or plain counts).
+# Rows of -top written with -unit=B, -unit=ns or -unit=us (or plain counts). pprof
+# prints a tiny share in exponent form (9.4e-05%: a short wait in a mutex profile).
+_PCT = r"-?[\d.]+(?:e[-+]?\d+)?%"
 _ROW = re.compile(
-    r"^\s*(-?\d+)(?:B|ns|us)?\s+-?[\d.]+%\s+-?[\d.]+%\s+(-?\d+)(?:B|ns|us)?\s+-?[\d.]+%\s+(.+?)"
+    rf"^\s*(-?\d+)(?:B|ns|us)?\s+{_PCT}\s+{_PCT}\s+(-?\d+)(?:B|ns|us)?\s+{_PCT}\s+(.+?)"
     r"(?: \((?:partial-)?inline\))?$"
 )
 _TOTAL = re.compile(r"accounting for (-?\d+)(?:B|ns|us)?, [\d.]+% of (-?\d+)(?:B|ns|us)? total")

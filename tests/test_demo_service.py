@@ -5,7 +5,6 @@ Each leak is switchable and shows within seconds at the rates the tests pass.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -112,20 +111,19 @@ def test_go119_does_not_serve_goroutineleak(demo_service: DemoFactory) -> None:
 
 
 def test_goroutine_group_growth_between_live_snapshots(demo_service: DemoFactory) -> None:
+    # What serve does each goroutine round: group the snapshot, compare with an earlier one.
     with demo_service("current", *DEMO_FAST_FLAGS) as proc:
         url = f"{proc.base_url}/debug/pprof/goroutine?debug=1"
-        tracker = gr.GoroutineGrowthTracker()
-        clock = itertools.count()
 
-        def observe() -> list[gr.GroupGrowth]:
-            snap = gr.parse(requests.get(url, timeout=10).content, url)
-            return tracker.observe(gr.group(snap), at=float(next(clock)))
+        def groups() -> list[gr.GoroutineGroup]:
+            return gr.group(gr.parse(requests.get(url, timeout=10).content, url))
+
+        base = groups()
 
         def grown() -> bool:
-            top = observe()[0]
+            top = gr.growth(base, groups())[0]
             return top.function == LEAKER and top.delta >= 100
 
-        observe()
         wait_for(grown, 30, "the poller group to grow by 100")
 
 

@@ -155,7 +155,7 @@ def test_apply_leaks_to_counted_groups(vdir: Path) -> None:
     assert all(g.leaked == 0 for f, g in merged.items() if f != LEAKER)
 
 
-def test_growth_and_tracker_on_real_groups() -> None:
+def test_growth_on_real_groups() -> None:
     vdir = version_dirs()[0]
     cur = gr.group(_parse(vdir / "goroutine.debug2.txt"))
     leaker = _group(cur, LEAKER)
@@ -163,23 +163,10 @@ def test_growth_and_tracker_on_real_groups() -> None:
     grown = gr.growth(base, cur)
     assert grown[0].id == leaker.id and grown[0].delta == leaker.count
     assert all(x.delta == 0 for x in grown[1:])
-
-    tracker = gr.GoroutineGrowthTracker(window_seconds=3600)
-    assert all(x.delta == 0 for x in tracker.observe(base, at=0.0))
-    assert tracker.observe(cur, at=600.0)[0].delta == leaker.count
-    # Once the first snapshot leaves the window, growth is measured from the next one.
-    assert all(x.delta == 0 for x in tracker.observe(cur, at=4000.0))
-    assert tracker.span_seconds() == 3400.0
-
-
-def test_tracker_memory_is_bounded() -> None:
-    vdir = version_dirs()[0]
-    groups = gr.group(_parse(vdir / "goroutine.debug2.txt"))
-    tracker = gr.GoroutineGrowthTracker(max_points=5, max_groups=2)
-    for t in range(50):
-        tracker.observe(groups, at=float(t))
-    assert len(tracker._points) == 5
-    assert all(len(p) <= 2 for _, p in tracker._points)
+    # A group gone since the base shrinks by all it had.
+    shrunk = gr.growth(cur, base)
+    assert shrunk[-1].id == leaker.id and shrunk[-1].delta == -leaker.count
+    assert (shrunk[-1].base_count, shrunk[-1].count) == (leaker.count, 0)
 
 
 def test_truncated_debug1_is_refused() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from cardguard.errors import ProfileError
-from cardguard.pprof import heap, profile
+from cardguard.pprof import heap, model, profile
 from pprof_support import HEAP_INDICES, parse_top, version_dirs, version_ids
 
 
-def _decode(path: Path) -> profile.Profile:
+def _decode(path: Path) -> model.Profile:
     return profile.decode(path.read_bytes(), str(path))
 
 
@@ -177,7 +177,7 @@ def test_one_pass_column_equals_the_whole_decode() -> None:
             refused += 1
             continue
         for index, st in enumerate(prof.sample_types):
-            want = profile.column(prof, st.type)
+            want = model.column(prof, st.type)
             got = profile.decode_column(data, str(path), st.type)
             assert got.index == want.index == index
             assert got.stacks == want.stacks and got.values == want.values, path

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cardguard.errors import ProfileError
-from cardguard.pprof import heap, profile, profile_pb2
+from cardguard.pprof import heap, model, profile, profile_pb2
 from pprof_support import (
     HEAP_INDICES,
     build_program,
@@ -47,7 +47,7 @@ def written(
     return out
 
 
-def _rows(prof: profile.Profile, index: str) -> dict[str, tuple[int, int]]:
+def _rows(prof: model.Profile, index: str) -> dict[str, tuple[int, int]]:
     report = heap.owners(prof, index, fold_generics=False)
     return {f.name: (f.flat, f.cum) for f in report.functions if f.flat or f.cum}
 
@@ -127,7 +127,7 @@ def test_goroutine_count_text_is_a_profile_too() -> None:
 def _strip_symbols(data: bytes) -> bytes:
     """Remove every function and line from a real profile, as an unsymbolised one has none."""
     msg = profile_pb2.Profile()
-    msg.ParseFromString(profile.decompress(data, "x"))
+    msg.ParseFromString(profile.unpack(data, "x"))
     for loc in msg.location:
         del loc.line[:]
     del msg.function[:]

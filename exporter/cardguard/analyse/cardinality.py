@@ -41,19 +41,12 @@ from typing import Any
 from xxhash import xxh3_64_intdigest
 
 from cardguard.analyse import patterns
-from cardguard.parse.exposition import (
-    Family,
-    Format,
-    Sample,
-    SampleBlock,
-    block_label_pairs,
-    block_series_keys,
-    detect_format,
-    scan,
-    unescape,
-)
+from cardguard.parse.blocks import block_label_pairs, block_series_keys
+from cardguard.parse.exposition import detect_format, scan
+from cardguard.parse.model import Family, Format, Sample, SampleBlock
+from cardguard.parse.overflow import OTHER
+from cardguard.parse.tokens import unescape
 
-OTHER = "__other__"
 _BATCH = 4096  # per-line samples gathered before their label values are added
 _MASK64 = (1 << 64) - 1
 _SEED = 0x63617264_67756172  # b"cardguar": changing it changes every estimate

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from cardguard.pprof import heap
 from cardguard.pprof.goroutines import group_id, normalise_stack
 from cardguard.pprof.heap import normalise_function
-from cardguard.pprof.profile import Frame, Profile
+from cardguard.pprof.model import Frame, Profile
 from cardguard.pprof.stacks import site as source_site
 
 # Functions of the Prometheus Go client (and the quantile library its

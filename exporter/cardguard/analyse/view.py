@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from cardguard.analyse import patterns
 from cardguard.analyse.cardinality import OTHER, FamilyStats, PageAnalysis
 from cardguard.analyse.churn import ChurnReport
-from cardguard.parse import exposition
-from cardguard.parse.exposition import Format
+from cardguard.parse.blocks import block_raw_values, block_values
+from cardguard.parse.exposition import scan
+from cardguard.parse.model import Format, Sample, SampleBlock
 from cardguard.parse.tsdb import TSDBStatus, split_pair
 from cardguard.pprof.goroutines import GoroutineGroup, GoroutineSnapshot, group
-from cardguard.pprof.profile import Profile
+from cardguard.pprof.model import Profile
 from cardguard.settings.rules import Matcher
 
 # Labels whose values are structural parts of a histogram or summary.
@@ -211,31 +212,31 @@ def values_from_page(
     """
 
     def samples() -> Iterator[tuple[str, float]]:
-        for event in exposition.scan(data, fmt, source):
-            if isinstance(event, exposition.Sample):
+        for event in scan(data, fmt, source):
+            if isinstance(event, Sample):
                 if reads_family(event.family, traffic) or reads_family(event.name, traffic):
                     yield event.name, event.value
-            elif isinstance(event, exposition.SampleBlock) and reads_family(event.family, traffic):
+            elif isinstance(event, SampleBlock) and reads_family(event.family, traffic):
                 yield from _block_samples(event)
 
     return metric_values(samples(), traffic, container_memory_bytes)
 
 
-def _block_samples(block: exposition.SampleBlock) -> Iterator[tuple[str, float]]:
+def _block_samples(block: SampleBlock) -> Iterator[tuple[str, float]]:
     """The block's ``(name, value)`` pairs; a counter's children as one summed pair.
 
     A traffic counter with thousands of children is summed in C (``sum`` over the
     finite values, in page order, as :func:`metric_values` would add them one by one)
     instead of one Python step per child.
     """
-    pairs = exposition.block_raw_values(block)
+    pairs = block_raw_values(block)
     names = {n for n, _ in pairs}
     if len(names) != 1 or len(pairs) < 2:
-        yield from exposition.block_values(block)
+        yield from block_values(block)
         return
     name = names.pop().decode("ascii")
     if name in MEMORY_METRICS:
-        yield from exposition.block_values(block)
+        yield from block_values(block)
         return
     finite = list(filter(math.isfinite, map(float, (v for _, v in pairs))))
     if finite:

@@ -38,7 +38,7 @@ from cardguard.analyse.view import (
     metrics_point,
 )
 from cardguard.pprof.goroutines import GoroutineGroup, GoroutineSnapshot, group
-from cardguard.pprof.profile import Profile
+from cardguard.pprof.model import Profile
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ from cardguard.errors import FetchError, ProfileError
 from cardguard.expose import ansi
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import stacks
-from cardguard.pprof.profile import collector_paused
+from cardguard.pprof.model import collector_paused
 
 DEFAULT_STACK_DEPTH = 8
 

@@ -31,15 +31,16 @@ from cardguard.commands import _sources
 from cardguard.commands._options import color_option, colour_wanted, timeout_option
 from cardguard.errors import FetchError, ProfileError
 from cardguard.expose import ansi
+from cardguard.gunzip import MAGIC as GZIP_MAGIC
 from cardguard.pprof import diff as diff_mod
 from cardguard.pprof import heap as heap_mod
 from cardguard.pprof import profile, stacks, units
-from cardguard.pprof.profile import GZIP_MAGIC
+from cardguard.pprof.model import Profile, collector_paused
 
 FORMATS = ("text", "json", "folded", "pprof")
 
 
-def _load(source: str, timeout: float) -> profile.Profile:
+def _load(source: str, timeout: float) -> Profile:
     where, data = _sources.load(source, "heap", timeout=timeout)
     return profile.decode(data, where)
 
@@ -243,7 +244,7 @@ def heap(
         if base_source is None:
             # One sample type is all a top needs: decoded in one pass, no Sample objects.
             where, data = _sources.load(source, "heap", timeout=timeout)
-            with profile.collector_paused():
+            with collector_paused():
                 report = heap_mod.owners_of(profile.decode_column(data, where, sample_index))
             if fmt == "json":
                 text = json.dumps(_report_json(report, top), indent=2)

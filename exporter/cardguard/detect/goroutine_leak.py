@@ -32,7 +32,7 @@ from cardguard.detect.offender import (
     worse,
 )
 from cardguard.pprof.goroutines import GoroutineGroup
-from cardguard.pprof.profile import Frame, Profile
+from cardguard.pprof.model import Frame, Profile
 from cardguard.pprof.stacks import source_path
 from cardguard.settings.rules import SEVERITY_RANK, GoroutineLeakRule, Severity, TargetRules
 
@@ -312,31 +312,7 @@ def _goroutine_offender(
     total = sum(m.group.count or m.leaked for m in members)
     live = main.live if all(m.live for m in members) else None
     reasons = [r for m in members for r in (m.reasons if m is main else ())]
-    started = f" (started by {creator})" if creator else ""
-    also = (
-        f", with {total - count} more goroutines of the same cause in "
-        f"{len(members) - 1} other group{'s' if len(members) > 2 else ''}"
-        if len(members) > 1
-        else ""
-    )
-    if live is not None:
-        summary = (
-            f"{count} goroutines in {g.function}{started} are live work, {live}{also}; "
-            "they follow connected clients and end when the clients leave"
-        )
-    elif main.proof is not None:
-        summary = (
-            f"{count} goroutines in {g.function}{started} are stuck on {op}"
-            + (" and keep piling up" if main.delta >= rule.min_growth else "")
-            + f"{also}; {short_name(g.function)} never returns ({main.proof})"
-        )
-    elif main.delta >= rule.min_growth:
-        summary = (
-            f"{count} goroutines in {g.function}{started} wait on {op} and keep piling up"
-            f"{also}; nothing seen so far ends them"
-        )
-    else:
-        summary = f"{count} goroutines in {g.function}{started} wait on {op}{also}"
+    summary = summary_text(main, rule, count, total, len(members), live)
     raw = main.raw
     evidence: dict[str, Any] = {
         "function": g.function,
@@ -375,28 +351,7 @@ def _goroutine_offender(
             "",
             [(p.at, c) for p, c in zip(view.goroutines, main.counts, strict=True)],
         )
-    if live is not None:
-        fix = (
-            f"Nothing to fix if the clients are expected: {g.function} ends when its client "
-            "disconnects. If the clients should not stay connected, bound them (connection "
-            "or stream limits, idle timeouts, keepalive) and make sure each stream's context "
-            "is cancelled when its client goes."
-        )
-    elif "ticker" in op:
-        fix = (
-            f"Give {g.function} a way out: select on the ticker channel together with a done "
-            "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
-            "channel, so a loop ranging over ticker.C waits forever once the ticker stops"
-            + "."
-            + (f" The ticker is made in {made_at}." if made_at else "")
-        )
-    else:
-        fix = (
-            f"Make sure {g.function} returns: close or cancel what it waits on ({op}) when "
-            f"its work ends"
-            + (f", and have {creator} wait for it or stop it" if creator else "")
-            + "."
-        )
+    fix = fix_text(g.function, op, creator, made_at, live)
     return make_offender(
         "goroutine_leak",
         view.target,
@@ -406,6 +361,66 @@ def _goroutine_offender(
         evidence,
         fix,
         score=float(max(main.leaked, total, main.delta)),
+    )
+
+
+def summary_text(
+    main: _GroupFinding,
+    rule: GoroutineLeakRule,
+    count: int,
+    total: int,
+    groups: int,
+    live: str | None,
+) -> str:
+    """One sentence: how many goroutines, where, on what they wait, and whether they end."""
+    g, op, creator = main.group, main.op, main.creator
+    started = f" (started by {creator})" if creator else ""
+    also = (
+        f", with {total - count} more goroutines of the same cause in "
+        f"{groups - 1} other group{'s' if groups > 2 else ''}"
+        if groups > 1
+        else ""
+    )
+    if live is not None:
+        return (
+            f"{count} goroutines in {g.function}{started} are live work, {live}{also}; "
+            "they follow connected clients and end when the clients leave"
+        )
+    if main.proof is not None:
+        return (
+            f"{count} goroutines in {g.function}{started} are stuck on {op}"
+            + (" and keep piling up" if main.delta >= rule.min_growth else "")
+            + f"{also}; {short_name(g.function)} never returns ({main.proof})"
+        )
+    if main.delta >= rule.min_growth:
+        return (
+            f"{count} goroutines in {g.function}{started} wait on {op} and keep piling up"
+            f"{also}; nothing seen so far ends them"
+        )
+    return f"{count} goroutines in {g.function}{started} wait on {op}{also}"
+
+
+def fix_text(
+    function: str, op: str, creator: str | None, made_at: str | None, live: str | None
+) -> str:
+    """What to change so the goroutines return (or why nothing needs to)."""
+    if live is not None:
+        return (
+            f"Nothing to fix if the clients are expected: {function} ends when its client "
+            "disconnects. If the clients should not stay connected, bound them (connection "
+            "or stream limits, idle timeouts, keepalive) and make sure each stream's context "
+            "is cancelled when its client goes."
+        )
+    if "ticker" in op:
+        return (
+            f"Give {function} a way out: select on the ticker channel together with a done "
+            "channel or ctx.Done() and return when it fires. Ticker.Stop does not close the "
+            "channel, so a loop ranging over ticker.C waits forever once the ticker stops."
+            + (f" The ticker is made in {made_at}." if made_at else "")
+        )
+    return (
+        f"Make sure {function} returns: close or cancel what it waits on ({op}) when "
+        f"its work ends" + (f", and have {creator} wait for it or stop it" if creator else "") + "."
     )
 
 

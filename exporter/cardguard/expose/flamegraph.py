@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from cardguard.analyse.view import TargetView
 from cardguard.errors import ProfileError
-from cardguard.pprof.profile import Profile
+from cardguard.pprof.model import Profile
 from cardguard.pprof.stacks import Stack, counted_stacks, profile_stacks
 
 WIDTH = 1200

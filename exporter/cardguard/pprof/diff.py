@@ -25,7 +25,8 @@ from google.protobuf.message import DecodeError
 
 from cardguard.errors import ProfileError
 from cardguard.pprof import profile_pb2
-from cardguard.pprof.profile import DEFAULT_MAX_DECODED_BYTES, GZIP_MAGIC, decompress
+from cardguard.pprof.model import DEFAULT_MAX_DECODED_BYTES
+from cardguard.pprof.profile import unpack
 
 # The label pprof puts on a diff base's samples (profile.Sample.DiffBaseSample).
 BASE_LABEL = ("pprof::base", "true")
@@ -42,7 +43,7 @@ def parse_proto(
     """
     if not data:
         raise ProfileError(source, "empty profile")
-    raw = decompress(data, source, max_bytes) if data.startswith(GZIP_MAGIC) else data
+    raw = unpack(data, source, max_bytes)
     msg = profile_pb2.Profile()
     try:
         msg.ParseFromString(raw)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 
-from cardguard.pprof.profile import Column, Profile, collector_paused, column, column_at
+from cardguard.pprof.model import Column, Profile, collector_paused, column, column_at
 
 _VALUES = itemgetter(1)  # Sample.values, without the named tuple's property
 _LEAF = itemgetter(0)
@@ -216,7 +216,7 @@ def owners_of(col: Column, fold_generics: bool = True) -> HeapReport:
     """Rank the functions of one sample type's column, as :func:`owners` ranks its profile's.
 
     The column comes from :func:`~cardguard.pprof.profile.decode_column`
-    (a large profile in one pass) or :func:`~cardguard.pprof.profile.column`.
+    (a large profile in one pass) or :func:`~cardguard.pprof.model.column`.
     """
     flat, cum = _column_costs(col, fold_generics)
     functions = sorted(

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from cardguard.pprof.profile import Profile
+from cardguard.pprof.model import Profile
 
 Frame = tuple[str, str]
 """``(function, "file:line")``; the site is ``""`` when the input does not carry one."""

@@ -1,0 +1,278 @@
+"""Read a parsed profile.proto message into a :class:`~cardguard.pprof.model.Profile`.
+
+The message is resolved table by table (strings, functions, mappings,
+locations) once, then the samples are built column by column in C: a large
+profile holds hundreds of thousands of samples, each a stack of tens of ids.
+Every reference is checked; a profile that names a string, function or
+location it lacks is refused with what it lacks.
+
+A location without symbols is named after the binary it lies in, as
+``go tool pprof -top`` names it; the profile's ``drop_frames``/``keep_frames``
+patterns are applied as pprof applies them (:mod:`cardguard.pprof.prune`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain, compress, repeat
+from operator import attrgetter, itemgetter
+from typing import Any, cast
+
+from cardguard.errors import ProfileError
+from cardguard.pprof import profile_pb2
+from cardguard.pprof.model import (
+    Frame,
+    Location,
+    Profile,
+    Sample,
+    ValueType,
+    collector_paused,
+    unsymbolised_name,
+)
+from cardguard.pprof.prune import prune
+
+_LOCATION_IDS = attrgetter("location_id")
+_VALUES = attrgetter("value")
+_LINES = attrgetter("line")
+_LINE = attrgetter("line")  # of a Line message: the line number
+_FUNCTION_ID = attrgetter("function_id")
+_ID = attrgetter("id")
+_NAME = attrgetter("name")
+_FILENAME = attrgetter("filename")
+_ADDRESS = attrgetter("address")
+_MAPPING_ID = attrgetter("mapping_id")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+# Builds a named tuple from one tuple of its fields without the Python-level __new__.
+_new_tuple = tuple.__new__
+
+_StringAt = Callable[[int, str], str]
+
+
+def _tables(
+    msg: profile_pb2.Profile, source: str, gzipped: bool
+) -> tuple[_StringAt, tuple[ValueType, ...], dict[int, Location]]:
+    """Check the string table; resolve sample types, functions, mappings and locations once."""
+    strings = list(msg.string_table)
+    if not strings or strings[0] != "":
+        hint = "" if gzipped else " (input is neither gzip nor a raw profile)"
+        raise ProfileError(source, f"not a pprof profile: string table must start with ''{hint}")
+    nstr = len(strings)
+
+    def s(i: int, what: str) -> str:
+        if 0 <= i < nstr:
+            return strings[i]
+        raise ProfileError(source, f"{what} refers to string {i}, table has {nstr}")
+
+    sample_types = tuple(
+        ValueType(s(v.type, "sample_type"), s(v.unit, "sample_type")) for v in msg.sample_type
+    )
+    if not sample_types:
+        raise ProfileError(source, "not a pprof profile: no sample types")
+
+    functions = _functions(msg, strings)
+    if functions is None:
+        functions = {}
+        for f in msg.function:
+            functions[f.id] = (s(f.name, "function name"), s(f.filename, "function filename"))
+    mapping_files = {m.id: s(m.filename, "mapping filename") for m in msg.mapping}
+
+    return s, sample_types, _locations(msg, functions, mapping_files, source)
+
+
+def _functions(msg: Any, strings: list[str]) -> dict[int, tuple[str, str]] | None:
+    """Each function's (name, file) by id, column by column in C; None if a string is missing.
+
+    The loop in :func:`_tables` then says which.
+    """
+    funcs = msg.function
+    name_ids = list(map(_NAME, funcs))
+    file_ids = list(map(_FILENAME, funcs))
+    if not funcs or min(min(name_ids), min(file_ids)) < 0:
+        return None if funcs else {}
+    if max(max(name_ids), max(file_ids)) >= len(strings):
+        return None
+    at = strings.__getitem__
+    return dict(
+        zip(map(_ID, funcs), zip(map(at, name_ids), map(at, file_ids), strict=True), strict=True)
+    )
+
+
+def _location(
+    loc: Any,
+    functions: Mapping[int, tuple[str, str]],
+    mapping_files: Mapping[int, str],
+    source: str,
+) -> Location:
+    """Build one location from its Line entries (inlined calls give several frames)."""
+    file = mapping_files.get(loc.mapping_id, "")
+    frames = []
+    for ln in loc.line:
+        fn = functions.get(ln.function_id)
+        if fn is None:
+            if ln.function_id == 0:
+                continue  # a line without a function names nothing
+            raise ProfileError(
+                source, f"location {loc.id} refers to missing function {ln.function_id}"
+            )
+        frames.append(_new_tuple(Frame, (fn[0] or unsymbolised_name(file), fn[1], ln.line)))
+    if not frames:
+        frames.append(Frame(unsymbolised_name(file), "", 0))
+    return _new_tuple(Location, (loc.id, loc.address, tuple(frames), file))
+
+
+def _locations(
+    msg: profile_pb2.Profile,
+    functions: Mapping[int, tuple[str, str]],
+    mapping_files: Mapping[int, str],
+    source: str,
+) -> dict[int, Location]:
+    """Build every location, by id; the plain ones column by column, in C.
+
+    Plain: one Line naming a function that has a name, as nearly every
+    location of a Go profile is (tens of thousands in a large one). The
+    others, and every location of a profile with a fault, go one by one
+    through :func:`_location`, which says what is wrong.
+    """
+    locs = msg.location
+    lines = list(map(_LINES, locs))
+    ones = list(map((1).__eq__, map(len, lines)))
+    first = list(map(_FIRST, compress(lines, ones)))
+    named = list(map(functions.get, map(_FUNCTION_ID, first)))
+    if None in named or "" in set(map(_FIRST, cast("list[tuple[str, str]]", named))):
+        return {loc.id: _location(loc, functions, mapping_files, source) for loc in locs}
+    fns = cast("list[tuple[str, str]]", named)
+    frames = map(
+        _new_tuple,
+        repeat(Frame),
+        zip(map(_FIRST, fns), map(_SECOND, fns), map(_LINE, first), strict=True),
+    )
+    plain = compress(locs, ones)
+    rows = zip(
+        map(_ID, plain),
+        map(_ADDRESS, compress(locs, ones)),
+        zip(frames),  # each location's frames: a tuple of its one frame
+        map(mapping_files.get, map(_MAPPING_ID, compress(locs, ones)), repeat("")),
+        strict=True,
+    )
+    built = iter(list(map(_new_tuple, repeat(Location), rows)))
+    locations: dict[int, Location] = {}
+    for loc, one in zip(locs, ones, strict=True):
+        got = next(built) if one else _location(loc, functions, mapping_files, source)
+        locations[got.id] = got
+    return locations
+
+
+def _check_samples(
+    source: str,
+    stacks: list[tuple[int, ...]],
+    arities: Iterable[int],
+    nvalues: int,
+    locations: Mapping[int, Location],
+) -> None:
+    """Refuse samples with the wrong number of values or a location the profile lacks."""
+    arity = list(arities)
+    if set(arity) - {nvalues}:
+        bad = next(n for n in arity if n != nvalues)
+        raise ProfileError(source, f"sample has {bad} values, profile has {nvalues} sample types")
+    missing = set(chain.from_iterable(stacks)).difference(locations)
+    if missing:
+        raise ProfileError(source, f"samples refer to missing location {min(missing)}")
+
+
+def _profile(
+    msg: profile_pb2.Profile,
+    s: _StringAt,
+    source: str,
+    sample_types: tuple[ValueType, ...],
+    samples: tuple[Sample, ...],
+    locations: Mapping[int, Location],
+) -> Profile:
+    period_type = None
+    if msg.HasField("period_type"):
+        period_type = ValueType(
+            s(msg.period_type.type, "period_type"), s(msg.period_type.unit, "period_type")
+        )
+    default = s(msg.default_sample_type, "default_sample_type") or None
+    return Profile(
+        source=source,
+        sample_types=sample_types,
+        samples=samples,
+        locations=locations,
+        default_sample_type=default,
+        period_type=period_type,
+        period=msg.period,
+        time_nanos=msg.time_nanos,
+        duration_nanos=msg.duration_nanos,
+        comments=tuple(s(c, "comment") for c in msg.comment),
+    )
+
+
+def convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: bool) -> Profile:
+    """Build the profile a message holds, every sample with all its values.
+
+    Args:
+        gzipped: whether the bytes came gzip-compressed (an error then says
+            less about what the input might have been).
+        keep_labels: also keep each sample's string labels (slower).
+
+    Raises:
+        ProfileError: the message is not a profile, or refers to strings,
+            functions or locations it lacks.
+    """
+    s, sample_types, locations = _tables(msg, source, gzipped)
+    # Samples are the bulk of a profile (hundreds of thousands, each a stack of
+    # tens of ids): built with C-level iteration only, and without the cyclic
+    # collector rescanning the millions of new tuples on the way.
+    with collector_paused():
+        stacks = list(map(tuple, map(_LOCATION_IDS, msg.sample)))
+        values = list(map(tuple, map(_VALUES, msg.sample)))
+        if keep_labels:
+            labels = [
+                tuple(
+                    (s(lb.key, "label"), s(lb.str, "label"))
+                    for lb in smp.label
+                    if lb.str or not (lb.num or lb.num_unit)
+                )
+                for smp in msg.sample
+            ]
+            samples = list(
+                map(_new_tuple, repeat(Sample), zip(stacks, values, labels, strict=True))
+            )
+        else:
+            samples = list(map(_new_tuple, repeat(Sample), zip(stacks, values, repeat(()))))
+    _check_samples(source, stacks, map(len, values), len(sample_types), locations)
+    del stacks, values
+
+    drop = s(msg.drop_frames, "drop_frames")
+    if drop:
+        samples, locations = prune(samples, locations, drop, s(msg.keep_frames, "keep_frames"))
+    return _profile(msg, s, source, sample_types, tuple(samples), locations)
+
+
+def stacks_of(
+    msg: profile_pb2.Profile, source: str, gzipped: bool
+) -> tuple[Profile, list[tuple[int, ...]]] | None:
+    """Return the profile without its samples and every sample's stack, without values.
+
+    What one sample type's column needs (:func:`values_of` gives its values),
+    with no :class:`~cardguard.pprof.model.Sample` built. ``None`` when the
+    profile carries ``drop_frames``: pprof's pruning rewrites whole samples,
+    so :func:`convert` must build them.
+
+    Raises:
+        ProfileError: as :func:`convert`.
+    """
+    s, sample_types, locations = _tables(msg, source, gzipped)
+    with collector_paused():
+        stacks = list(map(tuple, map(_LOCATION_IDS, msg.sample)))
+    _check_samples(source, stacks, map(len, map(_VALUES, msg.sample)), len(sample_types), locations)
+    if s(msg.drop_frames, "drop_frames"):
+        return None
+    return _profile(msg, s, source, sample_types, (), locations), stacks
+
+
+def values_of(msg: profile_pb2.Profile, index: int) -> list[int]:
+    """Return every sample's value of the sample type at position ``index``."""
+    with collector_paused():
+        return list(map(itemgetter(index), map(_VALUES, msg.sample)))
