@@ -15,9 +15,9 @@ How a text page (0.0.4) is compared with the previous one:
   ``# TYPE``) and the run of sample lines up to the next comment;
 * a segment's **shape** is a 128-bit BLAKE2b digest of its comment lines and
   its sample lines with their value and timestamp removed
-  (:func:`exposition.strip_values`), plus how many lines lost a value;
+  (:func:`blocks.strip_values`), plus how many lines lost a value;
 * a shape is kept in the memo only when every sample line of the segment had
-  the fast path's common shape (:func:`exposition.fast_lines`), so what the
+  the fast path's common shape (:func:`blocks.fast_lines`), so what the
   stripping removed was exactly the value and timestamp. A segment of a new
   page with the same shape and count then has the same lines with a valid
   value each: the same series, valid, and its family statistics are reused.
@@ -45,9 +45,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from cardguard.analyse import cardinality
-from cardguard.analyse.cardinality import OTHER, FamilyStats, Limits, PageAnalysis
+from cardguard.analyse.cardinality import FamilyStats, Limits, PageAnalysis
 from cardguard.errors import ParseError
-from cardguard.parse.exposition import Format, detect_format, fast_lines, strip_values
+from cardguard.parse.blocks import fast_lines, strip_values
+from cardguard.parse.exposition import detect_format
+from cardguard.parse.model import Format
+from cardguard.parse.overflow import OTHER
 
 # Sample-name suffixes the text parser may attribute to a family of another name.
 _SUFFIXES = ("_bucket", "_sum", "_count")

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from cardguard.analyse import patterns
-from cardguard.analyse.cardinality import OTHER, FamilyStats, PageAnalysis
+from cardguard.analyse.cardinality import FamilyStats, PageAnalysis
 from cardguard.analyse.churn import ChurnReport
 from cardguard.parse.blocks import block_raw_values, block_values
 from cardguard.parse.exposition import scan
 from cardguard.parse.model import Format, Sample, SampleBlock
+from cardguard.parse.overflow import OTHER
 from cardguard.parse.tsdb import TSDBStatus, split_pair
 from cardguard.pprof.goroutines import GoroutineGroup, GoroutineSnapshot, group
 from cardguard.pprof.model import Profile

@@ -26,8 +26,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from cardguard.parse.overflow import OTHER
 from cardguard.run.scheduler import ScheduleView
-from cardguard.run.snapshot import ENDPOINTS, OTHER, OUTPUT_KINDS, TargetSnapshot
+from cardguard.run.snapshot import ENDPOINTS, OUTPUT_KINDS, TargetSnapshot
 from cardguard.settings.rules import SEVERITIES
 from cardguard.version import BuildInfo
 

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cardguard.errors import ParseError
+from cardguard.parse.overflow import OTHER
 
-OTHER = "__other__"
 LISTS = (
     "seriesCountByMetricName",
     "labelValueCountByLabelName",

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from cardguard.analyse import cardinality
 from cardguard.analyse.cardinality import PageAnalysis
 from cardguard.analyse.churn import ChurnReport
 from cardguard.analyse.view import (
@@ -44,7 +43,6 @@ FAILURE_REASONS = (
 MAX_ERROR_CHARS = 300
 
 
-OTHER = cardinality.OTHER
 
 
 OUTPUT_KINDS = ("family", "label", "heap_owner", "goroutine_group", "offender")

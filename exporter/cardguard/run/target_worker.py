@@ -19,6 +19,7 @@ from types import MappingProxyType
 from cardguard.analyse.cardinality import Limits, PageAnalysis
 from cardguard.errors import FetchError, ParseError, ProfileError
 from cardguard.parse import exposition
+from cardguard.parse.overflow import OTHER
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
@@ -29,7 +30,7 @@ from cardguard.run.analysis import (
 )
 from cardguard.run.fetch import FetchResult, HTTPStatusError
 from cardguard.run.lanes import no_lane, off_lane
-from cardguard.run.snapshot import OTHER, GoroutineState, HeapState, RawProfile, Visible, sticky
+from cardguard.run.snapshot import GoroutineState, HeapState, RawProfile, Visible, sticky
 from cardguard.run.worker import (
     LEAK_REPROBE_SECONDS,
     MAX_KEPT_PROFILE_BYTES,
