@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cardguard.pprof import heap
+from cardguard.pprof import heap as hp
 from cardguard.pprof.goroutines import group_id, normalise_stack
 from cardguard.pprof.heap import normalise_function
 from cardguard.pprof.model import Frame, Profile
@@ -300,7 +300,7 @@ def _compute_owners(profile: Profile) -> Owners:
     if index is None:
         return out
     out.inuse.update(
-        (f.name, f.flat) for f in heap.owners(profile, "inuse_space").functions if f.flat > 0
+        (f.name, f.flat) for f in hp.owners(profile, "inuse_space").functions if f.flat > 0
     )
     weight: dict[str, int] = {}
     for smp in profile.samples:

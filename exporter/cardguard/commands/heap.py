@@ -33,8 +33,9 @@ from cardguard.errors import FetchError, ProfileError
 from cardguard.expose import ansi
 from cardguard.gunzip import MAGIC as GZIP_MAGIC
 from cardguard.pprof import diff as diff_mod
-from cardguard.pprof import heap as heap_mod
-from cardguard.pprof import profile, stacks, units
+from cardguard.pprof import heap as hp
+from cardguard.pprof import profile as prof
+from cardguard.pprof import stacks, units
 from cardguard.pprof.model import Profile, collector_paused
 
 FORMATS = ("text", "json", "folded", "pprof")
@@ -42,14 +43,14 @@ FORMATS = ("text", "json", "folded", "pprof")
 
 def _load(source: str, timeout: float) -> Profile:
     where, data = _sources.load(source, "heap", timeout=timeout)
-    return profile.decode(data, where)
+    return prof.decode(data, where)
 
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:6.2f}%" if whole else "      -"
 
 
-def _report_json(report: heap_mod.HeapReport, top: int) -> dict[str, Any]:
+def _report_json(report: hp.HeapReport, top: int) -> dict[str, Any]:
     funcs = report.functions[:top] if top else report.functions
     return {
         "source": report.source,
@@ -60,7 +61,7 @@ def _report_json(report: heap_mod.HeapReport, top: int) -> dict[str, Any]:
     }
 
 
-def _diff_json(d: heap_mod.HeapDiff, top: int) -> dict[str, Any]:
+def _diff_json(d: hp.HeapDiff, top: int) -> dict[str, Any]:
     funcs = d.functions[:top] if top else d.functions
     return {
         "source": d.source,
@@ -83,7 +84,7 @@ def _diff_json(d: heap_mod.HeapDiff, top: int) -> dict[str, Any]:
 
 
 def _report_text(
-    report: heap_mod.HeapReport, top: int, unit: str = units.AUTO, colour: bool = False
+    report: hp.HeapReport, top: int, unit: str = units.AUTO, colour: bool = False
 ) -> str:
     funcs = report.functions[:top] if top else report.functions
 
@@ -108,7 +109,7 @@ def _report_text(
     return "\n".join(lines)
 
 
-def _diff_text(d: heap_mod.HeapDiff, top: int, unit: str = units.AUTO, colour: bool = False) -> str:
+def _diff_text(d: hp.HeapDiff, top: int, unit: str = units.AUTO, colour: bool = False) -> str:
     funcs = d.functions[:top] if top else d.functions
 
     def v(x: int) -> str:
@@ -245,7 +246,7 @@ def heap(
             # One sample type is all a top needs: decoded in one pass, no Sample objects.
             where, data = _sources.load(source, "heap", timeout=timeout)
             with collector_paused():
-                report = heap_mod.owners_of(profile.decode_column(data, where, sample_index))
+                report = hp.owners_of(prof.decode_column(data, where, sample_index))
             if fmt == "json":
                 text = json.dumps(_report_json(report, top), indent=2)
             else:
@@ -253,7 +254,7 @@ def heap(
         else:
             # The base first: when both are URLs, it is the earlier snapshot.
             base = _load(base_source, timeout)
-            d = heap_mod.diff(base, _load(source, timeout), sample_index)
+            d = hp.diff(base, _load(source, timeout), sample_index)
             if fmt == "json":
                 text = json.dumps(_diff_json(d, top), indent=2)
             else:
