@@ -1,7 +1,8 @@
 """Helpers for tests that run real components: Go toolchains, processes, ports.
 
-Everything here starts real programs on 127.0.0.1 with ports chosen at run
-time and waits on readiness (never a fixed sleep).
+Everything here starts real programs on 127.0.0.1 port 0, reads back the port
+each bound (from its log, or from /proc) and waits on readiness (never a fixed
+sleep).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +112,64 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening_ports(pid: int) -> list[int]:
+    """Return the TCP ports process ``pid`` listens on, read from Linux itself.
+
+    The process' socket inodes (``/proc/<pid>/fd/*`` -> ``socket:[inode]``) are
+    matched against the LISTEN rows (state ``0A``) of its ``net/tcp`` and
+    ``net/tcp6``: exact, and no port is probed that another process could own.
+    """
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed while we looked
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if not path.exists():  # no IPv6 in this kernel
+            continue
+        for row in path.read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A" and cols[9] in inodes:
+                ports.add(int(cols[1].rpartition(":")[2], 16))
+    return sorted(ports)
+
+
+@contextlib.contextmanager
+def dead_url() -> Iterator[str]:
+    """Yield ``http://127.0.0.1:<port>`` where connecting is refused, while the block runs.
+
+    A bound socket that never listens holds the port: Linux refuses connections to
+    it, and no other program can bind it meanwhile (unlike a port found free and
+    closed again, which anything may take).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """Hold a 127.0.0.1 port for a program that must be given its port before it starts.
+
+    Only where port 0 cannot work: a target restarted on one address
+    (test_soak.py), and Caddy's admin endpoint, which refuses every request whose
+    Host does not name the port it was configured with (benchmarks). Every other
+    server starts on port 0 and its port is read back. The port is held by a bound,
+    non-listening socket with SO_REUSEADDR. Linux lets a program whose listener
+    sets SO_REUSEADDR too (Go's net.Listen, Python's http.server) bind and listen
+    on it while no other socket listens there, but never gives the port to a port-0
+    bind or an outgoing connection, so nothing else takes it between restarts.
+    While nothing listens, connecting is refused.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
     """Poll ``predicate`` until it returns true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -190,43 +250,136 @@ def cardguard_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "cardguard", *args]
 
 
+PortReader = Callable[[Process], int | None]
+
+
+def port_from_proc(proc: Process) -> int | None:
+    """The one port ``proc`` listens on, from /proc (see :func:`listening_ports`).
+
+    For programs that log the address they were given (``127.0.0.1:0``), not the
+    one they bound: Prometheus, Alertmanager, Pushgateway, node_exporter.
+    """
+    ports = listening_ports(proc.popen.pid)
+    if len(ports) > 1:
+        raise RuntimeError(f"{proc.argv[0]} listens on {ports}: pick the port by what answers")
+    return ports[0] if ports else None
+
+
+def port_answering(path: str, listeners: int) -> PortReader:
+    """Read the port of a program that listens on several: the one where ``GET path`` is 200.
+
+    Waits until the program listens on ``listeners`` ports (from /proc), then asks each.
+    """
+
+    def read(proc: Process) -> int | None:
+        ports = listening_ports(proc.popen.pid)
+        if len(ports) > listeners:
+            raise RuntimeError(f"{proc.argv[0]} listens on {ports}, not {listeners} ports")
+        if len(ports) < listeners:
+            return None
+        answering = []
+        for port in ports:
+            with contextlib.suppress(requests.RequestException):
+                if http_ok(f"http://127.0.0.1:{port}{path}"):
+                    answering.append(port)
+        if len(answering) > 1:
+            raise RuntimeError(f"{proc.argv[0]} answers {path} on {answering}")
+        return answering[0] if answering else None
+
+    return read
+
+
 _LISTENING = re.compile(r"^listening on (\S+):(\d+)$", re.M)
 
 
-@contextlib.contextmanager
-def running_listener(argv: Sequence[str], log: Path, what: str) -> Iterator[Process]:
-    """Run a program that binds a free port itself; wait until it prints ``listening on``."""
-    with running(argv, log) as proc:
+def port_from_listening_line(proc: Process) -> int | None:
+    """The port in the ``listening on HOST:PORT`` line the test's Go and Python servers print."""
+    m = _LISTENING.search(proc.logs())
+    return int(m.group(2)) if m else None
 
-        def bound() -> bool:
+
+_CARDGUARD_LISTENING = re.compile(r'msg="cardguard listening" address=\S*:(\d+)')
+
+
+def port_from_cardguard_log(proc: Process) -> int | None:
+    """The port in cardguard serve's ``cardguard listening`` log line (logfmt or JSON)."""
+    for line in proc.logs().splitlines():
+        if line.startswith("{") and '"cardguard listening"' in line:
+            return int(json.loads(line)["address"].rpartition(":")[2])
+        m = _CARDGUARD_LISTENING.search(line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+@contextlib.contextmanager
+def running_on_port_0(
+    argv: Sequence[str],
+    log: Path,
+    *,
+    read_port: PortReader = port_from_proc,
+    ready_path: str | None = None,
+    what: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[Process]:
+    """Start ``argv``, told to listen on port 0; read the port it bound back; stop it on exit.
+
+    Args:
+        read_port: how the port is learnt: :func:`port_from_proc` for programs that
+            do not say, or from the program's own log.
+        ready_path: once the port is known, wait until ``GET <base_url><ready_path>``
+            answers 200.
+    """
+    what = what or Path(argv[0]).name
+    with running(argv, log, env=env, cwd=cwd) as proc:
+
+        def alive() -> None:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{what} exited early:\n{proc.logs()[-4000:]}")
-            m = _LISTENING.search(proc.logs())
-            if m:
-                proc.port = int(m.group(2))
-            return m is not None
 
-        wait_for(bound, 30, f"{what} to print its address")
+        def bound() -> bool:
+            alive()
+            port = read_port(proc)
+            if port is not None:
+                proc.port = port
+            return port is not None
+
+        wait_for(bound, timeout, f"{what} to bind a port")
+        if ready_path is not None:
+
+            def ready() -> bool:
+                alive()
+                return http_ok(proc.base_url + ready_path)
+
+            wait_for(ready, timeout, f"{what} at {ready_path}")
         yield proc
 
 
-@contextlib.contextmanager
-def running_cardguard_serve(log: Path, *args: str) -> Iterator[Process]:
+def running_listener(argv: Sequence[str], log: Path, what: str) -> AbstractContextManager[Process]:
+    """Run a program that binds a free port itself; wait until it prints ``listening on``."""
+    return running_on_port_0(argv, log, read_port=port_from_listening_line, what=what, timeout=30)
+
+
+def running_cardguard(
+    argv: Sequence[str], log: Path, *, ready_path: str | None = "/-/ready", timeout: float = 60
+) -> AbstractContextManager[Process]:
+    """Run ``cardguard serve`` argv that listens on port 0; read its port from its log."""
+    return running_on_port_0(
+        argv,
+        log,
+        read_port=port_from_cardguard_log,
+        ready_path=ready_path,
+        what="cardguard serve",
+        timeout=timeout,
+    )
+
+
+def running_cardguard_serve(log: Path, *args: str) -> AbstractContextManager[Process]:
     """Run ``cardguard serve`` on 127.0.0.1 port 0 with JSON logs; wait until it says where.
 
     ``proc.port`` is read back from its ``cardguard listening`` line.
     """
     argv = cardguard_argv("serve", "--web.listen-address=127.0.0.1:0", "--log.format=json", *args)
-    with running(argv, log) as proc:
-
-        def bound() -> bool:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"cardguard serve exited early:\n{proc.logs()[-4000:]}")
-            for line in proc.logs().splitlines():
-                if line.startswith("{") and '"cardguard listening"' in line:
-                    proc.port = int(json.loads(line)["address"].rpartition(":")[2])
-                    return True
-            return False
-
-        wait_for(bound, 60, "cardguard serve to log its address")
-        yield proc
+    return running_cardguard(argv, log, ready_path=None)
