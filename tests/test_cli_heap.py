@@ -14,7 +14,7 @@ import requests
 from cardguard.pprof import heap, profile
 from demo_support import DEMO_FAST_FLAGS
 from pprof_support import leak_dirs, parse_top, version_dirs
-from support import Process, cardguard_argv, free_port, wait_for
+from support import Process, cardguard_argv, dead_url, wait_for
 
 DemoFactory = Callable[..., AbstractContextManager[Process]]
 NEWSTREAM = "github.com/beorn7/perks/quantile.newStream"
@@ -115,8 +115,8 @@ def test_heap_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_heap_dead_target_is_a_clear_error() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    proc = _run("heap", url, "--timeout", "5s")
+    with dead_url() as url:
+        proc = _run("heap", url, "--timeout", "5s")
     assert proc.returncode == 1
     assert f"{url}/debug/pprof/heap" in proc.stderr and "Traceback" not in proc.stderr
 

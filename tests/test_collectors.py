@@ -19,7 +19,7 @@ from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import Caps, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from cardguard.settings.targets import ProfilesConfig, TargetConfig
-from support import TESTDATA, free_port
+from support import TESTDATA, dead_url
 
 PPROF = TESTDATA / "pprof" / "go1.27"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -226,9 +226,10 @@ def test_profile_series_add_up(server: local_http.Running) -> None:
 
 
 def test_health_series_for_dead_target() -> None:
-    w = make_worker(f"http://127.0.0.1:{free_port()}", GlobalConfig(), name="dead", timeout=1.0)
-    w.scrape_metrics()
-    w.scrape_metrics()
+    with dead_url() as url:
+        w = make_worker(url, GlobalConfig(), name="dead", timeout=1.0)
+        w.scrape_metrics()
+        w.scrape_metrics()
     ss = samples([w.snapshot])
     assert one(ss, "cardguard_scrape_success", target="dead", endpoint="metrics") == 0
     assert one(ss, "cardguard_scrape_failures_total", endpoint="metrics", reason="connect") == 2
@@ -275,8 +276,9 @@ def test_promtool_accepts_exposition(server: local_http.Running, tmp_path: Path)
     w = make_worker(server.base_url, GlobalConfig())
     w.scrape_metrics()
     w.collect_profiles()
-    dead = make_worker(f"http://127.0.0.1:{free_port()}", GlobalConfig(), name="dead", timeout=1.0)
-    dead.scrape_metrics()
+    with dead_url() as url:
+        dead = make_worker(url, GlobalConfig(), name="dead", timeout=1.0)
+        dead.scrape_metrics()
     reg = CollectorRegistry(auto_describe=False)
     status = ReloadStatus(successful=False, success_timestamp=123.0)
     reg.register(ReloadCollector(status))

@@ -35,7 +35,7 @@ from opsstack import (
     query,
     shortened_rules,
 )
-from support import REPO, TESTDATA, Process, free_port, wait_for
+from support import REPO, TESTDATA, Process, dead_url, wait_for
 
 pytestmark = pytest.mark.needs_go
 
@@ -232,11 +232,12 @@ def test_cardguard_health_alerts(
     with (
         demo_service("current", *DEMO_FAST_FLAGS) as demo,
         metrics_only_target(page) as nopprof,
+        dead_url() as dead,
         WebhookReceiver() as receiver,
         alertmanager(tmp_path, receiver) as am,
         cardguard_serve(
             tmp_path,
-            {"dead": f"http://127.0.0.1:{free_port()}", "nopprof": nopprof, "demo": demo.base_url},
+            {"dead": dead, "nopprof": nopprof, "demo": demo.base_url},
             extra_global={"caps": {"heap_owners": 2}},
         ) as cg,
         prometheus(tmp_path, {"cardguard": address(cg)}, rules, am.port) as prom,

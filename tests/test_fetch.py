@@ -17,7 +17,7 @@ from cardguard.errors import FetchError
 from cardguard.run.fetch import REASONS, Fetcher
 from cardguard.run.urls import redact_url
 from cardguard.settings.targets import BasicAuth, Secret, TargetConfig, TLSConfig
-from support import free_port
+from support import dead_url
 
 PAGE = b"# TYPE up gauge\nup 1\n"
 LIMIT = 1 << 20
@@ -125,8 +125,8 @@ def test_no_headers_times_out(server: local_http.Running) -> None:
 
 
 def test_dead_port() -> None:
-    t = target(f"http://127.0.0.1:{free_port()}")
-    err = fail(t, "/metrics")
+    with dead_url() as url:
+        err = fail(target(url), "/metrics")
     assert err.reason == "connect" and "connection refused" in err.message
 
 

@@ -22,7 +22,7 @@ from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import Caps, Config, GlobalConfig, Thresholds
 from cardguard.settings.rules import DEFAULT_RULES, Rules
 from cardguard.settings.targets import ProfilesConfig, TargetConfig
-from support import TESTDATA, free_port, wait_for
+from support import TESTDATA, dead_url, wait_for
 
 METRICS = TESTDATA / "metrics"
 PPROF = TESTDATA / "pprof"
@@ -292,12 +292,15 @@ def test_offenders_in_snapshot(go119: local_http.Running) -> None:
 
 def test_dead_and_stalled_targets_do_not_block_others(tmp_path: Path) -> None:
     stop = threading.Event()
-    with local_http.serve(
-        {
-            "/metrics": file_route(METRICS / "demo-0.txt"),
-            "/stall/metrics": local_http.stall_before_headers(stop),
-        }
-    ) as srv:
+    with (
+        local_http.serve(
+            {
+                "/metrics": file_route(METRICS / "demo-0.txt"),
+                "/stall/metrics": local_http.stall_before_headers(stop),
+            }
+        ) as srv,
+        dead_url() as dead,
+    ):
         off = ProfilesConfig(enabled=False)
         cfg = Config(
             source="test",
@@ -312,7 +315,7 @@ def test_dead_and_stalled_targets_do_not_block_others(tmp_path: Path) -> None:
                 ),
                 TargetConfig(
                     name="dead",
-                    url=f"http://127.0.0.1:{free_port()}",
+                    url=dead,
                     interval=0.2,
                     timeout=0.2,
                     profiles=off,
@@ -388,7 +391,7 @@ def test_profiles_on_their_own_interval(
     assert paths(go127).count("/debug/pprof/heap") == 1  # the next one is 60s later
 
 
-# --- issue 9: an exception nobody expected is a failure, never a healthy-looking endpoint ------
+# --- an exception nobody expected is a failure, never a healthy-looking endpoint ------
 #
 # The fetch and the parsers raise only their typed errors on every real input we have
 # (tests/test_fuzz.py, tests/test_hostile.py): the last real trigger, a malformed redirect
@@ -570,7 +573,7 @@ def test_apply_that_cannot_build_a_worker_leaves_the_old_config_running(
         sched.stop()
 
 
-# --- issue 11: the schedule -----------------------------------------------------------------
+# --- the schedule -----------------------------------------------------------------
 
 
 def grid_job(interval: float, phase_of: float) -> object:
