@@ -1,7 +1,7 @@
 """Run the operations kit for real in tests: cardguard serve, Prometheus with rules/, Alertmanager.
 
-Everything listens on 127.0.0.1 on free ports and keeps its files in the
-test's temporary directory. Two things are changed for tests only, in
+Everything listens on 127.0.0.1 on port 0 (the bound port is read back) and
+keeps its files in the test's temporary directory. Two things are changed for tests only, in
 temporary copies, never in the shipped files:
 
 - ``for:`` durations in rules/ are divided by ``FOR_SCALE`` (30m -> 15s), so an
@@ -27,7 +27,7 @@ import yaml
 
 import promstack
 from promstack import need
-from support import REPO, Process, cardguard_argv, free_port, running
+from support import REPO, Process, cardguard_argv, running_cardguard, running_on_port_0
 
 RULES = REPO / "rules"
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -162,17 +162,15 @@ def alertmanager(workdir: Path, receiver: WebhookReceiver) -> Iterator[Process]:
     d.mkdir(parents=True, exist_ok=True)
     cfg = d / "alertmanager.yml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
     argv = [
         ALERTMANAGER,
         f"--config.file={cfg}",
         f"--storage.path={d / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--cluster.listen-address=",
         "--log.level=warn",
     ]
-    url = f"http://127.0.0.1:{port}/-/ready"
-    with running(argv, d / "alertmanager.log", port=port, ready_url=url) as proc:
+    with running_on_port_0(argv, d / "alertmanager.log", ready_path="/-/ready") as proc:
         yield proc
 
 
@@ -196,15 +194,13 @@ def cardguard_serve(
         ],
     }
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
     argv = cardguard_argv(
         "serve",
         f"--config.file={cfg}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--web.enable-lifecycle",  # the alert tests reload a broken file with POST /-/reload
     )
-    url = f"http://127.0.0.1:{port}/-/healthy"
-    with running(argv, d / "cardguard.log", port=port, ready_url=url) as proc:
+    with running_cardguard(argv, d / "cardguard.log", ready_path="/-/healthy") as proc:
         yield proc
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from support import REPO, free_port, running, wait_for
+from support import REPO, running_on_port_0, wait_for
 
 CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = sorted((REPO / "rules").glob("*.rules.yml"))
@@ -114,16 +114,15 @@ def post_alerts(base: str, alerts: list[dict[str, str]]) -> None:
 
 
 def test_inhibition_in_real_alertmanager(tmp_path: Path) -> None:
-    port = free_port()
     argv = [
         tool("prometheus-alertmanager"),
         f"--config.file={CONFIG}",
         f"--storage.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--cluster.listen-address=",
     ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp_path / "alertmanager.log", port=port, ready_url=f"{base}/-/ready"):
+    with running_on_port_0(argv, tmp_path / "alertmanager.log", ready_path="/-/ready") as am:
+        base = am.base_url
         label = {"target": "demo", "family": "http_request_duration_seconds"}
         post_alerts(
             base,

@@ -16,7 +16,7 @@ from cardguard.parse.exposition import ACCEPT_HEADER
 from cardguard.run.fetch import Fetcher
 from cardguard.settings.targets import TargetConfig
 from metrics_support import build_omserver, promtool_cardinality, start_omserver
-from support import TESTDATA, Process, cardguard_argv, free_port, running
+from support import TESTDATA, Process, cardguard_argv, dead_url, running_on_port_0
 
 PAGES = TESTDATA / "metrics"
 
@@ -110,17 +110,14 @@ def test_text_table_and_top() -> None:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     tmp = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
     (tmp / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
     argv = [
         "/usr/bin/prometheus",
         f"--config.file={tmp / 'prometheus.yml'}",
         f"--storage.tsdb.path={tmp / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
     ]
-    with running(
-        argv, tmp / "prometheus.log", port=port, ready_url=f"http://127.0.0.1:{port}/-/ready"
-    ) as proc:
+    with running_on_port_0(argv, tmp / "prometheus.log", ready_path="/-/ready") as proc:
         yield proc
 
 
@@ -206,8 +203,8 @@ def test_page_promtool_only_lints_is_still_measured() -> None:
 
 def test_missing_file_dead_url_and_size_limit(tmp_path: Path) -> None:
     assert_clean_failure(run(str(tmp_path / "nope.txt")), "nope.txt", "No such file")
-    dead = f"http://127.0.0.1:{free_port()}/metrics"
-    assert_clean_failure(run(dead, "--timeout", "5s"), "127.0.0.1")
+    with dead_url() as url:
+        assert_clean_failure(run(f"{url}/metrics", "--timeout", "5s"), "127.0.0.1")
     assert_clean_failure(
         run(str(PAGES / "prometheus.txt"), "--max-bytes", "1000"), "exceeds 1000 bytes"
     )

@@ -25,7 +25,7 @@ import requests
 import yaml
 
 from kustomize import render
-from support import REPO, cardguard_argv, free_port, running, wait_for
+from support import REPO, cardguard_argv, running, running_on_port_0, wait_for
 
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -234,7 +234,7 @@ def test_compose_probe_job_gets_cardguard_series(tmp_path: Path, demo_service: A
     """cardguard run as compose runs it answers the cardguard-probe job's scrapes with 200.
 
     The compose files are used as they are, with only addresses rewritten: the demo
-    service's to a real demo on a free port, cardguard's listen address to port 0.
+    service's to a real demo on port 0, cardguard's listen address to port 0.
     """
     with demo_service("current") as demo:
         rewrite = {"demo:6060": f"127.0.0.1:{demo.port}"}
@@ -287,15 +287,14 @@ def test_promtool_check_config_as_mounted(tmp_path: Path) -> None:
 def test_prometheus_relabels_probe_targets(tmp_path: Path) -> None:
     """A real Prometheus turns each discovered Go service into a cardguard /probe scrape."""
     config = prometheus_container_layout(tmp_path)
-    port = free_port()
     argv = [
         binary("prometheus"),
         f"--config.file={config}",
         f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
     ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp_path / "prometheus.log", port=port, ready_url=f"{base}/-/ready"):
+    with running_on_port_0(argv, tmp_path / "prometheus.log", ready_path="/-/ready") as prom:
+        base = prom.base_url
 
         def targets() -> list[dict[str, Any]]:
             got = requests.get(f"{base}/api/v1/targets", timeout=5).json()["data"]
@@ -463,9 +462,9 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_compose_alert_receiver_prints_notifications(tmp_path: Path) -> None:
-    port = free_port()
-    argv = [sys.executable, "-u", str(DEPLOY / "alert-receiver.py"), str(port)]
-    with running(argv, tmp_path / "receiver.log", port=port) as proc:
+    # It prints no address: its port is read from /proc.
+    argv = [sys.executable, "-u", str(DEPLOY / "alert-receiver.py"), "0"]
+    with running_on_port_0(argv, tmp_path / "receiver.log") as proc:
         body = {
             "alerts": [
                 {

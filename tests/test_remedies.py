@@ -1,7 +1,7 @@
-"""remedies (issue 13): fixes that fit where the values come from, and code that builds and works.
+"""remedies: fixes that fit where the values come from, and code that builds and works.
 
 - a label exploding in node_exporter's textfile collector (Debian's node_exporter,
-  run on a free port) is fixed in the script that writes the file, not in a
+  run on port 0) is fixed in the script that writes the file, not in a
   process' instrumentation;
 - the constrained-label normaliser cardguard writes for the demo, built with Go
   into a small program, maps every observed value to its route and stays bounded;
@@ -26,8 +26,7 @@ from cardguard.commands.watch import Watch
 from cardguard.detect import relabel, remedies
 from cardguard.settings.rules import DEFAULT_RULES
 from promstack import need
-from support import TESTDATA, build_go_program, cardguard_argv, free_port, go_toolchains
-from support import running as running_process
+from support import TESTDATA, build_go_program, cardguard_argv, go_toolchains, running_on_port_0
 
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
 DEMO = TESTDATA / "report" / "demo-current"
@@ -107,19 +106,17 @@ def test_textfile_collector_explosion_is_fixed_in_the_script(tmp_path: Path) -> 
         for i in range(300)
     ]
     (textdir / "backup.prom").write_text("\n".join(lines) + "\n")
-    port = free_port()
     argv = [
         NODE_EXPORTER,
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--collector.disable-defaults",
         "--collector.textfile",
         f"--collector.textfile.directory={textdir}",
     ]
-    url = f"http://127.0.0.1:{port}"
-    with running_process(argv, tmp_path / "node.log", port=port, ready_url=f"{url}/metrics"):
+    with running_on_port_0(argv, tmp_path / "node.log", ready_path="/metrics") as node:
         proc = subprocess.run(
             cardguard_argv(
-                "report", url, "--duration", "2s", "--interval", "1s", "--format", "json"
+                "report", node.base_url, "--duration", "2s", "--interval", "1s", "--format", "json"
             ),
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 """``cardguard report`` against live Go services: the leaky demo, and healthy real services.
 
 Healthy services are Debian's own Go binaries (Prometheus, Alertmanager,
-Pushgateway) started on free ports with temporary directories. Each watch is
+Pushgateway) started on port 0 with temporary directories. Each watch is
 a few seconds long; the demo runs with its fast leak rates.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import requests
 
+import promstack
 from demo_support import DEMO_FAST_FLAGS
 from promstack import pushgateway
-from support import Process, cardguard_argv, free_port, running
+from support import Process, cardguard_argv, dead_url, running_on_port_0
 
 WATCH = ("--duration", "4s", "--interval", "2s")
 FAMILY = "demo_http_request_duration_seconds"
@@ -75,7 +76,7 @@ def test_report_names_the_demo_offenders_with_fixes(demo: Process, tmp_path: Pat
     assert "creates a new series per URL" in label["summary"]
     assert label["evidence"]["call_site"].startswith("main.apiHandler.ServeHTTP")
     assert "NOT the target's own heap" in label["fix"]
-    # issue 13: no rewrite of the raw paths is safe, so the snippet drops what explodes
+    # no rewrite of the raw paths is safe, so the snippet drops what explodes
     assert "\nmetric_relabel_configs:\n" in label["fix_snippet"]
     assert "No rewrite or removal of start_point is safe" in label["fix_snippet"]
 
@@ -124,38 +125,22 @@ def test_text_report_and_fail_on(demo: Process) -> None:
 
 @contextlib.contextmanager
 def prometheus(tmp: Path) -> Iterator[Process]:
-    port = free_port()
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs: [{job_name: self, static_configs: "
-        f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n"
-    )
-    argv = [
-        "/usr/bin/prometheus",
-        f"--config.file={cfg}",
-        f"--storage.tsdb.path={tmp / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "prometheus.log", port=port, ready_url=f"{base}/-/ready") as p:
+    with promstack.prometheus(tmp, {"global": {"scrape_interval": "1s"}}, self_job="self") as p:
         yield p
 
 
 @contextlib.contextmanager
 def alertmanager(tmp: Path) -> Iterator[Process]:
-    port = free_port()
     cfg = tmp / "alertmanager.yml"
     cfg.write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
     argv = [
         "/usr/bin/prometheus-alertmanager",
         f"--config.file={cfg}",
         f"--storage.path={tmp / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--cluster.listen-address=",
     ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "alertmanager.log", port=port, ready_url=f"{base}/-/ready") as p:
+    with running_on_port_0(argv, tmp / "alertmanager.log", ready_path="/-/ready") as p:
         yield p
 
 
@@ -231,10 +216,10 @@ def test_malformed_metrics_page_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unreachable_target_fails_with_its_name() -> None:
-    port = free_port()
-    proc = report(f"http://127.0.0.1:{port}", "--duration", "1s", check=False)
+    with dead_url() as url:
+        proc = report(url, "--duration", "1s", check=False)
     assert proc.returncode == 1
-    assert f"127.0.0.1:{port}" in proc.stderr
+    assert url.removeprefix("http://") in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -278,7 +263,7 @@ def test_interrupt_reports_what_was_seen(demo: Process) -> None:
 
 
 def test_target_without_metrics_gets_profile_checks(tmp_path: Path) -> None:
-    # A service serving net/http/pprof but no /metrics (issue 12: report exited 1).
+    # A service serving net/http/pprof but no /metrics (report exited 1).
     with pushgateway(tmp_path) as proc:
         doc = report_json(proc.base_url, *WATCH, "--metrics-path", "/no/metrics")
     notes = " ".join(doc["notes"])

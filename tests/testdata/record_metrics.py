@@ -32,11 +32,12 @@ sys.path.insert(0, str(HERE.parent))
 
 import demo_support  # noqa: E402
 import metrics_support  # noqa: E402
-from support import free_port, go_toolchains, running, wait_for  # noqa: E402
+import promstack  # noqa: E402
+from support import go_toolchains, running_on_port_0, wait_for  # noqa: E402
 
 OUT = HERE / "metrics"
 TEXT_ACCEPT = "text/plain;version=0.0.4"
-# What Prometheus 2.x sends; cardguard.exposition.ACCEPT_HEADER holds the same value.
+# What Prometheus 2.x sends; cardguard.parse.exposition.ACCEPT_HEADER holds the same value.
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,"
     "application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -66,21 +67,9 @@ def get(url: str, accept: str, *, gzip: bool = False, stream: bool = False) -> r
 
 
 def record_prometheus(tmp: Path) -> None:
-    port = free_port()
-    cfg = tmp / "prometheus.yml"
-    cfg.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: self\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-    )
-    argv = [
-        "/usr/bin/prometheus",
-        f"--config.file={cfg}",
-        f"--storage.tsdb.path={tmp / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "prometheus.log", port=port, ready_url=f"{base}/-/ready"):
+    config = {"global": {"scrape_interval": "1s"}}
+    with promstack.prometheus(tmp, config, self_job="self") as prom:
+        base = prom.base_url
         # Let it scrape itself a few times so its scrape and TSDB families have series.
         def scraped() -> bool:
             r = requests.get(f"{base}/api/v1/query", params={"query": "up"}, timeout=5)
@@ -110,30 +99,27 @@ def record_omserver(tmp: Path) -> None:
 
 
 def record_alertmanager(tmp: Path) -> None:
-    port = free_port()
     cfg = tmp / "alertmanager.yml"
     cfg.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
     argv = [
         "/usr/bin/prometheus-alertmanager",
         f"--config.file={cfg}",
         f"--storage.path={tmp / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--cluster.listen-address=",
     ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "alertmanager.log", port=port, ready_url=f"{base}/-/ready"):
-        save("alertmanager.txt", get(f"{base}/metrics", TEXT_ACCEPT))
+    with running_on_port_0(argv, tmp / "alertmanager.log", ready_path="/-/ready") as am:
+        save("alertmanager.txt", get(f"{am.base_url}/metrics", TEXT_ACCEPT))
 
 
 def record_pushgateway(tmp: Path) -> None:
-    port = free_port()
     argv = [
         "/usr/bin/prometheus-pushgateway",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--persistence.file=",
     ]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, tmp / "pushgateway.log", port=port, ready_url=f"{base}/-/ready"):
+    with running_on_port_0(argv, tmp / "pushgateway.log", ready_path="/-/ready") as pg:
+        base = pg.base_url
         # One group per instance, as a batch job fleet would push; the request
         # URL leaks into start_point, so every push adds new series.
         for instance in range(3):

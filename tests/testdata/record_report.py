@@ -40,8 +40,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import promstack  # noqa: E402
 from demo_support import DEMO_FAST_FLAGS, build_demo, start_demo  # noqa: E402
-from support import cardguard_argv, free_port, go_toolchains, running  # noqa: E402
+from support import cardguard_argv, go_toolchains  # noqa: E402
 
 OUT = HERE / "report"
 WATCH = ("--duration", "6s", "--interval", "3s")
@@ -72,22 +73,9 @@ def main() -> None:
             binary = build_demo(tools["current"])
             with start_demo(binary, t / "healthy.log", "-healthy") as proc:
                 save(proc.base_url, "demo-healthy", OUT / "demo-healthy")
-        port = free_port()
-        cfg = t / "prometheus.yml"
-        cfg.write_text(
-            "global: {scrape_interval: 2s}\n"
-            f"scrape_configs: [{{job_name: self, static_configs: "
-            f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n"
-        )
-        argv = [
-            "/usr/bin/prometheus",
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={t / 'prom'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        base = f"http://127.0.0.1:{port}"
-        with running(argv, t / "prometheus.log", port=port, ready_url=f"{base}/-/ready"):
-            save(base, "prometheus", OUT / "prometheus")
+        config = {"global": {"scrape_interval": "2s"}}
+        with promstack.prometheus(t, config, self_job="self") as prom:
+            save(prom.base_url, "prometheus", OUT / "prometheus")
         record_etcd(t)
 
 
