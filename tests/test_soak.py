@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from demo_support import DEMO_FAST_FLAGS
-from support import cardguard_argv, free_port, http_ok, running, wait_for
+from support import cardguard_argv, http_ok, reserved_port, running_cardguard, wait_for
 
 SHORT_SECONDS = 180.0
 RESTART_EVERY = 30.0
@@ -97,9 +97,17 @@ def demo_on(binary: Path, port: int, log: Path) -> Iterator[subprocess.Popen[byt
 
 
 def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict[str, float]:
+    # The target comes back on the same port after every restart, so its port is
+    # held for the whole soak (reserved_port) rather than free between restarts.
+    with reserved_port() as demo_port:
+        return soak(seconds, demo_binaries, work, demo_port)
+
+
+def soak(
+    seconds: float, demo_binaries: dict[str, Path], work: Path, demo_port: int
+) -> dict[str, float]:
     label = "current" if "current" in demo_binaries else "go1.19"
     binary = demo_binaries[label]
-    demo_port = free_port()
     (work / "cardguard.yml").write_text(
         # Fast schedules fill cardguard's bounded histories (120 metrics points,
         # 60 goroutine points) within the first minute, so the later target runs of
@@ -108,15 +116,14 @@ def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict
         f"targets:\n  - name: leaky\n    url: http://127.0.0.1:{demo_port}\n"
         "    profiles: {interval: 1s}\n"
     )
-    port = free_port()
     argv = cardguard_argv(
-        "serve", f"--config.file={work / 'cardguard.yml'}", f"--web.listen-address=127.0.0.1:{port}"
+        "serve", f"--config.file={work / 'cardguard.yml'}", "--web.listen-address=127.0.0.1:0"
     )
-    base = f"http://127.0.0.1:{port}"
     samples: list[tuple[float, int, int, float, int, float, int, int]] = []
     restarts = 0
     max_target_series = 0.0
-    with running(argv, work / "cardguard.log", port=port, ready_url=f"{base}/-/ready") as cg:
+    with running_cardguard(argv, work / "cardguard.log") as cg:
+        base = cg.base_url
         pid = cg.popen.pid
         start = time.monotonic()
         while time.monotonic() - start < seconds:
