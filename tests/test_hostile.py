@@ -3,7 +3,7 @@
 Every hostile case is its own target. Each first serves real pages and
 profiles (proxied from the real Go demo service), so cardguard holds good
 data for it; then the evil target turns hostile. For every case the test
-asserts the four promises of issue 6:
+asserts four promises:
 
 1. cardguard stays up and keeps serving every other target (the good Go
    target's scrapes keep succeeding, with fresh timestamps);
@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from cardguard.run.snapshot import FAILURE_REASONS
-from support import REPO, Process, cardguard_argv, free_port, running, running_listener, wait_for
+from support import REPO, Process, cardguard_argv, running_cardguard, running_listener, wait_for
 
 # The stated bound: cardguard's peak resident memory through the whole test.
 MEMORY_CAP_BYTES = 400 * 1024 * 1024
@@ -158,17 +158,13 @@ def hostile_setup(leaky_demo: Process, tmp_path_factory: pytest.TempPathFactory)
             f"  body_size_limit: {BODY_LIMIT}\ntargets:\n" + "".join(targets)
         )
         (work / "cardguard.yml").write_text(config)
-        port = free_port()
         argv = cardguard_argv(
             "serve",
             f"--config.file={work / 'cardguard.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",
         )
-        base = f"http://127.0.0.1:{port}"
-        with running(
-            argv, work / "cardguard.log", port=port, ready_url=f"{base}/-/ready", ready_timeout=180
-        ) as cg:
-            yield {"cg": cg, "evil": evil, "metrics": Metrics(base)}
+        with running_cardguard(argv, work / "cardguard.log", timeout=180) as cg:
+            yield {"cg": cg, "evil": evil, "metrics": Metrics(cg.base_url)}
 
 
 def test_hostile_targets(hostile_setup: dict) -> None:  # type: ignore[type-arg]
@@ -324,17 +320,13 @@ def test_largest_page_within_memory_cap(tmp_path: Path, leaky_demo: Process) -> 
             "    interval: 5m\n    timeout: 2m\n    body_size_limit: 512MiB\n"
             "    profiles: {enabled: false}\n"
         )
-        port = free_port()
         argv = cardguard_argv(
             "serve",
             f"--config.file={tmp_path / 'cardguard.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",
         )
-        base = f"http://127.0.0.1:{port}"
-        with running(
-            argv, tmp_path / "cg.log", port=port, ready_url=f"{base}/-/ready", ready_timeout=180
-        ) as cg:
-            m = Metrics(base)
+        with running_cardguard(argv, tmp_path / "cg.log", timeout=180) as cg:
+            m = Metrics(cg.base_url)
             started = time.monotonic()
 
             def scraped() -> bool:

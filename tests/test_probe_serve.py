@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from promstack import prometheus, query
-from support import REPO, Process, cardguard_argv, free_port, running, wait_for
+from support import REPO, Process, cardguard_argv, running_cardguard, wait_for
 
 DEPLOY = REPO / "deploy" / "prometheus-sharded.yml"
 K8S = REPO / "deploy" / "kubernetes" / "cardguard-sharded.yaml"
@@ -40,15 +40,12 @@ def cardguard(tmp: Path, name: str, config: str) -> Iterator[Process]:
     d = tmp / name
     d.mkdir()
     (d / "cardguard.yml").write_text(config)
-    port = free_port()
     argv = cardguard_argv(
         "serve",
         f"--config.file={d / 'cardguard.yml'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
     )
-    with running(
-        argv, d / "cardguard.log", port=port, ready_url=f"http://127.0.0.1:{port}/-/ready"
-    ) as proc:
+    with running_cardguard(argv, d / "cardguard.log") as proc:
         yield proc
 
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import local_http
 import promstack
-from support import Process, cardguard_argv, free_port, running, wait_for
+from support import Process, cardguard_argv, dead_url, running_cardguard, wait_for
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -48,15 +48,21 @@ def value(ss: Samples, name: str, **labels: str) -> float | None:
 
 
 def start_cardguard(config: Path, log: Path, *extra: str) -> AbstractContextManager[Process]:
-    port = free_port()
     argv = cardguard_argv(
         "serve",
         f"--config.file={config}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--log.format=json",
         *extra,
     )
-    return running(argv, log, port=port, ready_url=f"http://127.0.0.1:{port}/-/ready")
+    return running_cardguard(argv, log)
+
+
+@pytest.fixture(scope="module")
+def dead() -> Iterator[str]:
+    """A target URL where connecting is refused, held for the module."""
+    with dead_url() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def old_demo(
 
 @pytest.fixture(scope="module")
 def serve(
-    leaky_demo: Process, old_demo: Process, tmp_path_factory: pytest.TempPathFactory
+    leaky_demo: Process, old_demo: Process, dead: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
     d = tmp_path_factory.mktemp("serve")
     cfg = d / "cardguard.yml"
@@ -84,7 +90,7 @@ def serve(
         [
             {"name": "leaky", "url": leaky_demo.base_url, "profiles": profiles},
             {"name": "old", "url": old_demo.base_url, "profiles": profiles},
-            {"name": "dead", "url": f"http://127.0.0.1:{free_port()}", "timeout": "500ms"},
+            {"name": "dead", "url": dead, "timeout": "500ms"},
         ],
     )
     with start_cardguard(cfg, d / "cardguard.log") as proc:
@@ -241,9 +247,8 @@ def test_pages(serve: Process) -> None:
     assert requests.get(serve.base_url + "/-/reload", timeout=5).status_code == 405
 
 
-def test_reload_keeps_old_config_when_invalid(tmp_path: Path) -> None:
+def test_reload_keeps_old_config_when_invalid(tmp_path: Path, dead: str) -> None:
     cfg = tmp_path / "cardguard.yml"
-    dead = f"http://127.0.0.1:{free_port()}"
     write_config(cfg, [{"name": "one", "url": dead, "profiles": {"enabled": False}}])
     with start_cardguard(cfg, tmp_path / "cardguard.log", "--web.enable-lifecycle") as proc:
         base = proc.base_url
@@ -288,7 +293,7 @@ def test_reload_keeps_old_config_when_invalid(tmp_path: Path) -> None:
         assert "shutting down" in proc.logs()
 
 
-# Files that once killed the exporter on reload (issue 9), with their pinned messages.
+# Files that once killed the exporter on reload, with their pinned messages.
 BROKEN_FILES = (
     "bad-url-ipv6.yml",
     "bad-deep-nesting.yml",
@@ -491,7 +496,7 @@ def test_logfmt_lines_and_listen_address() -> None:
 def test_reload_bug_is_a_500_and_keeps_serving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fault injection: loading raises ValueError, as url parsing did before issue 9.
+    """Fault injection: loading raises ValueError, as url parsing once did.
 
     No real file reaches this path any more (test_broken_files_never_stop_a_running_exporter
     covers those); a bug must still answer 500 with its text, keep the running config

@@ -140,21 +140,20 @@ def test_offender_rules_apply_to_fleet_figures(central, tmp_path) -> None:  # ty
 
 
 def test_fleet_mode_in_cardguard_serve(central, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from support import cardguard_argv, free_port, running, wait_for
+    from support import cardguard_argv, running_cardguard, wait_for
 
     (tmp_path / "cardguard.yml").write_text(
         "global:\n  caps: {families: 5}\n"
         f"fleet:\n  - name: central\n    url: {central.base_url}\n    interval: 1s\n"
         "    timeout: 1s\n    limit: 20\n    cap: 5\n"
     )
-    port = free_port()
     argv = cardguard_argv(
         "serve",
         f"--config.file={tmp_path / 'cardguard.yml'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
     )
-    url = f"http://127.0.0.1:{port}/metrics"
-    with running(argv, tmp_path / "cg.log", port=port, ready_url=url):
+    with running_cardguard(argv, tmp_path / "cg.log", ready_path="/metrics") as cg:
+        url = f"{cg.base_url}/metrics"
 
         def exported() -> bool:
             text = requests.get(url, timeout=5).text
