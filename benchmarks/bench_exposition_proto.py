@@ -1,6 +1,6 @@
 """Benchmark: the protobuf exposition decoder, hand-written versus upb message classes.
 
-``cardguard.parse.exposition_proto`` reads the MetricFamily wire format by hand. The
+``cardguard.parse.protobuf`` reads the MetricFamily wire format by hand. The
 alternative it was measured against is here: message classes built at import
 time from a ``FileDescriptorProto`` assembled in Python (no generated
 ``*_pb2.py``, so any protobuf runtime from 5.26 on can build them) and parsed
@@ -31,8 +31,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 
 from benchmarks._harness import options, stages
 from cardguard.errors import ParseError
-from cardguard.parse import exposition_proto
-from cardguard.parse.exposition import Event, Family, Sample
+from cardguard.parse import protobuf
+from cardguard.parse.model import Event, Family, Sample
 
 PAGE = Path(__file__).resolve().parent.parent / "tests/testdata/metrics/nhserver-10k.pb.gz"
 
@@ -131,12 +131,12 @@ def metric_family_class() -> Any:
     return message_factory.GetMessageClass(desc)
 
 
-_TYPES = exposition_proto.TYPES
-_fmt = functools.lru_cache(maxsize=4096)(exposition_proto.format_float)
+_TYPES = protobuf.TYPES
+_fmt = functools.lru_cache(maxsize=4096)(protobuf.format_float)
 
 
 def upb_parse(data: bytes, source: str, mf_class: Any) -> Iterator[Event]:
-    """The same events as exposition_proto.parse, from upb-decoded messages (valid input only)."""
+    """The same events as protobuf.parse, from upb-decoded messages (valid input only)."""
     pos = 0
     n = len(data)
     ordinal = 0
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = int(os.environ.get("CARDGUARD_BENCH_RUNS", 1 if args.quick else max(args.runs, 15)))
     data = gzip.decompress(PAGE.read_bytes())
     mf_class = metric_family_class()
-    hand = list(exposition_proto.parse(data, "page"))
+    hand = list(protobuf.parse(data, "page"))
     upb = list(upb_parse(data, "page", mf_class))
     if hand != upb:
         raise ParseError("page", 0, "the two decoders disagree")
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
             (
                 "hand-written wire reader (cardguard)",
-                lambda: list(exposition_proto.parse(data, "page")),
+                lambda: list(protobuf.parse(data, "page")),
             ),
             (
                 "(building the Sample objects alone)",

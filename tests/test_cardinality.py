@@ -32,7 +32,9 @@ from cardguard.analyse.cardinality import (
     fingerprint,
 )
 from cardguard.errors import ParseError
-from cardguard.parse import exposition
+from cardguard.parse import exposition, model
+from cardguard.parse.openmetrics import OpenMetricsParser
+from cardguard.parse.text import TextParser
 from metrics_support import promtool_cardinality
 from support import TESTDATA
 
@@ -131,11 +133,11 @@ def test_openmetrics_and_text_pages_of_one_process_agree() -> None:
     ]
 
 
-def _strict_analysis(data: bytes, fmt: exposition.Format) -> dict[str, tuple[int, dict[str, int]]]:
+def _strict_analysis(data: bytes, fmt: model.Format) -> dict[str, tuple[int, dict[str, int]]]:
     series: dict[str, int] = defaultdict(int)
     values: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for e in exposition.parse(data, fmt, "strict", fast=False):
-        if isinstance(e, exposition.Family):
+        if isinstance(e, model.Family):
             series[e.name] += 0
         else:
             series[e.family] += 1
@@ -388,8 +390,8 @@ def _many_families(n: int, fmt: str) -> bytes:
 @pytest.mark.parametrize("fmt", ["text", "openmetrics"])
 def test_memory_bounded_with_many_families(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     # Smaller caps than the defaults keep this quick; both page sizes are past them.
-    monkeypatch.setattr(exposition._TextParser, "FAMILY_MEMORY", 4000)
-    monkeypatch.setattr(exposition._OMParser, "FAMILY_MEMORY", 4000)
+    monkeypatch.setattr(TextParser, "FAMILY_MEMORY", 4000)
+    monkeypatch.setattr(OpenMetricsParser, "FAMILY_MEMORY", 4000)
     limits = Limits(max_families=2000)
     peaks = []
     for n in (10_000, 30_000):

@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
-from cardguard.parse import exposition
+from cardguard.parse import exposition, model
 from support import TESTDATA
 
 CASES_DIR = TESTDATA / "openmetrics-parsers"
@@ -84,11 +84,11 @@ def _case(path: Path) -> tuple[bytes, bool]:
 
 
 def _series(
-    events: list[exposition.Event],
+    events: list[model.Event],
 ) -> dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]]:
     out: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = defaultdict(set)
     for e in events:
-        if isinstance(e, exposition.Sample):
+        if isinstance(e, model.Sample):
             out[e.family].add((e.name, tuple(sorted(e.labels))))
     return dict(out)
 
@@ -117,9 +117,7 @@ def test_must_parse_matches_prometheus_client(case: Path) -> None:
     analysis = analyse(data, content_type=None, source=case.name)
     assert analysis.format == "openmetrics"
     assert analysis.total_series == sum(
-        1
-        for e in exposition.parse(data, "openmetrics", case.name)
-        if isinstance(e, exposition.Sample)
+        1 for e in exposition.parse(data, "openmetrics", case.name) if isinstance(e, model.Sample)
     )
 
 

@@ -15,20 +15,21 @@ from hypothesis import strategies as st
 
 from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
-from cardguard.parse import exposition
-from cardguard.parse.exposition import Family, Sample, SampleBlock
+from cardguard.parse import exposition, model
+from cardguard.parse.blocks import FAST_PAIRS, block_label_pairs, block_values, split_pair
+from cardguard.parse.model import Family, Sample, SampleBlock
 from support import TESTDATA
 
 
-def events(text: str, fmt: exposition.Format = "text", fast: bool = True) -> list[exposition.Event]:
+def events(text: str, fmt: model.Format = "text", fast: bool = True) -> list[model.Event]:
     return list(exposition.parse(text.encode(), fmt, "page.txt", fast=fast))
 
 
-def samples(text: str, fmt: exposition.Format = "text") -> list[Sample]:
+def samples(text: str, fmt: model.Format = "text") -> list[Sample]:
     return [e for e in events(text, fmt) if isinstance(e, Sample)]
 
 
-def error(text: str, fmt: exposition.Format = "text", *, analysed: bool = True) -> ParseError:
+def error(text: str, fmt: model.Format = "text", *, analysed: bool = True) -> ParseError:
     """The error every path gives: strict parse, fast parse and (unless told) the analysis."""
     for fast in (True, False):
         with pytest.raises(ParseError) as info:
@@ -74,8 +75,8 @@ def test_fast_path_yields_blocks_that_expand_to_the_same_samples() -> None:
     fast = [e for e in events(page) if isinstance(e, Sample)]
     strict = [e for e in events(page, fast=False) if isinstance(e, Sample)]
     assert fast == strict and len(fast) == 100
-    pairs = exposition.block_label_pairs(blocks[0])
-    assert exposition.split_pair(pairs[0]) == (b"path", b"/x/0")
+    pairs = block_label_pairs(blocks[0])
+    assert split_pair(pairs[0]) == (b"path", b"/x/0")
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,7 @@ def test_block_values_match_the_strict_parser_on_recorded_pages(page: str) -> No
     fast: list[tuple[str, float]] = []
     for event in exposition.scan(data, "text", page):
         if isinstance(event, SampleBlock):
-            fast.extend(exposition.block_values(event))
+            fast.extend(block_values(event))
         elif isinstance(event, Sample):
             fast.append((event.name, event.value))
     strict = [(e.name, e.value) for e in events(data.decode(), fast=False) if isinstance(e, Sample)]
@@ -482,7 +483,7 @@ def test_fast_path_refuses_repeated_label_names_in_bulk() -> None:
         list(exposition.scan(page, "text", "bulk"))
     assert info.value.line == 4322 and "not unique" in info.value.message
     # Lines with more pairs than the bulk regex checks go line by line, and read.
-    wide = "m{" + ",".join(f'l{i}="v"' for i in range(exposition._FAST_PAIRS + 5)) + "} 1\n"
+    wide = "m{" + ",".join(f'l{i}="v"' for i in range(FAST_PAIRS + 5)) + "} 1\n"
     assert len(samples(wide * 3)) == 3
 
 
@@ -527,7 +528,7 @@ _PIECES = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_PIECES, max_size=40).map(b"".join))
 def test_arbitrary_input_parses_or_fails_with_a_line(data: bytes) -> None:
-    def outcome(fmt: exposition.Format, how: str) -> int:
+    def outcome(fmt: model.Format, how: str) -> int:
         try:
             if how == "analyse":
                 analyse(data, content_type=None, source="fuzz", fmt=fmt)
@@ -538,7 +539,7 @@ def test_arbitrary_input_parses_or_fails_with_a_line(data: bytes) -> None:
             return exc.line
         return 0
 
-    formats: tuple[exposition.Format, ...] = ("text", "openmetrics")
+    formats: tuple[model.Format, ...] = ("text", "openmetrics")
     for fmt in formats:
         outcomes = {outcome(fmt, how) for how in ("fast", "strict", "analyse")}
         assert len(outcomes) == 1, outcomes

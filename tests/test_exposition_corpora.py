@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from cardguard.errors import ParseError
-from cardguard.parse import exposition
+from cardguard.parse import exposition, model
 from support import TESTDATA
 
 CORPORA_DIR = TESTDATA / "corpora" / "exposition-text"
@@ -42,7 +42,7 @@ class Case:
     corpus: str
     id: str
     data: bytes
-    fmt: exposition.Format
+    fmt: model.Format
     expect: dict[str, Any]
 
     @property
@@ -86,10 +86,10 @@ def read(case: Case) -> tuple[str, frozenset[Series], ParseError | None]:
         events = list(exposition.parse(case.data, case.fmt, case.id))
     except ParseError as exc:
         return "error", frozenset(), exc
-    types = {e.name: e.type for e in events if isinstance(e, exposition.Family)}
+    types = {e.name: e.type for e in events if isinstance(e, model.Family)}
     series = set()
     for e in events:
-        if not isinstance(e, exposition.Sample):
+        if not isinstance(e, model.Sample):
             continue
         if (
             case.expect.get("skip_created")

@@ -1,7 +1,7 @@
 """cardguard reads each page as a real Prometheus does: same series, or a refusal where it refuses.
 
 One Debian Prometheus (2.42) scrapes every page below once (``scrape_oracle``),
-each served with the Content-Type under test: the edge cases of issue 14 (the
+each served with the Content-Type under test: the edge cases (the
 rules where cardguard was stricter or laxer than Prometheus), every
 OpenMetrics conformance case, and the recorded real pages. For each page
 cardguard must either refuse it (a ``ParseError`` naming a line) where
@@ -28,7 +28,7 @@ import pytest
 
 from cardguard.analyse.cardinality import analyse
 from cardguard.errors import ParseError
-from cardguard.parse import exposition
+from cardguard.parse import exposition, model
 from scrape_oracle import SYNTHETIC, Outcome, Page, as_prometheus_stores, scrape_all
 from support import TESTDATA
 from test_exposition_corpora import CASES as CORPUS_CASES
@@ -191,7 +191,7 @@ PROMETHEUS_ONLY = {
     "corpus/common-expfmt/020": "a raw newline inside a quoted label value (expfmt refuses it too)",
 }
 
-# What issue 14 says of these pages: True for read, False for refused.
+# What these pages are: True for read, False for refused.
 EXPECT = {
     "bare-help-type": True,
     "hex-float": False,
@@ -244,11 +244,11 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     return scrape_all(PAGES, tmp_path_factory.mktemp("oracle"))
 
 
-def cardguard_reads(page: Page) -> tuple[Outcome, list[exposition.Event]]:
+def cardguard_reads(page: Page) -> tuple[Outcome, list[model.Event]]:
     """What cardguard makes of a page, the same on the fast and the strict path."""
     fmt = exposition.detect_format(page.content_type, page.body)
     outcomes = []
-    events: list[exposition.Event] = []
+    events: list[model.Event] = []
     for fast in (True, False):
         try:
             events = list(exposition.parse(page.body, fmt, page.name, fast=fast))
@@ -259,7 +259,7 @@ def cardguard_reads(page: Page) -> tuple[Outcome, list[exposition.Event]]:
         series = frozenset(
             as_prometheus_stores(e.name, e.labels)
             for e in events
-            if isinstance(e, exposition.Sample) and not (e.name in SYNTHETIC and not e.labels)
+            if isinstance(e, model.Sample) and not (e.name in SYNTHETIC and not e.labels)
         )
         outcomes.append(Outcome(None, series))
     fast, strict = outcomes
@@ -292,7 +292,7 @@ def test_cardguard_reads_the_page_as_prometheus_does(name: str, oracle: dict[str
     assert mine.series == theirs.series
     # The analysis counts one series per sample line: Prometheus' count when no
     # series repeats within the page.
-    samples = [e for e in events if isinstance(e, exposition.Sample)]
+    samples = [e for e in events if isinstance(e, model.Sample)]
     a = analyse(page.body, content_type=page.content_type, source=name)
     assert a.total_series == len(samples)
     if len({as_prometheus_stores(s.name, s.labels) for s in samples}) == len(samples):

@@ -23,7 +23,8 @@ from cardguard.analyse.cardinality import Limits, PageAnalysis, analyse
 from cardguard.commands._options import missing_scheme, timeout_option
 from cardguard.errors import CardguardError, FetchError
 from cardguard.gunzip import MAGIC, GzipError, gunzip
-from cardguard.parse.exposition import Format, accept_header
+from cardguard.parse.exposition import accept_header
+from cardguard.parse.model import Format
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 METRICS_PATH = "/metrics"

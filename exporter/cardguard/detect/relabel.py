@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardguard.analyse import templates
-from cardguard.parse.exposition import Format, Sample, SampleBlock, scan, unescape
+from cardguard.parse.exposition import scan
+from cardguard.parse.model import Format, Sample, SampleBlock
+from cardguard.parse.tokens import unescape
 
 Labels = tuple[tuple[str, str], ...]
 """A series' labels including ``__name__``, sorted by name."""

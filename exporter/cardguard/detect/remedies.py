@@ -31,7 +31,8 @@ from cardguard.analyse.view import MetricsPoint
 from cardguard.detect import relabel
 from cardguard.detect.offender import Offender
 from cardguard.detect.relabel import Labels, parse_key
-from cardguard.parse.exposition import Format, Sample, SampleBlock, scan
+from cardguard.parse.exposition import scan
+from cardguard.parse.model import Format, Sample, SampleBlock
 
 # Routes a normaliser lists before it folds the rest into "other".
 MAX_ROUTES = 20

@@ -1,4 +1,4 @@
-"""Parse the Prometheus protobuf exposition format into exposition's events.
+"""Parse the Prometheus protobuf exposition format into ``model``'s events.
 
 Pure: bytes in, events out; no I/O. The format is a stream of
 ``io.prometheus.client.MetricFamily`` messages (client_model's
@@ -54,34 +54,41 @@ Memory: the whole page is the caller's; this module holds one metric's
 labels at a time, never a family's list of metrics or a histogram's buckets
 (a family is walked twice, once for its name, type and help, which may come
 after its metrics on the wire, and once for its metrics), plus bounded
-caches of decoded label pairs (``_Parser.PAIR_CACHE``, the raw pairs repeat
+caches of decoded label pairs (``ProtobufParser.PAIR_CACHE``, the raw pairs repeat
 across a family's metrics) and formatted bounds.
 
-Why a hand-written decoder rather than message classes built at import time
-from a ``FileDescriptorProto`` (``message_factory.GetMessageClass``, parsed
-by the runtime's C decoder, upb): measured on a 10,000-series page recorded
-from client_golang (``python -m benchmarks exposition_proto``, protobuf
-7.36 with upb, CPU time, best of 15), upb-backed classes produce the same
-events in about 34 ms and this decoder in about 46 ms on a quiet machine
-(12 ms of either is building the ``Sample`` objects; on a busy one the gap
-grew to 1.7x). upb is faster, and this module still reads
-the wire format itself, because upb cannot do what counting like Prometheus
-needs: it keeps a known field with the wrong wire type as an unknown field
-instead of refusing the message (Go's decoder, and so Prometheus, refuses
-it), it gives no byte offsets for errors, it decodes a whole family, every
-metric of it, at once, and with the pure-Python protobuf runtime it is many
-times slower. The benchmark keeps the upb variant, to measure again.
+The wire format is read by hand (``protowire``, which says why).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import struct
 from collections.abc import Generator, Iterator
 
 from cardguard.errors import ParseError
-from cardguard.parse.exposition import Event, Family, Sample
+from cardguard.parse.model import Event, Family, Sample
+from cardguard.parse.protowire import (
+    BUCKET_MSG,
+    FAMILY_MSG,
+    HISTOGRAM_MSG,
+    LABEL_PAIR_MSG,
+    LEN,
+    MAX_PREFIX,
+    METRIC_MSG,
+    PACKED,
+    WireError,
+    check,
+    check_packed,
+    expect,
+    payload,
+    read_double,
+    read_field,
+    read_varint,
+    signed,
+    unpack_double,
+)
+from cardguard.parse.tokens import LABEL_NAME, METRIC_NAME
 
 MEDIA_TYPE = "application/vnd.google.protobuf"
 CONTENT_TYPE = MEDIA_TYPE + "; proto=io.prometheus.client.MetricFamily; encoding=delimited"
@@ -90,86 +97,6 @@ CONTENT_TYPE = MEDIA_TYPE + "; proto=io.prometheus.client.MetricFamily; encoding
 TYPES = ("counter", "gauge", "summary", "untyped", "histogram", "gaugehistogram")
 _COUNTER, _GAUGE, _SUMMARY, _UNTYPED, _HISTOGRAM, _GAUGE_HISTOGRAM = range(6)
 
-# Wire types.
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
-
-# Known fields of each message: field number -> wire types allowed (a packed
-# repeated scalar also arrives as LEN) and, for messages, their own schema.
-# Fields not listed are skipped, as every protobuf decoder skips them.
-_Schema = dict[int, tuple[tuple[int, ...], "_Schema | None"]]
-_TIMESTAMP: _Schema = {1: ((_VARINT,), None), 2: ((_VARINT,), None)}
-_LABEL_PAIR: _Schema = {1: ((_LEN,), None), 2: ((_LEN,), None)}
-_EXEMPLAR: _Schema = {
-    1: ((_LEN,), _LABEL_PAIR),
-    2: ((_I64,), None),
-    3: ((_LEN,), _TIMESTAMP),
-}
-_VALUE: _Schema = {1: ((_I64,), None)}  # Gauge, Untyped
-_COUNTER_MSG: _Schema = {1: ((_I64,), None), 2: ((_LEN,), _EXEMPLAR), 3: ((_LEN,), _TIMESTAMP)}
-_QUANTILE: _Schema = {1: ((_I64,), None), 2: ((_I64,), None)}
-_SUMMARY_MSG: _Schema = {
-    1: ((_VARINT,), None),
-    2: ((_I64,), None),
-    3: ((_LEN,), _QUANTILE),
-    4: ((_LEN,), _TIMESTAMP),
-}
-_BUCKET: _Schema = {
-    1: ((_VARINT,), None),
-    2: ((_I64,), None),
-    3: ((_LEN,), _EXEMPLAR),
-    4: ((_I64,), None),
-}
-_SPAN: _Schema = {1: ((_VARINT,), None), 2: ((_VARINT,), None)}
-_HISTOGRAM_MSG: _Schema = {
-    1: ((_VARINT,), None),  # sample_count
-    2: ((_I64,), None),  # sample_sum
-    3: ((_LEN,), _BUCKET),
-    4: ((_I64,), None),  # sample_count_float
-    5: ((_VARINT,), None),  # schema
-    6: ((_I64,), None),  # zero_threshold
-    7: ((_VARINT,), None),  # zero_count
-    8: ((_I64,), None),  # zero_count_float
-    9: ((_LEN,), _SPAN),  # negative_span
-    10: ((_VARINT, _LEN), None),  # negative_delta
-    11: ((_I64, _LEN), None),  # negative_count
-    12: ((_LEN,), _SPAN),  # positive_span
-    13: ((_VARINT, _LEN), None),  # positive_delta
-    14: ((_I64, _LEN), None),  # positive_count
-    15: ((_LEN,), _TIMESTAMP),  # created_timestamp
-    16: ((_LEN,), _EXEMPLAR),  # exemplars
-}
-# Payload kind of packed repeated fields, checked when they arrive as LEN.
-_PACKED = {10: _VARINT, 11: _I64, 13: _VARINT, 14: _I64}
-_METRIC: _Schema = {
-    1: ((_LEN,), _LABEL_PAIR),
-    2: ((_LEN,), _VALUE),
-    3: ((_LEN,), _COUNTER_MSG),
-    4: ((_LEN,), _SUMMARY_MSG),
-    5: ((_LEN,), _VALUE),
-    6: ((_VARINT,), None),
-    7: ((_LEN,), _HISTOGRAM_MSG),
-}
-_FAMILY: _Schema = {
-    1: ((_LEN,), None),
-    2: ((_LEN,), None),
-    3: ((_VARINT,), None),
-    4: ((_LEN,), _METRIC),
-    5: ((_LEN,), None),
-}
-_NAMES = {
-    id(_FAMILY): "MetricFamily",
-    id(_METRIC): "Metric",
-    id(_LABEL_PAIR): "LabelPair",
-    id(_VALUE): "Gauge/Untyped",
-    id(_COUNTER_MSG): "Counter",
-    id(_SUMMARY_MSG): "Summary",
-    id(_QUANTILE): "Quantile",
-    id(_HISTOGRAM_MSG): "Histogram",
-    id(_BUCKET): "Bucket",
-    id(_SPAN): "BucketSpan",
-    id(_EXEMPLAR): "Exemplar",
-    id(_TIMESTAMP): "Timestamp",
-}
 # Which Metric field carries the value of each family type.
 _VALUE_FIELD = {
     _COUNTER: 3,
@@ -180,23 +107,9 @@ _VALUE_FIELD = {
     _GAUGE_HISTOGRAM: 7,
 }
 
-_MAX_PREFIX = 5  # Prometheus reads the length prefix as a 32-bit varint
-_MAX_FIELD = (1 << 29) - 1  # the largest field number protobuf allows
-_METRIC_NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(rb"[a-zA-Z_][a-zA-Z0-9_]*")
 _NAME_CACHE = 4096  # validated label names remembered per parse
-_unpack_double = struct.Struct("<d").unpack_from
 # A byte no text exposition page carries outside a label value or help text.
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-class _Bad(Exception):
-    """A decoding problem at byte ``offset``; the parser adds the family context."""
-
-    def __init__(self, offset: int, message: str) -> None:
-        super().__init__(message)
-        self.offset = offset
-        self.message = message
 
 
 def looks_like_protobuf(data: bytes) -> bool:
@@ -209,8 +122,8 @@ def looks_like_protobuf(data: bytes) -> bool:
     the tags of its type, help, labels and values are such bytes.
     """
     try:
-        length, pos = _varint(data, 0, min(len(data), _MAX_PREFIX))
-    except _Bad:
+        length, pos = read_varint(data, 0, min(len(data), MAX_PREFIX))
+    except WireError:
         return False
     if length == 0 or length > len(data) - pos or data[pos] != 0x0A:
         return False
@@ -223,7 +136,7 @@ def parse(data: bytes, source: str) -> Iterator[Event]:
     Raises:
         ParseError: the stream is malformed (see the module docstring).
     """
-    return _Parser(data, source).run()
+    return ProtobufParser(data, source).run()
 
 
 def format_float(value: float) -> str:
@@ -263,137 +176,6 @@ def format_float(value: float) -> str:
 
 
 # --------------------------------------------------------------------------
-# Wire-format reading. Every function takes the bytes, a position and the end
-# of the enclosing message, and never reads past that end.
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    """Read a varint at ``pos``; return its value (unsigned, 64 bits) and the next position."""
-    result = 0
-    shift = 0
-    start = pos
-    while True:
-        if pos >= end:
-            raise _Bad(start, "truncated varint")
-        b = data[pos]
-        pos += 1
-        if shift == 63 and b > 1:
-            raise _Bad(start, "varint overflows 64 bits")
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _field(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
-    """Read one field: return (number, wire type, value, next position).
-
-    The value is the integer for a varint and the payload's start for the
-    other wire types (whose end is the next position).
-    """
-    start = pos
-    tag = data[pos]
-    if tag < 0x80:
-        pos += 1
-    else:
-        tag, pos = _varint(data, pos, end)
-    number = tag >> 3
-    wt = tag & 7
-    if number == 0 or number > _MAX_FIELD:
-        raise _Bad(start, f"field number {number} out of range")
-    if wt == _VARINT:
-        value, pos = _varint(data, pos, end)
-        return number, wt, value, pos
-    if wt == _LEN:
-        if pos < end and data[pos] < 0x80:
-            length = data[pos]
-            pos += 1
-        else:
-            length, pos = _varint(data, pos, end)
-        if length > end - pos:
-            raise _Bad(start, f"field {number}: length {length} runs past the end of its message")
-        return number, wt, pos, pos + length
-    if wt == _I64:
-        if end - pos < 8:
-            raise _Bad(start, f"field {number}: truncated 64-bit value")
-        return number, wt, pos, pos + 8
-    if wt == _I32:
-        if end - pos < 4:
-            raise _Bad(start, f"field {number}: truncated 32-bit value")
-        return number, wt, pos, pos + 4
-    if wt in (_SGROUP, _EGROUP):
-        raise _Bad(start, f"field {number}: group wire type {wt} is not supported")
-    raise _Bad(start, f"field {number}: invalid wire type {wt}")
-
-
-def _expect(schema: _Schema, number: int, wt: int, offset: int) -> _Schema | None:
-    """Check a known field's wire type; return its message schema (None: scalar or unknown)."""
-    known = schema.get(number)
-    if known is None:
-        return None
-    if wt not in known[0]:
-        raise _Bad(
-            offset,
-            f"{_NAMES[id(schema)]} field {number} has wire type {wt}, expected {known[0][0]}",
-        )
-    return known[1]
-
-
-def _check(data: bytes, pos: int, end: int, schema: _Schema) -> None:
-    """Validate a message whose values are not needed, recursing into known submessages only."""
-    while pos < end:
-        start = pos
-        number, wt, value, pos = _field(data, pos, end)
-        sub = _expect(schema, number, wt, start)
-        if wt != _LEN:
-            continue
-        if sub is not None:
-            _check(data, value, pos, sub)
-        elif schema is _HISTOGRAM_MSG and number in _PACKED:
-            _check_packed(data, value, pos, _PACKED[number])
-
-
-def _check_packed(data: bytes, pos: int, end: int, kind: int) -> None:
-    if kind == _I64:
-        if (end - pos) % 8:
-            raise _Bad(pos, "packed doubles: length is not a multiple of 8")
-        return
-    while pos < end:
-        _, pos = _varint(data, pos, end)
-
-
-def _double(data: bytes, pos: int) -> float:
-    return float(_unpack_double(data, pos)[0])
-
-
-def _payload(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    """Frame the LEN field whose one-byte tag is at ``pos``: return its payload's start and end.
-
-    The same as ``_field`` for that case, with the usual one- and two-byte
-    lengths read inline.
-    """
-    start = pos
-    pos += 1
-    if pos < end and data[pos] < 0x80:
-        length = data[pos]
-        pos += 1
-    elif pos + 1 < end and data[pos + 1] < 0x80:
-        length = (data[pos] & 0x7F) | data[pos + 1] << 7
-        pos += 2
-    else:
-        length, pos = _varint(data, pos, end)
-    if length > end - pos:
-        raise _Bad(
-            start, f"field {data[start] >> 3}: length {length} runs past the end of its message"
-        )
-    return pos, pos + length
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-# --------------------------------------------------------------------------
 
 
 class _Histogram:
@@ -425,7 +207,9 @@ Ranges = list[tuple[int, int]]
 Labels = tuple[tuple[str, str], ...]
 
 
-class _Parser:
+class ProtobufParser:
+    """One page's MetricFamily stream, walked family by family (see the module docstring)."""
+
     # Bounds on the caches of decoded label pairs and formatted bounds, which
     # repeat across the metrics of a page.
     PAIR_CACHE = 16384
@@ -450,18 +234,18 @@ class _Parser:
             self.family_name = None
             try:
                 try:
-                    length, body = _varint(data, pos, min(n, pos + _MAX_PREFIX))
-                except _Bad:
-                    if n - pos < _MAX_PREFIX:
-                        raise _Bad(start, "truncated length prefix") from None
-                    raise _Bad(start, "length prefix longer than 5 bytes") from None
+                    length, body = read_varint(data, pos, min(n, pos + MAX_PREFIX))
+                except WireError:
+                    if n - pos < MAX_PREFIX:
+                        raise WireError(start, "truncated length prefix") from None
+                    raise WireError(start, "length prefix longer than 5 bytes") from None
                 if length > n - body:
-                    raise _Bad(
+                    raise WireError(
                         start, f"message length {length} runs past the end ({n - body} left)"
                     )
                 pos = body + length
                 yield from self.family(body, pos, ordinal)
-            except _Bad as exc:
+            except WireError as exc:
                 name = f" ({self.family_name!r})" if self.family_name else ""
                 raise ParseError(
                     self.source,
@@ -490,13 +274,13 @@ class _Parser:
         # are only framed here, and the first one kept for the native test.
         while pos < end:
             if data[pos] == 0x22:  # a metric
-                value, pos = _payload(data, pos, end)
+                value, pos = payload(data, pos, end)
                 if first is None:
                     first = (value, pos)
                 continue
             fstart = pos
-            number, wt, value, pos = _field(data, pos, end)
-            _expect(_FAMILY, number, wt, fstart)
+            number, wt, value, pos = read_field(data, pos, end)
+            expect(FAMILY_MSG, number, wt, fstart)
             if number == 1:
                 name_b = data[value:pos]
             elif number == 2:
@@ -511,15 +295,15 @@ class _Parser:
                 unit_b = data[value:pos]
         if first is None:
             return  # Prometheus skips families without metrics
-        if _METRIC_NAME.fullmatch(name_b) is None:
-            raise _Bad(start, f"invalid metric name {name_b.decode('utf-8', 'replace')!r}")
+        if METRIC_NAME.fullmatch(name_b) is None:
+            raise WireError(start, f"invalid metric name {name_b.decode('utf-8', 'replace')!r}")
         name = self.family_name = name_b.decode("ascii")
         try:
             help_text = help_b.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Bad(start, "help text is not valid UTF-8") from None
+            raise WireError(start, "help text is not valid UTF-8") from None
         if not 0 <= mtype < len(TYPES):
-            raise _Bad(start, f"unknown metric type {mtype}")
+            raise WireError(start, f"unknown metric type {mtype}")
         value_field = _VALUE_FIELD[mtype]
         histogram = mtype in (_HISTOGRAM, _GAUGE_HISTOGRAM)
         native = False
@@ -537,9 +321,9 @@ class _Parser:
         pos = start
         while pos < end:
             if data[pos] == 0x22:
-                value, pos = _payload(data, pos, end)
+                value, pos = payload(data, pos, end)
             else:
-                _, _, _, pos = _field(data, pos, end)
+                _, _, _, pos = read_field(data, pos, end)
                 continue
             labels, ranges, ts = self.metric(value, pos, value_field)
             if histogram:
@@ -568,8 +352,8 @@ class _Parser:
         ranges: Ranges = []
         ts_ms = 0
         start = pos
-        vtag = value_field << 3 | _LEN
-        vschema = _METRIC[value_field][1]
+        vtag = value_field << 3 | LEN
+        vschema = METRIC_MSG[value_field][1]
         assert vschema is not None
         while pos < end:
             if data[pos] == 0x0A and pos + 1 < end and data[pos + 1] < 0x80:
@@ -578,7 +362,7 @@ class _Parser:
                 ps = pos + 2
                 pos = ps + data[pos + 1]
                 if pos > end:
-                    raise _Bad(ps - 2, "field 1: length runs past the end of its message")
+                    raise WireError(ps - 2, "field 1: length runs past the end of its message")
                 raw = data[ps:pos]
                 pair = pairs.get(raw)
                 if pair is None:
@@ -589,29 +373,29 @@ class _Parser:
                 labels.append(pair)
                 continue
             if data[pos] == vtag:
-                value, pos = _payload(data, pos, end)
+                value, pos = payload(data, pos, end)
                 ranges.append((value, pos))
                 if value_field != 7 and not (pos - value == 9 and data[value] == 0x09):
-                    _check(data, value, pos, vschema)
+                    check(data, value, pos, vschema)
                 continue
             fstart = pos
-            number, wt, value, pos = _field(data, pos, end)
-            schema = _expect(_METRIC, number, wt, fstart)
+            number, wt, value, pos = read_field(data, pos, end)
+            schema = expect(METRIC_MSG, number, wt, fstart)
             if number == 1:
                 labels.append(self.label_pair(value, pos))
             elif number == 6:
-                ts_ms = _signed(value)
+                ts_ms = signed(value)
             elif schema is not None:
                 if number == value_field:
                     ranges.append((value, pos))
                     if number == 7 or (pos - value == 9 and data[value] == 0x09):
                         continue  # validated by histogram(), or just a double
-                _check(data, value, pos, schema)
+                check(data, value, pos, schema)
         if len(labels) > 1 and len({k for k, _ in labels}) != len(labels):
             seen: set[str] = set()
             for k, _ in labels:
                 if k in seen:
-                    raise _Bad(start, f"label name {k!r} repeated in one metric")
+                    raise WireError(start, f"label name {k!r} repeated in one metric")
                 seen.add(k)
         # Prometheus reads a timestamp of 0 as "no timestamp" (proto2 cannot tell).
         return tuple(labels), ranges, ts_ms / 1000.0 if ts_ms else None
@@ -622,23 +406,23 @@ class _Parser:
         start = pos
         while pos < end:
             fstart = pos
-            number, wt, value, pos = _field(data, pos, end)
-            _expect(_LABEL_PAIR, number, wt, fstart)
+            number, wt, value, pos = read_field(data, pos, end)
+            expect(LABEL_PAIR_MSG, number, wt, fstart)
             if number == 1:
                 name_b = data[value:pos]
             elif number == 2:
                 value_b = data[value:pos]
         name = self.names.get(name_b)
         if name is None:
-            if _LABEL_NAME.fullmatch(name_b) is None:
-                raise _Bad(start, f"invalid label name {name_b.decode('utf-8', 'replace')!r}")
+            if LABEL_NAME.fullmatch(name_b) is None:
+                raise WireError(start, f"invalid label name {name_b.decode('utf-8', 'replace')!r}")
             if len(self.names) >= _NAME_CACHE:
                 self.names.clear()
             name = self.names[name_b] = name_b.decode("ascii")
         try:
             return name, value_b.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Bad(start, f"value of label {name!r} is not valid UTF-8") from None
+            raise WireError(start, f"value of label {name!r} is not valid UTF-8") from None
 
     def value(self, ranges: Ranges) -> float:
         """The ``value`` (field 1) of validated Counter/Gauge/Untyped messages; the last wins."""
@@ -646,9 +430,9 @@ class _Parser:
         found = 0.0
         for pos, end in ranges:
             while pos < end:
-                number, _, value, pos = _field(data, pos, end)
+                number, _, value, pos = read_field(data, pos, end)
                 if number == 1:
-                    found = _double(data, value)
+                    found = read_double(data, value)
         return found
 
     def summary(
@@ -660,20 +444,20 @@ class _Parser:
         total = 0.0
         for pos, end in ranges:
             while pos < end:
-                number, _, value, pos = _field(data, pos, end)
+                number, _, value, pos = read_field(data, pos, end)
                 if number == 1:
                     count = value
                 elif number == 2:
-                    total = _double(data, value)
+                    total = read_double(data, value)
                 elif number == 3:
                     q = v = 0.0
                     qpos = value
                     while qpos < pos:
-                        qn, _, qv, qpos = _field(data, qpos, pos)
+                        qn, _, qv, qpos = read_field(data, qpos, pos)
                         if qn == 1:
-                            q = _double(data, qv)
+                            q = read_double(data, qv)
                         elif qn == 2:
-                            v = _double(data, qv)
+                            v = read_double(data, qv)
                     yield Sample(name, name, (*labels, ("quantile", self.bound(q))), v, ts, line)
         yield Sample(name, name + "_sum", labels, total, ts, line)
         yield Sample(name, name + "_count", labels, float(count), ts, line)
@@ -728,7 +512,7 @@ class _Parser:
                         if cum >= 0:
                             pos = b + size
                             if not inf_seen:
-                                bound = _unpack_double(data, pos - 8)[0]
+                                bound = unpack_double(data, pos - 8)[0]
                                 le = bounds.get(bound) or self.bound(bound)
                                 inf_seen = le == "+Inf"
                                 yield Sample(
@@ -736,7 +520,7 @@ class _Parser:
                                 )
                             continue
                 elif tag == 0x11 and pos + 9 <= end:
-                    h.sum = _unpack_double(data, pos + 1)[0]
+                    h.sum = unpack_double(data, pos + 1)[0]
                     pos += 9
                     continue
                 elif tag == 0x08 and pos + 1 < end and data[pos + 1] < 0x80:
@@ -744,15 +528,15 @@ class _Parser:
                     pos += 2
                     continue
                 elif tag == 0x68 or tag == 0x50 or tag == 0x08:
-                    value, pos = _varint(data, pos + 1, end)
+                    value, pos = read_varint(data, pos + 1, end)
                     if tag == 0x08:
                         h.count = value
                     else:
                         h.native = True
                     continue
                 fstart = pos
-                number, wt, value, pos = _field(data, pos, end)
-                schema = _expect(_HISTOGRAM_MSG, number, wt, fstart)
+                number, wt, value, pos = read_field(data, pos, end)
+                schema = expect(HISTOGRAM_MSG, number, wt, fstart)
                 if number == 3:
                     bucket = self.bucket(value, pos)
                     if not inf_seen:
@@ -762,11 +546,11 @@ class _Parser:
                 elif number == 1:
                     h.count = value
                 elif number == 2:
-                    h.sum = _double(data, value)
+                    h.sum = read_double(data, value)
                 elif number == 4:
-                    h.count_float = _double(data, value)
+                    h.count_float = read_double(data, value)
                 elif number in (6, 8):
-                    if _double(data, value) > 0:
+                    if read_double(data, value) > 0:
                         h.native = True
                 elif number == 7:
                     if value > 0:
@@ -774,11 +558,11 @@ class _Parser:
                 elif 9 <= number <= 14:
                     h.native = True
                     if schema is not None:
-                        _check(data, value, pos, schema)
-                    elif wt == _LEN:
-                        _check_packed(data, value, pos, _PACKED[number])
+                        check(data, value, pos, schema)
+                    elif wt == LEN:
+                        check_packed(data, value, pos, PACKED[number])
                 elif schema is not None:
-                    _check(data, value, pos, schema)
+                    check(data, value, pos, schema)
         if classic:
             if not inf_seen:
                 yield Sample(name, bucket_name, (*labels, ("le", "+Inf")), h.total, ts, line)
@@ -794,14 +578,14 @@ class _Parser:
         cum_float = 0.0
         while pos < end:
             start = pos
-            number, wt, value, pos = _field(data, pos, end)
-            sub = _expect(_BUCKET, number, wt, start)
+            number, wt, value, pos = read_field(data, pos, end)
+            sub = expect(BUCKET_MSG, number, wt, start)
             if number == 1:
                 cum = value
             elif number == 2:
-                bound = _double(data, value)
+                bound = read_double(data, value)
             elif number == 4:
-                cum_float = _double(data, value)
+                cum_float = read_double(data, value)
             elif sub is not None:
-                _check(data, value, pos, sub)
+                check(data, value, pos, sub)
         return bound, cum_float if cum_float > 0 else float(cum)
