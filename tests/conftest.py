@@ -22,7 +22,7 @@ def toolchains() -> dict[str, Path]:
     return found
 
 
-# --- demo service (deploy/demo-service; issue 3, see tests/demo_support.py) ---
+# --- demo service (deploy/demo-service; see tests/demo_support.py) ---
 # demo_binaries (session), demo_service (factory), leaky_demo (session).
 from demo_support import demo_binaries, demo_service, leaky_demo  # noqa: E402, F401
 

@@ -120,7 +120,7 @@ EXPECTED: dict[str, list[str]] = {
     "bad-yaml-syntax.yml": [
         "bad-yaml-syntax.yml:4: invalid YAML: expected ',' or ']', but got '<stream end>'",
     ],
-    # Files that once crashed a reload (issue 9): each must be one clean, located error.
+    # Files that once crashed a reload: each must be one clean, located error.
     "bad-url-ipv6.yml": [
         "bad-url-ipv6.yml:3: targets[0].url: invalid URL 'http://[::1': IPv6 addresses go in balanced brackets, like http://[::1]:8080",
         "bad-url-ipv6.yml:5: targets[1].url: invalid URL 'http://[::1]x:9100': only a :port may follow ']'",
@@ -297,7 +297,7 @@ def test_example_config_validates_and_documents_every_option() -> None:
     assert api.profiles == targets.ProfilesConfig(timeout=5.0)
 
 
-# --- issue 9: no file, however broken, may crash a (re)load ---------------------------
+# --- no file, however broken, may crash a (re)load ---------------------------
 
 HOSTILE = [
     "bad-url-ipv6.yml",

@@ -1,4 +1,4 @@
-"""Container memory (issue 13): page cache explained with figures from a real cgroup v1.
+"""Container memory: page cache explained with figures from a real cgroup v1.
 
 The demo runs in a memory cgroup of its own, made by the test as a child of
 the test's own memory cgroup (so its accounting stays inside whatever

@@ -1,6 +1,6 @@
 """serve holding a fleet: real ``cardguard serve`` processes against real local servers.
 
-What issue 11 measured from outside, asserted here with generous margins
+What was measured of serve from outside, asserted here with generous margins
 (timing belongs to benchmarks/bench_fleet.py, not to these tests):
 
 * ten thousand targets (from a file_sd file; addresses nothing listens on)

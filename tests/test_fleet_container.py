@@ -1,4 +1,4 @@
-"""Fleet mode reads a container's memory from the central Prometheus' cAdvisor series (issue 13).
+"""Fleet mode reads a container's memory from the central Prometheus' cAdvisor series.
 
 cAdvisor does not run here, so its series are a stand-in: the figures of a
 real memory cgroup (the demo's, with page cache filled by a second process, as

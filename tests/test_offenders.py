@@ -86,7 +86,7 @@ def test_label_explosion_names_label_family_call_site_and_fix(demo: TargetView) 
     snippet = o.fix_snippet or ""
     assert "\nmetric_relabel_configs:\n" in snippet
     assert "source_labels: [__name__, start_point]" in snippet
-    # detection alone has no live series to check a rewrite on: it offers none (issue 13)
+    # detection alone has no live series to check a rewrite on: it offers none
     assert "target_label" not in snippet
     assert "action: drop" in snippet
 
@@ -275,7 +275,7 @@ def test_a_profile_no_gc_rewrote_is_not_a_flat_interval() -> None:
 def test_heap_that_appears_during_the_watch_counts_from_where_it_shows(demo: TargetView) -> None:
     # A first profile without the owner (the healthy demo's), then the leaky demo's: the
     # owner appears from zero, as a start-up table does when the profile publishes it two
-    # GC cycles late (issue 12: Prometheus' tsdb.newStripeSeries on a loaded machine).
+    # GC cycles late (Prometheus' tsdb.newStripeSeries on a loaded machine).
     empty = view_of("demo-healthy").heaps[0]
     owner = "main.renderSection"
     assert owners(empty.profile).inuse.get(owner, 0) == 0
@@ -573,7 +573,7 @@ def test_goroutines_blocked_past_the_limit(tmp_path: Path) -> None:
     )
 
 
-# --- issue 12: what a healthy, widely used Go server showed (tests/testdata/record_report.py)
+# --- what a healthy, widely used Go server showed (tests/testdata/record_report.py)
 
 
 @pytest.mark.parametrize("name", ["etcd-gzip-1", "etcd-gzip-2"])

@@ -1,4 +1,4 @@
-"""DNS rebinding: the address the allow-list approved is the address connected to (issue 9).
+"""DNS rebinding: the address the allow-list approved is the address connected to.
 
 A rebinding attacker's DNS server answers the first lookup of a name with an
 allowed address and the next one with another (TTL 0, two record sets).

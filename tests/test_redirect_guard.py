@@ -1,4 +1,4 @@
-"""Redirects cannot carry credentials (or /probe) to another origin (issue 9).
+"""Redirects cannot carry credentials (or /probe) to another origin.
 
 A real hostile target on 127.0.0.1 answers with a crafted ``Location``;
 recording servers listen where each trick would lead (another port on

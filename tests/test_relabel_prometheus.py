@@ -1,4 +1,4 @@
-"""Every relabel remedy cardguard offers, applied in a real Prometheus 2.42 (issue 13).
+"""Every relabel remedy cardguard offers, applied in a real Prometheus 2.42.
 
 A relabel rewrite that folds series together loses data silently: Prometheus
 appends one sample per folded label set and counts no error. So for each

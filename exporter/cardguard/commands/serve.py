@@ -199,7 +199,7 @@ def serve(
         for problem in exc.problems:
             click.echo(problem, err=True)
         raise SystemExit(1) from None
-    # --- issue 6 seam: web config (TLS, basic auth, headers), /probe, fleet mode ---
+    # Web config (TLS, basic auth, headers), /probe and fleet mode.
     try:
         web_options = webconfig.server_options(
             webconfig.load(web_config_file) if web_config_file else None
@@ -221,7 +221,6 @@ def serve(
     )
     probe.install(app)
     fleet_pollers = fleet.install(app)
-    # --- end of issue 6 seam ---
     try:
         server = make_server(app, host, port, **web_options)
     except OSError as exc:
