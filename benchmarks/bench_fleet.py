@@ -530,7 +530,7 @@ def profile(stats_url: str) -> None:
         (Path(file).name, name): ct
         for (file, _, name), (_, _, _, ct, _) in st.stats.items()  # type: ignore[attr-defined]
     }
-    total = cum[("scheduler.py", "_scrape_metrics")]
+    total = cum[("target_worker.py", "_scrape_metrics")]
     parts = (
         ("fetch: connect, read, gunzip (fetch.Fetcher.get)", ("fetch.py", "get")),
         ("unchanged families recognised (incremental.analyse)", ("incremental.py", "analyse")),
@@ -539,8 +539,8 @@ def profile(stats_url: str) -> None:
             ("analysis.py", "_values_from_segments"),
         ),
         ("churn (ChurnTracker.update)", ("churn.py", "update")),
-        ("history point (offenders.metrics_point)", ("offenders.py", "metrics_point")),
-        ("offender detection and publish (_publish_round)", ("scheduler.py", "_publish_round")),
+        ("history point (analyse.view.metrics_point)", ("view.py", "metrics_point")),
+        ("offender detection and publish (_publish_round)", ("worker.py", "_publish_round")),
     )
     print(f"one steady scrape, in-process, analysis in the fetch thread: {per * 1000:.1f} ms CPU")
     for label, key in parts:
