@@ -70,6 +70,7 @@ def record_prometheus(tmp: Path) -> None:
     config = {"global": {"scrape_interval": "1s"}}
     with promstack.prometheus(tmp, config, self_job="self") as prom:
         base = prom.base_url
+
         # Let it scrape itself a few times so its scrape and TSDB families have series.
         def scraped() -> bool:
             r = requests.get(f"{base}/api/v1/query", params={"query": "up"}, timeout=5)

@@ -43,8 +43,6 @@ FAILURE_REASONS = (
 MAX_ERROR_CHARS = 300
 
 
-
-
 OUTPUT_KINDS = ("family", "label", "heap_owner", "goroutine_group", "offender")
 
 
