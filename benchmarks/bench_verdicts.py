@@ -42,7 +42,14 @@ if str(REPO / "tests") not in sys.path:
 from demo_support import DEMO_FAST_FLAGS, build_demo, start_demo  # noqa: E402
 from opsstack import cardguard_serve  # noqa: E402
 from promstack import prometheus, pushgateway  # noqa: E402
-from support import current_go, free_port, running  # noqa: E402
+from support import (  # noqa: E402
+    Process,
+    current_go,
+    listening_ports,
+    port_answering,
+    reserved_port,
+    running_on_port_0,
+)
 
 SERIOUS = ("warning", "critical")
 # Rows added after the rules were settled: a check, never tuned against.
@@ -166,15 +173,13 @@ def node_exporter_row(d: Path, explode: bool) -> Iterator[str]:
         lines = "".join(f'backup_user_bytes{{user_id="{100000 + i}"}} {i}\n' for i in range(2500))
         (text / "backup.prom.tmp").write_text("# TYPE backup_user_bytes gauge\n" + lines)
         (text / "backup.prom.tmp").rename(text / "backup.prom")
-    port = free_port()
     argv = [
         "/usr/bin/prometheus-node-exporter",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         f"--collector.textfile.directory={text}",
     ]
-    url = f"http://127.0.0.1:{port}"
-    with running(argv, d / "node.log", port=port, ready_url=f"{url}/metrics"):
-        yield url
+    with running_on_port_0(argv, d / "node.log", ready_path="/metrics") as p:
+        yield p.base_url
 
 
 @contextlib.contextmanager
@@ -194,18 +199,17 @@ def prometheus_row(d: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def alertmanager_row(d: Path) -> Iterator[str]:
-    port = free_port()
     cfg = d / "am.yml"
     cfg.write_text("route:\n  receiver: none\nreceivers:\n  - name: none\n")
     argv = [
         "/usr/bin/prometheus-alertmanager",
         f"--config.file={cfg}",
         f"--storage.path={d / 'am'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--cluster.listen-address=",
     ]
-    url = f"http://127.0.0.1:{port}"
-    with running(argv, d / "am.log", port=port, ready_url=f"{url}/-/ready"):
+    with running_on_port_0(argv, d / "am.log", ready_path="/-/ready") as p:
+        url = p.base_url
 
         def post() -> None:
             alerts = [{"labels": {"alertname": "Load", "shard": str(i)}} for i in range(20)]
@@ -217,22 +221,25 @@ def alertmanager_row(d: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def etcd(d: Path) -> Iterator[str]:
-    """etcd on loopback with pprof on, under a bounded put load through its HTTP gateway."""
-    port, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{port}"
+    """etcd on loopback with pprof on, under a bounded put load through its HTTP gateway.
+
+    Its client and peer listeners start on port 0 (a one-member cluster never dials
+    the peer address it advertises); the client port is the one /health answers on.
+    """
     argv = [
         "/usr/bin/etcd",
         "--name=v",
         f"--data-dir={d / 'etcd'}",
-        f"--listen-client-urls={url}",
-        f"--advertise-client-urls={url}",
-        f"--listen-peer-urls=http://127.0.0.1:{peer}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-        f"--initial-cluster=v=http://127.0.0.1:{peer}",
+        "--listen-client-urls=http://127.0.0.1:0",
+        "--advertise-client-urls=http://127.0.0.1:0",
+        "--listen-peer-urls=http://127.0.0.1:0",
+        "--initial-advertise-peer-urls=http://127.0.0.1:0",
+        "--initial-cluster=v=http://127.0.0.1:0",
         "--enable-pprof",
         "--log-level=error",
     ]
-    with running(argv, d / "etcd.log", port=port, ready_url=f"{url}/health"):
+    with running_on_port_0(argv, d / "etcd.log", read_port=port_answering("/health", 2)) as p:
+        url = p.base_url
 
         def put() -> None:
             key = base64.b64encode(f"k{int(time.time() * 10) % 50}".encode()).decode()
@@ -288,42 +295,48 @@ def etcd_watch_row(d: Path, clients: int = 600, ramp_seconds: float = 8.0) -> It
 
 @contextlib.contextmanager
 def caddy_row(d: Path) -> Iterator[str]:
-    site, admin = free_port(), free_port()
-    cfg = d / "Caddyfile"
-    cfg.write_text(
-        "{\n"
-        f"  admin 127.0.0.1:{admin}\n"
-        "  auto_https off\n"
-        "  servers {\n    metrics\n  }\n"
-        "}\n"
-        f'http://127.0.0.1:{site} {{\n  respond "hello"\n}}\n'
-    )
-    env = {"HOME": str(d), "XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": str(d / "cfg")}
-    argv = ["/usr/bin/caddy", "run", "--config", str(cfg), "--adapter", "caddyfile"]
-    url = f"http://127.0.0.1:{admin}"
-    with running(argv, d / "caddy.log", port=admin, ready_url=f"{url}/metrics", env=env):
-        with load(lambda: get(f"http://127.0.0.1:{site}/"), 50):
-            yield url
+    # Caddy's admin endpoint refuses requests whose Host does not name the port it was
+    # configured with, so that port is reserved before Caddy starts; the site is on 0.
+    with reserved_port() as admin:
+        cfg = d / "Caddyfile"
+        cfg.write_text(
+            "{\n"
+            f"  admin 127.0.0.1:{admin}\n"
+            "  auto_https off\n"
+            "  servers {\n    metrics\n  }\n"
+            "}\n"
+            'http://127.0.0.1:0 {\n  respond "hello"\n}\n'
+        )
+        env = {"HOME": str(d), "XDG_DATA_HOME": str(d / "data"), "XDG_CONFIG_HOME": str(d / "cfg")}
+        argv = ["/usr/bin/caddy", "run", "--config", str(cfg), "--adapter", "caddyfile"]
+
+        def admin_once_both_listen(p: Process) -> int | None:
+            return admin if len(listening_ports(p.popen.pid)) == 2 else None
+
+        with running_on_port_0(
+            argv, d / "caddy.log", read_port=admin_once_both_listen, ready_path="/metrics", env=env
+        ) as p:
+            [site] = [port for port in listening_ports(p.popen.pid) if port != admin]
+            with load(lambda: get(f"http://127.0.0.1:{site}/"), 50):
+                yield p.base_url
 
 
 @contextlib.contextmanager
 def blackbox_row(d: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     argv = [
         "/usr/bin/prometheus-blackbox-exporter",
-        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.listen-address=127.0.0.1:0",
         "--config.file=/etc/prometheus/blackbox.yml",
     ]
-    with running(argv, d / "bb.log", port=port, ready_url=f"{url}/metrics"):
-        probe = f"{url}/probe?module=tcp_connect&target=127.0.0.1:{port}"
+    with running_on_port_0(argv, d / "bb.log", ready_path="/metrics") as p:
+        url = p.base_url
+        probe = f"{url}/probe?module=tcp_connect&target=127.0.0.1:{p.port}"
         with load(lambda: get(probe), 20):
             yield url
 
 
 @contextlib.contextmanager
 def mtail_row(d: Path) -> Iterator[str]:
-    port = free_port()
     progs = d / "progs"
     progs.mkdir()
     (progs / "lines.mtail").write_text(
@@ -332,16 +345,16 @@ def mtail_row(d: Path) -> Iterator[str]:
     )
     log = d / "app.log"
     log.write_text("")
-    url = f"http://127.0.0.1:{port}"
     argv = [
         "/usr/bin/mtail",
         f"--progs={progs}",
         f"--logs={log}",
-        f"--port={port}",
+        "--port=0",
         "--address=127.0.0.1",
         "--logtostderr",
     ]
-    with running(argv, d / "mtail.log", port=port, ready_url=f"{url}/metrics"):
+    with running_on_port_0(argv, d / "mtail.log", ready_path="/metrics") as p:
+        url = p.base_url
         n = [0]
 
         def write() -> None:
@@ -355,40 +368,41 @@ def mtail_row(d: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def registry_row(d: Path) -> Iterator[str]:
-    port, debug = free_port(), free_port()
     cfg = d / "registry.yml"
     cfg.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n"
         f"storage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
         "http:\n"
-        f"  addr: 127.0.0.1:{port}\n"
+        "  addr: 127.0.0.1:0\n"
         "  debug:\n"
-        f"    addr: 127.0.0.1:{debug}\n"
+        "    addr: 127.0.0.1:0\n"
         "    prometheus:\n      enabled: true\n      path: /metrics\n"
     )
-    url = f"http://127.0.0.1:{debug}"
     argv = ["/usr/bin/docker-registry", "serve", str(cfg)]
-    with running(argv, d / "registry.log", port=debug, ready_url=f"{url}/metrics"):
+    # The debug server is the one of its two listeners that answers /metrics.
+    with running_on_port_0(argv, d / "registry.log", read_port=port_answering("/metrics", 2)) as p:
+        [port] = [port for port in listening_ports(p.popen.pid) if port != p.port]
         with load(lambda: get(f"http://127.0.0.1:{port}/v2/_catalog"), 30):
-            yield url
+            yield p.base_url
 
 
 @contextlib.contextmanager
 def influxdb_row(d: Path) -> Iterator[str]:
-    port, rpc = free_port(), free_port()
     cfg = d / "influxdb.conf"
     cfg.write_text(
-        f'bind-address = "127.0.0.1:{rpc}"\nreporting-disabled = true\n'
+        'bind-address = "127.0.0.1:0"\nreporting-disabled = true\n'
         f'[meta]\n  dir = "{d / "meta"}"\n'
         f'[data]\n  dir = "{d / "data"}"\n  wal-dir = "{d / "wal"}"\n'
-        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        '[http]\n  bind-address = "127.0.0.1:0"\n  log-enabled = false\n'
         "  pprof-enabled = true\n"
     )
-    url = f"http://127.0.0.1:{port}"
     argv = ["/usr/bin/influxd", "run", "-config", str(cfg)]
-    # /ping answers 204; the pprof index answers 200 once the HTTP service is up.
-    with running(argv, d / "influx.log", port=port, ready_url=f"{url}/debug/pprof/"):
+    # /ping answers 204; the pprof index answers 200 once the HTTP service is up, and
+    # only on the HTTP listener (the other, bind-address, is its RPC service).
+    read_port = port_answering("/debug/pprof/", 2)
+    with running_on_port_0(argv, d / "influx.log", read_port=read_port) as p:
+        url = p.base_url
         get(f"{url}/query", b"q=CREATE DATABASE load", "POST")
         n = [0]
 
