@@ -106,12 +106,6 @@ def cached_go_build(src: Path, go: Path, name: str) -> Path:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def listening_ports(pid: int) -> list[int]:
     """Return the TCP ports process ``pid`` listens on, read from Linux itself.
 
