@@ -243,7 +243,19 @@ def test_interrupt_reports_what_was_seen(demo: Process) -> None:
     import signal
 
     argv = cardguard_argv("report", demo.base_url, "--duration", "60s", "--format", "json")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def interruptible() -> None:
+        # As at a terminal: a suite started in the background (nohup, `&` in a script)
+        # passes SIGINT on ignored, and Python then never turns it into KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
