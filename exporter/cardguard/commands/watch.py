@@ -32,6 +32,7 @@ from cardguard.gunzip import MAGIC
 from cardguard.parse.exposition import detect_format
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import profile as prof
+from cardguard.pprof.goroutines.proto import snapshot_of
 from cardguard.settings.rules import Rules
 
 
@@ -106,13 +107,16 @@ class Watch:
         if snap.goroutine is not None and snap.goroutine.startswith(MAGIC):
             # The proto form keeps file:line and the runtime frames a wait parks in.
             try:
-                proto = prof.decode(snap.goroutine, f"{where} goroutine")
+                proto = prof.decode(snap.goroutine, f"{where} goroutine", keep_labels=True)
             except ProfileError as exc:
                 self.note(str(exc))
         body = snap.goroutine_full if snap.goroutine_full is not None else snap.goroutine
         if body is not None:
             try:
-                s = gr.parse(body, f"{where} goroutine")
+                if body is snap.goroutine and proto is not None:
+                    s = snapshot_of(proto, f"{where} goroutine")  # decoded once, above
+                else:
+                    s = gr.parse(body, f"{where} goroutine")
                 self.builder.add_goroutines(snap.at, s, proto=proto)
                 shown["goroutines"] = f"{s.total:,} goroutines"
             except ProfileError as exc:

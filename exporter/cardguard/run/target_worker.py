@@ -23,6 +23,7 @@ from cardguard.parse.overflow import OTHER
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
+from cardguard.pprof.goroutines.proto import snapshot_of
 from cardguard.run.analysis import (
     AnalysisError,
     InlineAnalyser,
@@ -211,17 +212,7 @@ class TargetWorker(WorkerBase):
             # once, so groups are first published with their creators and their
             # created_by label does not change on the next round.
             fetched = self._fetch_goroutines(True) or fetched
-        endpoint, snap, res = fetched
-        proto = None
-        if snap.format == "proto":
-            # The proto form (debug=0) keeps what grouping drops: the runtime frames a
-            # wait parks in, with file:line. Decoded again here, it is small (one
-            # sample per distinct stack).
-            try:
-                proto = prof.decode(res.body, f"{self.target.name} {res.url}")
-            except ProfileError as exc:
-                self._fail(endpoint, "parse", str(exc), res.duration)
-                return
+        endpoint, snap, res, proto = fetched
         self._collecting(endpoint)  # the dump being processed, whichever was fetched last
         at = self._clock()
         groups = gr.group(snap)
@@ -268,13 +259,16 @@ class TargetWorker(WorkerBase):
             kept.pop(name, None)
         return MappingProxyType(kept)
 
-    def _fetch_goroutines(self, full: bool) -> tuple[str, gr.GoroutineSnapshot, FetchResult] | None:
+    def _fetch_goroutines(
+        self, full: bool
+    ) -> tuple[str, gr.GoroutineSnapshot, FetchResult, prof.Profile | None] | None:
         """Fetch and parse the goroutine profile, as a full dump (debug=2) or counted (debug=0).
 
         The counted form is read as profile.proto (``debug=0``): the same counts
         per stack as ``debug=1``, with file:line, runtime frames and labels, and
         about 1 ms more of the target's CPU per fetch on 1,000 goroutines
-        (docs/performance.md, target cost).
+        (docs/performance.md, target cost). It is decoded once and returned too: it
+        keeps what grouping drops, the runtime frames a wait parks in, with file:line.
         """
         t = self.target
         endpoint = "goroutine_full" if full else "goroutine"
@@ -282,12 +276,18 @@ class TargetWorker(WorkerBase):
         res = self._fetch(endpoint, url)
         if res is None:
             return None
+        source = f"{t.name} {res.url}"
+        proto = None
         try:
-            snap = gr.parse(res.body, f"{t.name} {res.url}", fmt="debug2" if full else None)
+            if not full and gr.detect_format(res.body) == "proto":
+                proto = prof.decode(res.body, source, keep_labels=True)
+                snap = snapshot_of(proto, source)
+            else:
+                snap = gr.parse(res.body, source, fmt="debug2" if full else None)
         except ProfileError as exc:
             self._fail(endpoint, "parse", str(exc), res.duration)
             return None
-        return endpoint, snap, res
+        return endpoint, snap, res, proto
 
     def _collect_leaks(self) -> None:
         t = self.target

@@ -13,6 +13,7 @@ from cardguard.errors import ProfileError
 from cardguard.pprof.goroutines.model import GoroutineRecord, GoroutineSnapshot
 from cardguard.pprof.goroutines.normalise import kept_positions
 from cardguard.pprof.heap import normalise_function
+from cardguard.pprof.model import Profile
 from cardguard.pprof.profile import decode
 
 
@@ -22,7 +23,15 @@ def parse_proto(data: bytes, source: str, kind: str | None, max_bytes: int) -> G
     Raises:
         ProfileError: not a profile, or not one of goroutine counts.
     """
-    prof = decode(data, source, max_bytes, keep_labels=True)
+    return snapshot_of(decode(data, source, max_bytes, keep_labels=True), source, kind)
+
+
+def snapshot_of(prof: Profile, source: str, kind: str | None = None) -> GoroutineSnapshot:
+    """The goroutine snapshot of an already decoded goroutine profile (decoded with labels).
+
+    Raises:
+        ProfileError: not one of goroutine counts.
+    """
     types = [st.type for st in prof.sample_types]
     if len(types) != 1 or prof.sample_types[0].unit != "count":
         raise ProfileError(
