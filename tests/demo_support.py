@@ -6,6 +6,7 @@ Fixtures (re-exported by conftest.py):
   and cached under ``support.CACHE`` keyed by Go version and source hash;
 - ``demo_service``: a factory, ``with demo_service("current", "-healthy") as p:``
   runs the binary on a free port (``p.base_url``, ``p.port``);
+- ``demo_on(binary, port, log, *flags)``: the demo on a held port, for restarts;
 - ``leaky_demo`` (session): one demo on the current Go with every leak on at
   rates that show within seconds; shared by the session, do not stop it.
 """
@@ -13,6 +14,7 @@ Fixtures (re-exported by conftest.py):
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -51,6 +53,24 @@ def start_demo(binary: Path, log: Path, *flags: str) -> Iterator[Process]:
     with running_listener(argv, log, "demo service") as proc:
         wait_for(lambda: http_ok(f"{proc.base_url}/metrics"), 30, "demo service /metrics")
         yield proc
+
+
+@contextlib.contextmanager
+def demo_on(binary: Path, port: int, log: Path, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the demo on a given port (held by ``support.reserved_port``), so that it
+    comes back on the same address when restarted; wait until /metrics answers."""
+    with open(log, "ab") as fh:
+        p = subprocess.Popen(
+            [str(binary), f"-listen=127.0.0.1:{port}", *flags],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 30, "the demo to listen")
+        yield p
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

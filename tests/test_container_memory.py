@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from cardguard.detect import container
 from cardguard.run import cgroupfs
 from demo_support import DEMO_FAST_FLAGS
-from support import cardguard_argv, http_ok, running_listener, wait_for
+from support import cardguard_argv, http_ok, running_cardguard_serve, running_listener, wait_for
 
 MiB = 1 << 20
 FILE_BYTES = 320 * MiB
@@ -139,6 +140,46 @@ def test_growing_offender_says_when_the_limit_is_reached(
         expected = (lim["limit_bytes"] - lim["working_set_bytes"]) / lim["slope_bytes_per_hour"]
         assert lim["eta_seconds"] == pytest.approx(expected * 3600, abs=1)
         assert "reaches its 512.0 MiB limit in about" in o["fix"]
+
+
+def test_serve_reads_the_cgroup_of_each_target(
+    cgroup: Path, demo_binaries: dict[str, Path], tmp_path: Path
+) -> None:
+    """The target's ``cgroup:`` key: serve explains the page cache as report --cgroup does."""
+    with demo_in(cgroup, demo_binaries["current"], tmp_path / "demo.log", "-healthy") as demo:
+        wait_for(lambda: http_ok(f"{demo.base_url}/metrics"), 30, "demo /metrics")
+        fill_page_cache(cgroup, tmp_path / "backup.tar")
+        (tmp_path / "cardguard.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            f"targets:\n  - name: demo\n    url: {demo.base_url}\n    cgroup: {cgroup}\n"
+            "  - name: elsewhere\n"
+            f"    url: {demo.base_url}\n    cgroup: {cgroup}/no-such-child\n"
+        )
+        with running_cardguard_serve(
+            tmp_path / "serve.log", f"--config.file={tmp_path / 'cardguard.yml'}"
+        ) as cg:
+
+            def explained() -> dict[str, Any] | None:
+                doc = requests.get(f"{cg.base_url}/report", params={"format": "json"}, timeout=30)
+                by_name = {t["target"]: t for t in doc.json()["targets"]}
+                found = [
+                    o for o in by_name["demo"]["offenders"] if o["kind"] == "misleading_memory"
+                ]
+                return found[0] if found and "container" in found[0]["evidence"] else None
+
+            wait_for(lambda: explained() is not None, 60, "serve to explain container memory")
+            o = explained()
+            logs = cg.logs()
+    assert o is not None
+    c = o["evidence"]["container"]
+    assert c["cache_bytes"] >= 0.8 * FILE_BYTES and c["limit_bytes"] == 1 << 30
+    assert c["source"] == f"cgroup v1 {cgroup}"
+    assert o["summary"].startswith(f"container usage {container.human(c['usage_bytes'])} = ")
+    assert o["evidence"]["alert_on"] == "container_memory_working_set_bytes"
+    # A cgroup that cannot be read is logged once with the target, and nothing else breaks.
+    bad = [json.loads(ln) for ln in logs.splitlines() if "memory cgroup" in ln]
+    assert [(e["target"], e["endpoint"]) for e in bad] == [("elsewhere", "cgroup")], bad
+    assert "Traceback" not in logs
 
 
 # kernel Documentation/admin-guide/cgroup-v2.rst: memory.current, memory.max ("max" or bytes),

@@ -12,11 +12,12 @@ import pytest
 
 import local_http
 from cardguard.analyse import cardinality
+from cardguard.detect import findings
 from cardguard.detect.detectors import detect
 from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
-from cardguard.run import due, scheduler, worker
+from cardguard.run import due, scheduler
 from cardguard.run.scheduler import Scheduler
 from cardguard.run.target_worker import TargetWorker
 from cardguard.settings.config import Caps, Config, GlobalConfig, Thresholds
@@ -282,12 +283,22 @@ def test_offenders_in_snapshot(go119: local_http.Running) -> None:
     w.collect_profiles()
     snap = w.snapshot
     assert snap.offenders_error is None
-    assert snap.offenders == tuple(detect(w.view(), DEFAULT_RULES))
+    plain = detect(w.view(), DEFAULT_RULES)
+    assert [(o.kind, o.id, o.summary) for o in snap.offenders] == [
+        (o.kind, o.id, o.summary) for o in plain
+    ]
     explosions = [o for o in snap.offenders if o.kind == "label_explosion"]
-    assert any(
-        o.family == "demo_http_request_duration_seconds" and o.label == "start_point"
+    (seed,) = [
+        o
         for o in explosions
-    )
+        if o.family == "demo_http_request_duration_seconds" and o.label == "start_point"
+    ]
+    # serve gives report's fixes: the relabel plan was checked on the live series (read at
+    # the last /metrics round and kept through the profile round), and the code fix names
+    # a normaliser built from the observed values.
+    assert seed.evidence["relabel"]["checked_series"] > 0
+    assert seed.evidence["code"]["function"] == "normaliseStartPoint"
+    assert seed.fix_snippet != next(o for o in plain if o.id == seed.id).fix_snippet
 
 
 def test_dead_and_stalled_targets_do_not_block_others(tmp_path: Path) -> None:
@@ -503,7 +514,7 @@ def test_detection_exception_publishes_fresh_data_but_not_as_healthy(
     w.scrape_metrics()
     before = w.snapshot
     assert before.offenders_error is None
-    monkeypatch.setattr(worker, "detect", boom)
+    monkeypatch.setattr(findings, "detect", boom)
     go119.routes["/metrics"] = file_route(METRICS / "demo-1.txt")
     w.scrape_metrics()
     snap = w.snapshot

@@ -18,19 +18,16 @@ suite; ``make soak`` runs the long one (``CARDGUARD_SOAK_SECONDS``, default 30 m
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from demo_support import DEMO_FAST_FLAGS
-from support import cardguard_argv, http_ok, reserved_port, running_cardguard, wait_for
+from demo_support import DEMO_FAST_FLAGS, demo_on
+from support import cardguard_argv, reserved_port, running_cardguard
 
 SHORT_SECONDS = 180.0
 RESTART_EVERY = 30.0
@@ -80,22 +77,6 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-@contextlib.contextmanager
-def demo_on(binary: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "ab") as fh:
-        p = subprocess.Popen(
-            [str(binary), f"-listen=127.0.0.1:{port}", *DEMO_FAST_FLAGS],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 30, "the demo to listen")
-        yield p
-    finally:
-        p.terminate()
-        p.wait(timeout=10)
-
-
 def run_soak(seconds: float, demo_binaries: dict[str, Path], work: Path) -> dict[str, float]:
     # The target comes back on the same port after every restart, so its port is
     # held for the whole soak (reserved_port) rather than free between restarts.
@@ -127,7 +108,7 @@ def soak(
         pid = cg.popen.pid
         start = time.monotonic()
         while time.monotonic() - start < seconds:
-            with demo_on(binary, demo_port, work / "demo.log"):
+            with demo_on(binary, demo_port, work / "demo.log", *DEMO_FAST_FLAGS):
                 restarts += 1
                 started = time.monotonic()
                 while (

@@ -23,7 +23,7 @@ from cardguard.analyse.view import (
 from cardguard.analyse.watch import ViewBuilder
 from cardguard.commands.snapshots import Snapshot
 from cardguard.detect import container, remedies, verdict
-from cardguard.detect.detectors import detect
+from cardguard.detect.findings import Findings
 from cardguard.detect.offender import Offender
 from cardguard.errors import ParseError, ProfileError
 from cardguard.expose import flamegraph
@@ -47,22 +47,22 @@ class Watch:
         default_factory=lambda: ChurnTracker(window=24 * 3600.0, points_per_window=1_000_000)
     )
     snapshots: int = 0
-    pages: list[remedies.Page] = field(default_factory=list)
-    """The first and the latest /metrics page (remedies read their series)."""
     uses: usage.Index | None = None
     """Label uses in the rules and dashboards given (--usage-rules, --usage-dashboards)."""
-    identities: list[tuple[float, verdict.Identity]] = field(default_factory=list)
-    """Which process and build served each /metrics page (restarts split the watch)."""
     baseline: int | None = None
     """Metrics points read from --baseline: the watch is judged as before/after a fix."""
-    containers: list[tuple[float, container.ContainerMemory]] = field(default_factory=list)
-    """Container memory readings over the watch (--cgroup)."""
+    last: remedies.Page | None = None
+    """The latest /metrics page (remedies read its series)."""
 
     builder: ViewBuilder = field(init=False)
     """The points of the watch: the builder serve, /probe and fleet use too."""
 
+    findings: Findings = field(init=False)
+    """Identities, the first page and container readings: what judges and refines offenders."""
+
     def __post_init__(self) -> None:
         self.builder = ViewBuilder(self.name)
+        self.findings = Findings(uses=self.uses)
 
     @property
     def metrics(self) -> list[MetricsPoint]:
@@ -90,9 +90,10 @@ class Watch:
                 values = values_from_page(snap.metrics, fmt, where, traffic, usage)
                 report = self.churn.update(page, snap.at)
                 self.builder.add_metrics(snap.at, page, values, report)
-                self.pages[1:] = []
-                self.pages.append(remedies.Page(snap.metrics, fmt, where, snap.at))
-                self.identities.append((snap.at, verdict.identity(snap.metrics, fmt, where)))
+                self.last = remedies.Page(snap.metrics, fmt, where, snap.at)
+                if self.findings.first is None:
+                    self.findings.first = self.last
+                self.findings.saw(snap.at, verdict.identity(snap.metrics, fmt, where))
                 shown["series"] = f"{page.total_series:,} series"
             except ParseError as exc:
                 self.note(f"/metrics at {where}: {exc}")
@@ -142,7 +143,7 @@ class Watch:
         except TypeError as exc:
             self.note(f"container reading: {exc}")
             return None
-        self.containers.append((snap.at, reading))
+        self.findings.saw(snap.at, reading=reading)
         return reading
 
     def add_baseline(self, snaps: Sequence[tuple[Snapshot, str]]) -> None:
@@ -152,54 +153,17 @@ class Watch:
         if snaps:
             self.baseline = len(self.metrics)
 
-    def cut(self) -> tuple[float, dict[str, object]] | None:
-        """Where the watch splits into before and after a fix: the end of --baseline, else
-        the last restart (process start time or build changed), with what changed."""
-        ids = self.identities
-        at: float | None = None
-        i = verdict.restart_index(ids)
-        if self.baseline is not None and self.baseline < len(self.metrics):
-            at = self.metrics[self.baseline].at
-            i = next((k for k, (t, _) in enumerate(ids) if t >= at), i)
-        elif i is not None:
-            at = ids[i][0]
-        if at is None:
-            return None
-        info: dict[str, object] = {"at": round(at, 3)}
-        if i is not None and i > 0:
-            old, new = ids[i - 1][1], ids[i][1]
-            info["restarted"] = old.restarted(new)
-            info["build_before"], info["build_after"] = old.describe(), new.describe()
-            info["start_time_before"], info["start_time_after"] = old.start_time, new.start_time
-        return at, info
-
     def detect(self, view: TargetView) -> list[Offender]:
-        """Offenders of the watch; across a fix (cut), each open one judged fixed or not."""
-        cut = self.cut()
-        if cut is None:
-            return self.refine(detect(view, self.rules))
-        before, after = verdict.split(view, cut[0])
-        judged = verdict.judge(detect(before, self.rules), before, after, restart=cut[1])
-        return self.refine(verdict.merge(judged, detect(after, self.rules)))
-
-    def refine(self, found: list[Offender]) -> list[Offender]:
-        """Rebuild fixes from the first and latest pages (cardguard.detect.remedies)."""
-        if not self.pages or not self.metrics:
-            return found
-        first = self.pages[0] if len(self.pages) > 1 else None
-        try:
-            ctx = remedies.build_context(found, self.metrics[-1], self.pages[-1], first, self.uses)
-        except ParseError as exc:
-            self.note(f"remedies: {exc}")
-            return found
-        return self.explain_memory(remedies.refine(found, ctx))
-
-    def explain_memory(self, found: list[Offender]) -> list[Offender]:
-        """Explain memory with the container's figures and forecast its limit (--cgroup)."""
-        memory = self.metrics[-1].values.memory if self.metrics else {}
-        rss = memory.get("process_resident_memory_bytes")
-        heap = memory.get("go_memstats_heap_inuse_bytes")
-        return container.refine(found, self.containers, rss, heap)
+        """Offenders of the watch; across a fix (the end of --baseline, else the last
+        restart), each open one judged fixed or not; fixes rebuilt from the first and
+        latest pages; container memory explained (cardguard.detect.findings)."""
+        f = self.findings
+        if self.baseline is not None and self.baseline < len(self.metrics):
+            f.baseline_at = self.metrics[self.baseline].at
+        found = f.offenders(view, self.rules, self.last)
+        for text in f.notes:
+            self.note(text)
+        return found
 
     def report(self, url: str | None, grafana_url: str | None = None) -> TargetReport:
         view = self.view()

@@ -81,7 +81,11 @@ def _child(labels: Labels) -> Labels:
 
 
 def child_counts(
-    data: bytes, fmt: Format, source: str, families: Mapping[str, str]
+    data: bytes,
+    fmt: Format,
+    source: str,
+    families: Mapping[str, str],
+    cap: int = relabel.MAX_SERIES,
 ) -> dict[str, dict[Labels, float]]:
     """Return each family's children with the value that moves on every observation.
 
@@ -103,7 +107,7 @@ def child_counts(
 
     def add(name: str, labels: Labels, value: float) -> None:
         fam = want.get(name)
-        if fam is not None and len(out[fam]) < relabel.MAX_SERIES:
+        if fam is not None and len(out[fam]) < cap:
             out[fam][_child(labels)] = value
 
     for event in scan(data, fmt, source):
@@ -155,35 +159,67 @@ class Page:
     at: float
 
 
+@dataclass(frozen=True)
+class Children:
+    """A family's children on one page, with the value that moves on every observation."""
+
+    at: float
+    counts: Mapping[Labels, float]
+
+
+def children_of(page: Page, families: Mapping[str, str], cap: int) -> dict[str, Children]:
+    """Read the children of ``families`` (family -> type) on ``page``, at most ``cap`` each.
+
+    Raises:
+        ParseError: the page is malformed.
+    """
+    counts = child_counts(page.data, page.fmt, page.source, families, cap)
+    return {fam: Children(page.at, c) for fam, c in counts.items()}
+
+
+def exploding(found: Sequence[Offender], point: MetricsPoint) -> dict[str, str]:
+    """The families of ``label_explosion`` offenders, with their types on ``point``."""
+    fams = {str(o.evidence["family"]) for o in found if o.kind == "label_explosion"}
+    return {f.name: f.metric_type for f in point.families if f.name in fams}
+
+
 def build_context(
     found: Sequence[Offender],
     point: MetricsPoint,
     last: Page,
-    first: Page | None = None,
+    first: Page | Mapping[str, Children] | None = None,
     uses: usage.Index | None = None,
+    cap: int = relabel.MAX_SERIES,
 ) -> Context:
-    """Read what ``refine`` needs from the first and latest pages of a watch.
+    """Read what ``refine`` needs from the latest page, and the first one of a watch.
 
-    Only the families of ``label_explosion`` offenders are read series by series.
+    Only the families of ``label_explosion`` offenders are read series by series,
+    at most ``cap`` series each. ``first`` is the first page of the watch, or the
+    children each family had when it was first seen exploding (what serve keeps
+    instead of a page).
 
     Raises:
         ParseError: a page is malformed.
     """
-    fams = {str(o.evidence["family"]) for o in found if o.kind == "label_explosion"}
-    if not fams:
+    types = exploding(found, point)
+    if not types:
         return Context(origin=page_origin(point), uses=uses)
-    series = relabel.series_of(last.data, last.fmt, last.source, fams)
-    types = {f.name: f.metric_type for f in point.families if f.name in fams}
+    series = relabel.series_of(last.data, last.fmt, last.source, types, cap)
     stale: dict[str, Stale] = {}
-    if first is not None and first.at < last.at:
-        a = child_counts(first.data, first.fmt, first.source, types)
-        b = child_counts(last.data, last.fmt, last.source, types)
-        for fam in b:
-            stale[fam] = stale_children(a.get(fam, {}), b[fam], last.at - first.at)
+    before: Mapping[str, Children] = {}
+    if isinstance(first, Page):
+        before = children_of(first, types, cap) if first.at < last.at else {}
+    elif first is not None:
+        before = {f: c for f, c in first.items() if f in types and c.at < last.at}
+    if before:
+        now = children_of(last, {f: types[f] for f in before}, cap)
+        for fam, b in now.items():
+            a = before[fam]
+            stale[fam] = stale_children(a.counts, b.counts, last.at - a.at)
     return Context(
         origin=page_origin(point),
         series=series,
-        truncated=frozenset(f for f, rows in series.items() if len(rows) >= relabel.MAX_SERIES),
+        truncated=frozenset(f for f, rows in series.items() if len(rows) >= cap),
         stale=stale,
         total_series=point.total_series,
         label_families=label_families(point),

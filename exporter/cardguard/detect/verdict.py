@@ -60,6 +60,16 @@ class Identity:
         return build
 
 
+def identity_family(family: str) -> bool:
+    """Whether :func:`identity` reads ``family``: the start time, ``go_info``, build info."""
+    return (
+        family == "process_start_time_seconds"
+        or family in _BUILD_FAMILIES
+        or family.endswith("_build_info")
+        or family.endswith("_build")  # OpenMetrics names an info family without _info
+    )
+
+
 def identity(data: bytes, fmt: Format, source: str) -> Identity:
     """Read ``process_start_time_seconds``, ``go_info`` and ``*_build_info`` from a page.
 
@@ -68,14 +78,7 @@ def identity(data: bytes, fmt: Format, source: str) -> Identity:
     """
     start: float | None = None
     build: dict[str, str] = {}
-
-    def wanted(family: str) -> bool:
-        return (
-            family == "process_start_time_seconds"
-            or family in _BUILD_FAMILIES
-            or family.endswith("_build_info")
-            or family.endswith("_build")  # OpenMetrics names an info family without _info
-        )
+    wanted = identity_family
 
     def take(name: str, labels: Iterable[tuple[str, str]], value: float) -> None:
         nonlocal start
@@ -107,6 +110,33 @@ def restart_index(ids: Sequence[tuple[float, Identity]]) -> int | None:
         if a[1].restarted(b[1]):
             last = i
     return last
+
+
+def restart_cut(
+    ids: Sequence[tuple[float, Identity]], baseline_at: float | None = None
+) -> tuple[float, dict[str, Any]] | None:
+    """Where a watch splits into before and after a fix, with what changed.
+
+    The split is ``baseline_at`` (the end of snapshots saved before a fix) when
+    given, else the last restart among ``ids`` (``(unix seconds, identity)`` of
+    each page, oldest first); None when there is neither.
+    """
+    at: float | None = None
+    i = restart_index(ids)
+    if baseline_at is not None:
+        at = baseline_at
+        i = next((k for k, (t, _) in enumerate(ids) if t >= at), i)
+    elif i is not None:
+        at = ids[i][0]
+    if at is None:
+        return None
+    info: dict[str, Any] = {"at": round(at, 3)}
+    if i is not None and i > 0:
+        old, new = ids[i - 1][1], ids[i][1]
+        info["restarted"] = old.restarted(new)
+        info["build_before"], info["build_after"] = old.describe(), new.describe()
+        info["start_time_before"], info["start_time_after"] = old.start_time, new.start_time
+    return at, info
 
 
 def split(view: TargetView, at: float) -> tuple[TargetView, TargetView]:

@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from cardguard.analyse import incremental
 from cardguard.analyse.cardinality import FamilyStats, Limits, PageAnalysis
 from cardguard.analyse.view import MetricValues, reads_family, values_from_page
+from cardguard.detect import verdict
 from cardguard.errors import ParseError
 from cardguard.run import malloc
 from cardguard.settings.rules import Matcher
@@ -76,6 +77,7 @@ class PageResult:
     analysis: PageAnalysis | None
     values: MetricValues
     goroutines: int | None
+    identity: verdict.Identity | None  # which process and build served the page
     reused: int  # families whose statistics were reused from the previous page
     analysed: int  # families analysed from this page
     cpu_seconds: float  # thread CPU time the analysis took where it ran
@@ -176,17 +178,19 @@ def analyse_page(store: MemoStore, req: PageRequest) -> PageResult:
         token = random.getrandbits(62)
     store.put(req.key, token, out.memo)
     if out.segments:
-        values, goroutines = _values_from_segments(req, out)
+        values, goroutines, identity = _values_from_segments(req, out)
     else:
         fmt = out.analysis.format
         values = values_from_page(req.data, fmt, req.source, req.traffic)
         goroutines = goroutines_from_page(req.data)
+        identity = verdict.identity(req.data, fmt, req.source)
     same = out.unchanged and req.token is not None and req.token == token
     return PageResult(
         token=token,
         analysis=None if same else out.analysis,
         values=values,
         goroutines=goroutines,
+        identity=identity,
         reused=out.reused,
         analysed=out.analysed,
         cpu_seconds=time.thread_time() - started,
@@ -195,19 +199,24 @@ def analyse_page(store: MemoStore, req: PageRequest) -> PageResult:
 
 def _values_from_segments(
     req: PageRequest, out: incremental.Outcome
-) -> tuple[MetricValues, int | None]:
-    """Read values from the few segments that hold the families wanted (a segmentable page)."""
+) -> tuple[MetricValues, int | None, verdict.Identity]:
+    """Read values, ``go_goroutines`` and the process' identity from the few segments
+    that hold the families wanted (a segmentable page)."""
     data = req.data
     wanted: list[bytes] = []
     runtime: list[bytes] = []
+    ident: list[bytes] = []
     for seg, fams in zip(out.segments, out.families, strict=True):
         names = [f.name for f in fams]
         if any(reads_family(n, req.traffic) for n in names):
             wanted.append(data[seg.start : seg.end])
         if "go_goroutines" in names:
             runtime.append(data[seg.start : seg.end])
+        if any(verdict.identity_family(n) for n in names):
+            ident.append(data[seg.start : seg.end])
     values = values_from_page(b"".join(wanted), "text", req.source, req.traffic)
-    return values, goroutines_from_page(b"".join(runtime)) if runtime else None
+    goroutines = goroutines_from_page(b"".join(runtime)) if runtime else None
+    return values, goroutines, verdict.identity(b"".join(ident), "text", req.source)
 
 
 class InlineAnalyser:

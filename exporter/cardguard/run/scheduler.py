@@ -65,7 +65,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from cardguard.run import targetfiles
+from cardguard.analyse import usage
+from cardguard.run import targetfiles, usagefiles
 from cardguard.run.analysis import (
     Analyser,
     InlineAnalyser,
@@ -134,6 +135,7 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._watcher: TargetFileWatcher | None = None
         self._quit = threading.Event()
+        self._uses = read_uses(config)
 
     @property
     def config(self) -> Config:
@@ -147,6 +149,10 @@ class Scheduler:
     def settings(self) -> tuple[GlobalConfig, Rules]:
         cfg = self._config
         return cfg.global_, cfg.rules if cfg.rules is not None else DEFAULT_RULES
+
+    def uses(self) -> usage.Index | None:
+        """Label uses in the rules and dashboards of the config's ``usage:`` section."""
+        return self._uses
 
     def start(self) -> None:
         """Read the target files, schedule every target, start the threads; returns at once."""
@@ -174,7 +180,9 @@ class Scheduler:
             self._threads = threads
 
     def _new_worker(self, target: TargetConfig) -> TargetWorker:
-        return TargetWorker(target, self.settings, self._clock, self._analyser, self.stats)
+        return TargetWorker(
+            target, self.settings, self._clock, self._analyser, self.stats, uses=self.uses
+        )
 
     def _spawn(
         self, target: TargetConfig, old: TargetWorker | None, w: TargetWorker | None = None
@@ -249,7 +257,9 @@ class Scheduler:
             watcher = TargetFileWatcher(config.target_files) if config.target_files else None
             file_targets = (watcher.poll() or ()) if watcher is not None else ()
             self._watcher = watcher
+        uses = read_uses(config)  # the rule files and dashboards, re-read on every reload
         with self._lock:
+            self._uses = uses
             files = tuple(file_targets) if file_targets is not None else self._file_targets
             targets = merge_targets(config.targets, files)
             if not self._started:
@@ -354,6 +364,19 @@ def _no_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def read_uses(config: Config) -> usage.Index | None:
+    """Read the rule files and dashboards of ``usage:``; None without the section.
+
+    A file that cannot be read or parsed is logged and left out; the others count.
+    """
+    if config.usage is None or not (config.usage.rule_files or config.usage.dashboards):
+        return None
+    idx = usagefiles.read(config.usage)
+    for problem in idx.problems:
+        log.warning("usage: %s", problem, extra={"endpoint": "usage", "reason": "unreadable"})
+    return idx
 
 
 def merge_targets(

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from cardguard.analyse.cardinality import Limits, PageAnalysis
+from cardguard.detect import container, remedies
 from cardguard.errors import FetchError, ParseError, ProfileError
 from cardguard.parse import exposition
 from cardguard.parse.overflow import OTHER
@@ -24,6 +25,7 @@ from cardguard.pprof import goroutines as gr
 from cardguard.pprof import heap as hp
 from cardguard.pprof import profile as prof
 from cardguard.pprof.goroutines.proto import snapshot_of
+from cardguard.run import cgroupfs
 from cardguard.run.analysis import (
     AnalysisError,
     InlineAnalyser,
@@ -45,6 +47,8 @@ log = logging.getLogger("cardguard.run.target_worker")
 
 class TargetWorker(WorkerBase):
     """One target's rounds: a /metrics scrape, and heap, goroutine and goroutineleak profiles."""
+
+    _cgroup_error: str | None = None  # the last cgroup read failure, logged once
 
     def scrape_metrics(self) -> None:
         """Fetch and analyse /metrics once; on failure keep the last good analysis."""
@@ -82,6 +86,9 @@ class TargetWorker(WorkerBase):
         if page is None:
             raise RuntimeError("the analyser reused an analysis this worker does not hold")
         values, goroutines = result.values, result.goroutines
+        reading = self._read_cgroup() if t.cgroup is not None else None
+        if reading is not None:
+            values = dataclasses.replace(values, container_memory_bytes=reading.usage_bytes)
         if self._stats is not None:
             self._stats.analysed(result.reused, result.analysed, result.cpu_seconds)
         with self._lock:
@@ -105,11 +112,13 @@ class TargetWorker(WorkerBase):
                         removed[key] = removed.get(key, 0) + fc.series_removed
             if goroutines is not None:
                 self._last_goroutines = goroutines
+            self._findings.saw(at, result.identity, reading)
             self._view.add_metrics(at, page, values, churn)
             self._publish_round(
                 "metrics",
                 res,
                 rules,
+                remedies.Page(res.body, page.format, source, at),
                 analysis=page,
                 analysis_at=at,
                 churn=churn,
@@ -118,6 +127,23 @@ class TargetWorker(WorkerBase):
                 visible=dataclasses.replace(visible, capped=capped),
                 snapshots=prev.snapshots + 1,
             )
+
+    def _read_cgroup(self) -> container.ContainerMemory | None:
+        """Read the target's memory cgroup; a failure is logged when it first appears."""
+        assert self.target.cgroup is not None
+        try:
+            reading = cgroupfs.read(self.target.cgroup)
+        except ValueError as exc:
+            if str(exc) != self._cgroup_error:
+                log.warning(
+                    "cannot read the target's memory cgroup: %s",
+                    exc,
+                    extra={"target": self.target.name, "endpoint": "cgroup", "reason": "read"},
+                )
+            self._cgroup_error = str(exc)
+            return None
+        self._cgroup_error = None
+        return reading
 
     def _visible_metrics(
         self, vis: Visible, page: PageAnalysis, g: GlobalConfig

@@ -5,7 +5,10 @@ expected is a failure of the endpoint being collected with reason ``internal``,
 logged once with its traceback, never an endpoint that goes on looking healthy.
 A target's heap profile is never fetched while its ``/metrics`` fetch is open,
 nor the other way round. After every round the worker runs detection over the
-one view builder (:mod:`cardguard.analyse.watch`) and publishes a new snapshot.
+one view builder (:mod:`cardguard.analyse.watch`), judged, refined and explained
+as ``cardguard report`` does (:mod:`cardguard.detect.findings`: verdicts across
+a restart, fixes proven safe on the latest page, container memory), and
+publishes a new snapshot.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import Any
 
+from cardguard.analyse import usage
 from cardguard.analyse.churn import ChurnTracker
 from cardguard.analyse.view import (
     TargetView,
 )
 from cardguard.analyse.watch import Bounds, ViewBuilder
-from cardguard.detect.detectors import detect
+from cardguard.detect import remedies
+from cardguard.detect.findings import Findings
 from cardguard.errors import FetchError
 from cardguard.run import urls
 from cardguard.run.analysis import (
@@ -77,6 +82,13 @@ MAX_KEPT_PROFILE_BYTES = 16 * 1024 * 1024
 SERIES_FINGERPRINTS = 512
 
 
+# Series (and children) of an exploding family read to prove a relabel fix safe, and the
+# least time between two such readings of one target's page: only targets with a label
+# explosion pay it, and what a worker keeps between rounds is bounded by this cap.
+FIX_SERIES_CAP = 20_000
+FIX_REFRESH_SECONDS = 60.0
+
+
 # Fetches that may not be open at the same time for one target.
 _EXCLUSIVE = {"metrics": frozenset({"heap"}), "heap": frozenset({"metrics"})}
 
@@ -91,8 +103,10 @@ class WorkerBase:
         clock: Callable[[], float] = time.time,
         analyser: Analyser | None = None,
         stats: SchedulerStats | None = None,
+        uses: Callable[[], usage.Index | None] | None = None,
     ) -> None:
         self.target = target
+        self._uses = uses
         self._settings = settings
         self._clock = clock
         self._fetcher = Fetcher(target)
@@ -110,6 +124,7 @@ class WorkerBase:
         # Mutable state behind the snapshot, touched only under _lock.
         self._churn = ChurnTracker(window=HISTORY_WINDOW)
         self._view = ViewBuilder(target.name, HISTORY)
+        self._findings = _findings()
         self._last_goroutines: int | None = None
         self._leak_404_at: float | None = None
         self._started_at = clock()
@@ -292,13 +307,21 @@ class WorkerBase:
             )
             self._publish(health=MappingProxyType(health))
 
-    def _publish_round(self, endpoint: str, res: FetchResult, rules: Rules, **changes: Any) -> None:
+    def _publish_round(
+        self,
+        endpoint: str,
+        res: FetchResult,
+        rules: Rules,
+        page: remedies.Page | None = None,
+        **changes: Any,
+    ) -> None:
         """Publish what one fetch brought, offenders re-detected; called with ``_lock`` held.
 
+        ``page``: the /metrics page of this round, from which fixes are rebuilt.
         Should detection fail (a bug), the fresh data is still published, but the
         endpoint says so (success 0, reason ``internal``) instead of looking healthy.
         """
-        detected, error = self._detect(rules, endpoint)
+        detected, error = self._detect(rules, endpoint, page)
         named = {o.function for o in detected.get("offenders", ()) if o.kind in HEAP_OWNER_KINDS}
         vis: Visible = changes.get("visible", self.snapshot.visible)
         if not named <= vis.heap_owners:
@@ -391,7 +414,9 @@ class WorkerBase:
     def view(self) -> TargetView:
         return self._view.view()
 
-    def _detect(self, rules: Rules, endpoint: str) -> tuple[dict[str, Any], str | None]:
+    def _detect(
+        self, rules: Rules, endpoint: str, page: remedies.Page | None = None
+    ) -> tuple[dict[str, Any], str | None]:
         """Run offender detection on the history; called with ``_lock`` held.
 
         Returns the snapshot changes and, when detection failed, the error.
@@ -400,7 +425,8 @@ class WorkerBase:
         points = [p.at for p in view.metrics] + [h.at for h in view.heaps]
         window = max(points) - min(points) if points else 0.0
         try:
-            found = detect(view, rules)
+            self._findings.uses = self._uses() if self._uses is not None else None
+            found = self._findings.offenders(view, rules, page)
         except Exception as exc:
             # Detection is pure code over data we hold; a failure is a bug. Keep the
             # fresh data and the last offenders, record the error and log the traceback.
@@ -429,10 +455,21 @@ class WorkerBase:
             old._churn = ChurnTracker(window=HISTORY_WINDOW)
             self._view = old._view
             old._view = ViewBuilder(old.target.name, HISTORY)
+            self._findings = old._findings
+            old._findings = _findings()
             self._last_goroutines = old._last_goroutines
             self._leak_404_at = old._leak_404_at
             self._page_token = old._page_token
             self.snapshot = dataclasses.replace(old.snapshot, url=self.target.url)
+
+
+def _findings() -> Findings:
+    """A worker's findings: bounded like its history (see FIX_SERIES_CAP)."""
+    return Findings(
+        max_points=MAX_METRICS_POINTS,
+        series_cap=FIX_SERIES_CAP,
+        refine_seconds=FIX_REFRESH_SECONDS,
+    )
 
 
 def _internal_message(exc: BaseException, what: str = "internal error while collecting") -> str:

@@ -100,6 +100,8 @@ class TargetConfig:
     bearer_token_file: Path | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     profiles: ProfilesConfig = field(default_factory=ProfilesConfig)
+    cgroup: Path | None = None
+    """The memory cgroup directory of the target's container (v1 or v2), read each scrape."""
     # Connect only to these addresses (already approved, e.g. by /probe's allow-list) rather
     # than resolving the URL's host; never read from a config file.
     addresses: tuple[str, ...] = ()
@@ -128,6 +130,7 @@ _TARGET_KEYS = (
     "bearer_token_file",
     "tls",
     "profiles",
+    "cgroup",
 )
 _BASIC_AUTH_KEYS = ("username", "password", "password_file")
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify")
@@ -202,6 +205,22 @@ def check_url(ctx: Ctx, node: Node | None, path: str, url: str) -> bool:
         ctx.error(node, path, f"invalid host in {shown}")
         return False
     return True
+
+
+def cgroup_dir(ctx: Ctx) -> Callable[[Node, str], Path | None]:
+    """A reader for ``cgroup``: an absolute directory (it may appear only later, with the
+    container; a missing or unreadable one is reported at each read, not at load)."""
+
+    def convert(node: Node, path: str) -> Path | None:
+        text = ctx.string(node, path)
+        if text is None:
+            return None
+        if not text.startswith("/") or "\0" in text:
+            ctx.error(node, path, f"use an absolute directory (/sys/fs/cgroup/...), got {text!r}")
+            return None
+        return Path(text)
+
+    return convert
 
 
 def url_path(ctx: Ctx) -> Callable[[Node, str], str | None]:
@@ -361,6 +380,7 @@ def load_target(ctx: Ctx, node: Node, path: str, base: TargetConfig) -> TargetCo
     pprof_path = sec.get("pprof_path", url_path(ctx), "/debug/pprof")
     headers = _load_headers(ctx, sec.value_node("headers"), join(path, "headers"))
     body_size_limit = sec.get("body_size_limit", ctx.size, base.body_size_limit)
+    cgroup = sec.optional("cgroup", cgroup_dir(ctx))
     if name is None or url is None:
         return None
     return TargetConfig(
@@ -378,4 +398,5 @@ def load_target(ctx: Ctx, node: Node, path: str, base: TargetConfig) -> TargetCo
         bearer_token_file=bearer_file,
         tls=tls,
         profiles=profiles,
+        cgroup=cgroup,
     )
