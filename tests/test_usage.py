@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from cardguard.analyse import usage
 from cardguard.run import usagefiles
 from cardguard.settings.usage import UsageConfig
-from support import REPO, TESTDATA, cardguard_argv
+from support import REPO, TESTDATA, cardguard_argv, running_cardguard_serve, wait_for
 
 RULES = sorted((REPO / "rules").glob("*.rules.yml"))
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
@@ -147,3 +150,44 @@ def test_report_names_what_dropping_the_label_breaks(tmp_path: Path) -> None:
     # only the repository's own files: nothing uses the label
     cfg = UsageConfig(("rules/*.rules.yml",), ("grafana/dashboards/*.json",), REPO)
     assert usagefiles.read(cfg).of(FAMILY, "start_point") == []
+
+
+def test_serve_names_what_dropping_the_label_breaks(tmp_path: Path, leaky_demo: Any) -> None:
+    """The config's ``usage:`` section: serve's fixes name the rules that use the label, and a
+    reload re-reads the files."""
+    (tmp_path / "uses.rules.yml").write_text(USES_START_POINT)
+    (tmp_path / "cardguard.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"targets:\n  - name: demo\n    url: {leaky_demo.base_url}\n"
+        "    profiles: {enabled: false}\n"
+        "usage:\n  rule_files: [uses.rules.yml]\n"
+    )
+
+    def seed(base: str) -> dict[str, Any] | None:
+        doc = requests.get(f"{base}/report", params={"format": "json"}, timeout=30).json()
+        (target,) = doc["targets"]
+        found = [
+            o
+            for o in target["offenders"]
+            if o["kind"] == "label_explosion" and o["evidence"]["label"] == "start_point"
+        ]
+        return found[0] if found else None
+
+    with running_cardguard_serve(
+        tmp_path / "serve.log", f"--config.file={tmp_path / 'cardguard.yml'}"
+    ) as cg:
+        wait_for(lambda: seed(cg.base_url) is not None, 60, "the seed explosion")
+        o = seed(cg.base_url)
+        assert o is not None
+        assert {u["how"] for u in o["evidence"]["used_by"]} == {"by", "matcher", "label_replace"}
+        assert "DemoOrdersSlow (matcher)" in o["fix"]
+        # The rule is rewritten without the label; a reload re-reads the file.
+        (tmp_path / "uses.rules.yml").write_text(USES_START_POINT.replace("start_point", "route"))
+        cg.popen.send_signal(signal.SIGHUP)
+
+        def unused() -> bool:
+            got = seed(cg.base_url)
+            return got is not None and got["evidence"].get("used_by") == []
+
+        wait_for(unused, 60, "the reloaded rules to be read")
+        assert "Traceback" not in cg.logs()

@@ -24,7 +24,8 @@ watches one target for minutes. serve (run/worker.py) keeps no page between
 rounds: the children of each exploding family, at most ``series_cap``, from
 the round it was first seen; identities and readings within ``max_points``;
 and it re-reads a page for fixes at most every ``refine_seconds``, reusing
-the last fix of each offender in between. Everything is bounded by the
+the last fix of each offender in between (a reload that re-reads the
+rules and dashboards makes the next page due). Everything is bounded by the
 offender caps, the point bounds and ``series_cap``.
 """
 
@@ -70,6 +71,7 @@ class Findings:
     children: dict[str, remedies.Children] = field(default_factory=dict, init=False)
     _fixes: dict[str, Offender] = field(default_factory=dict, init=False)
     _fixed_at: float | None = field(default=None, init=False)
+    _fixed_uses: usage.Index | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.identities = deque(maxlen=self.max_points)
@@ -142,6 +144,7 @@ class Findings:
                 self._fixed_at is None
                 or page.at - self._fixed_at >= self.refine_seconds
                 or not subjects <= self._fixes.keys()
+                or self.uses is not self._fixed_uses  # the rules and dashboards were re-read
             )
             and page.at >= point.at
         )
@@ -165,7 +168,7 @@ class Findings:
         ctx = remedies.build_context(found, point, page, first, self.uses, self.series_cap)
         out = remedies.refine(found, ctx)
         self._fixes = {_subject(o): o for o in out if o.kind == "label_explosion"}
-        self._fixed_at = page.at
+        self._fixed_at, self._fixed_uses = page.at, self.uses
         return out
 
     def _reuse(self, o: Offender) -> Offender:
