@@ -217,3 +217,49 @@ def test_other_count_profiles_are_not_goroutine_profiles(leaky_demo: Process) ->
     assert body.startswith(b"threadcreate profile: total ")
     with pytest.raises(ProfileError, match=r"not a goroutine profile: a threadcreate profile"):
         gr.parse(body, url)
+
+
+def _dump_edits(data: bytes) -> dict[str, bytes]:
+    """A recorded dump and the same dump edited where reading it block by block decides things."""
+    first = data.index(b"\n\ngoroutine ")
+    second = data.index(b"\n\ngoroutine ", first + 2)
+    return {
+        "as recorded": data,
+        "three blank lines": data.replace(b"\n\ngoroutine ", b"\n\n\n\ngoroutine ", 3),
+        "no blank line before the second": data[:first] + data[first + 1 :],
+        "trailing text": data + b"\nexit status 2\n",
+        "a paragraph after the first": data[:first] + b"\n\nexit status 2" + data[first:],
+        "a refused header": data[:first] + b"\n\ngoroutine 7 [x] junk" + data[first:],
+        "cut inside the second": data[: second - 20],
+        "cut after a header": data[: data.index(b"\n", second + 2)],
+        "CRLF": data.replace(b"\n", b"\r\n"),
+        "non-ASCII": data.replace(b"main.", "mäin.".encode(), 1),
+        "a file before its call": data[:second] + b"\n\ngoroutine 9 [x]:\n\tf.go:1" + data[second:],
+        "bad labels": data[:first]
+        + b"\n\ngoroutine 9 [x] {k v}:\nmain.f()\n\tf.go:1"
+        + data[first:],
+    }
+
+
+def test_one_split_reads_a_dump_as_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump split at its headers in one pass gives the block reader's records, or its refusal."""
+    from cardguard.pprof.goroutines import dump
+
+    dumps = [d / "goroutine.debug2.txt" for d in version_dirs()] + [
+        d / "goroutineleak.debug2.txt" for d in leak_dirs()
+    ]
+    checked = 0
+    for path in dumps:
+        for what, data in _dump_edits(path.read_bytes()).items():
+            outcomes = []
+            for split in (True, False):
+                if not split:
+                    monkeypatch.setattr(dump, "_split_records", lambda reader, body: None)
+                try:
+                    outcomes.append(gr.parse(data, "d", fmt="debug2"))
+                except ProfileError as exc:
+                    outcomes.append(str(exc))
+                monkeypatch.undo()
+            assert outcomes[0] == outcomes[1], (path, what)
+            checked += isinstance(outcomes[0], gr.GoroutineSnapshot)
+    assert checked >= 20

@@ -30,7 +30,7 @@ from cardguard.errors import ProfileError
 from cardguard.gunzip import MAGIC
 from cardguard.pprof.goroutines.debug1 import HEADER as _DEBUG1_HEADER
 from cardguard.pprof.goroutines.debug1 import parse_debug1
-from cardguard.pprof.goroutines.dump import find_dump, parse_debug2
+from cardguard.pprof.goroutines.dump import find_dump, holds_dump, parse_debug2
 from cardguard.pprof.goroutines.grouping import (
     DEFAULT_MAX_LABEL_VALUES,
     RUNTIME_PREFIXES,
@@ -89,7 +89,7 @@ def detect_format(data: bytes) -> str:
     first = data.lstrip()[:200].split(b"\n", 1)[0]
     if _DEBUG1_HEADER.match(first):
         return "debug1"
-    if find_dump(data.decode("utf-8", "replace")) is not None:
+    if holds_dump(data):
         return "debug2"
     return "proto"
 

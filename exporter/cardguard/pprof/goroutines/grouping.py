@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from operator import attrgetter
+from itertools import repeat
+from operator import itemgetter
 
 from cardguard.parse.overflow import OTHER
 from cardguard.pprof.goroutines.model import (
     CreatorGroup,
     GoroutineGroup,
-    GoroutineRecord,
     GoroutineSnapshot,
     GroupGrowth,
 )
@@ -60,10 +60,10 @@ def label_values(
     always keep the same values.
     """
     counts: Counter[str] = Counter()
-    for rec in snapshot.records:
-        for k, v in rec.labels:
+    for (labels, count), times in Counter(map(_RECORD_LABELS_COUNT, snapshot.records)).items():
+        for k, v in labels:
             if k == key:
-                counts[v] += rec.count
+                counts[v] += count * times
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return {v: (v if i < max_values else OTHER) for i, (v, _) in enumerate(ranked)}
 
@@ -83,16 +83,25 @@ def group(
             the rest into :data:`~cardguard.parse.overflow.OTHER`, so the number
             of groups stays bounded whatever the program labels with.
     """
-    by_key: dict[tuple[tuple[str, ...], str | None], list[GoroutineRecord]] = {}
+    records = snapshot.records
+    # A dump holds one record per goroutine and few distinct ones apart from
+    # their ids: the records are tallied in C, by group and by the fields a
+    # group sums up, and only the distinct tallies are looked at one by one.
+    keys: Iterable[tuple[tuple[str, ...], str | None]]
     if label is None:
-        for rec in snapshot.records:
-            by_key.setdefault((rec.frames, None), []).append(rec)
+        keys = zip(map(_RECORD_FRAMES, records), repeat(None))
     else:
         folded = label_values(snapshot, label, max_label_values)
-        for rec in snapshot.records:
-            value = next((folded[v] for k, v in rec.labels if k == label), None)
-            by_key.setdefault((rec.frames, value), []).append(rec)
-    groups = [_make_group(frames, recs, label, value) for (frames, value), recs in by_key.items()]
+        keys = [
+            (rec.frames, next((folded[v] for k, v in rec.labels if k == label), None))
+            for rec in records
+        ]
+    tallies: dict[tuple[tuple[str, ...], str | None], list[tuple[_Tally, int]]] = {}
+    for (key, tally), times in Counter(zip(keys, map(_RECORD_TALLY, records), strict=True)).items():
+        tallies.setdefault(key, []).append((tally, times))
+    groups = [
+        _make_group(frames, counted, label, value) for (frames, value), counted in tallies.items()
+    ]
     groups.sort(key=lambda g: (-g.count, g.id))
     return groups
 
@@ -109,37 +118,35 @@ def _most_common(pairs: Counter[tuple[str | None, int]]) -> str | None:
     return min(k for k, n in c.items() if n == best)
 
 
-_RECORD_COUNT = attrgetter("count")
-_RECORD_CREATED_BY = attrgetter("created_by")
-_RECORD_STATE = attrgetter("state")
-_RECORD_WAIT_MINUTES = attrgetter("wait_minutes")
-_RECORD_LEAKED = attrgetter("leaked")
-_RECORD_SITES = attrgetter("sites")
+# What a group sums up of each record: (creator, state, leaked, wait, count, sites).
+_Tally = tuple[str | None, str | None, bool | None, int | None, int, tuple[str, ...] | None]
+_RECORD_TALLY = itemgetter(2, 3, 5, 4, 0, 12)
+_RECORD_FRAMES = itemgetter(1)
+_RECORD_LABELS_COUNT = itemgetter(8, 0)
+_RECORD_BY_CREATOR = itemgetter(2, 1, 5, 0)  # creator, frames, leaked, count
 
 
 def _make_group(
-    frames: tuple[str, ...], recs: list[GoroutineRecord], key: str | None, value: str | None
+    frames: tuple[str, ...],
+    counted: list[tuple[_Tally, int]],
+    key: str | None,
+    value: str | None,
 ) -> GoroutineGroup:
-    # A group of a dump holds one record per goroutine: its fields are
-    # tallied in C, in one Counter over (creator, state, leaked, wait, count),
-    # and only the few distinct tuples are looked at one by one.
-    counts = list(map(_RECORD_COUNT, recs))
-    tally = Counter(
-        zip(
-            map(_RECORD_CREATED_BY, recs),
-            map(_RECORD_STATE, recs),
-            map(_RECORD_LEAKED, recs),
-            map(_RECORD_WAIT_MINUTES, recs),
-            counts,
-            strict=True,
-        )
-    )
+    """Build a group from its records' distinct tallies, each with how many records gave it.
+
+    The tallies come in the order of their first record, so the first with
+    the largest count and sites is the first such record: its sites are the group's.
+    """
     creators: Counter[tuple[str | None, int]] = Counter()
     states: Counter[tuple[str | None, int]] = Counter()
     waits: list[int] = []
     leak_known = False
     leaked = 0
-    for (creator, state, leak, wait, n), k in tally.items():
+    total = 0
+    sites: tuple[str, ...] = ()
+    largest = 0
+    for (creator, state, leak, wait, n, rec_sites), k in counted:
+        total += n * k
         creators[creator, n] += k
         states[state, n] += k
         if wait is not None:
@@ -148,15 +155,11 @@ def _make_group(
             leak_known = True
             if leak:
                 leaked += n * k
-    # The sites of the largest record; the first record wins ties, so a dump's are stable.
-    if set(counts) == {1}:
-        largest = next(filter(_RECORD_SITES, recs), None)
-    else:
-        sited = [r for r in recs if r.sites]
-        largest = max(sited, key=_RECORD_COUNT) if sited else None
+        if rec_sites and (not sites or n > largest):
+            sites, largest = rec_sites, n
     return GoroutineGroup(
         id=group_id(frames, (key, value) if key is not None and value is not None else None),
-        count=sum(counts),
+        count=total,
         function=top_function(frames),
         frames=frames,
         created_by=_most_common(creators),
@@ -164,7 +167,7 @@ def _make_group(
         max_wait_minutes=max(waits) if waits else None,
         leaked=leaked if leak_known else None,
         label=value,
-        sites=largest.sites or () if largest is not None else (),
+        sites=sites,
     )
 
 
@@ -178,13 +181,14 @@ def by_creator(snapshot: GoroutineSnapshot) -> list[CreatorGroup]:
     stacks: dict[str | None, set[tuple[str, ...]]] = {}
     leaked: dict[str | None, int] = {}
     leak_known = False
-    for rec in snapshot.records:
-        counts[rec.created_by] += rec.count
-        stacks.setdefault(rec.created_by, set()).add(rec.frames)
-        if rec.leaked is not None:
+    tally = Counter(map(_RECORD_BY_CREATOR, snapshot.records))
+    for (creator, frames, leak, n), k in tally.items():
+        counts[creator] += n * k
+        stacks.setdefault(creator, set()).add(frames)
+        if leak is not None:
             leak_known = True
-            if rec.leaked:
-                leaked[rec.created_by] = leaked.get(rec.created_by, 0) + rec.count
+            if leak:
+                leaked[creator] = leaked.get(creator, 0) + n * k
     out = [
         CreatorGroup(
             created_by=c,
