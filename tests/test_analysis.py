@@ -11,11 +11,14 @@ import random
 import re
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cardguard.analyse import cardinality
 from cardguard.analyse.cardinality import Limits
+from cardguard.analyse.view import values_from_page
+from cardguard.detect import verdict
 from cardguard.errors import ParseError
 from cardguard.run.analysis import (
     AnalysisError,
@@ -114,3 +117,30 @@ def test_stopped_pool_refuses_at_once(pool: ProcessAnalyser) -> None:
     pool.close()
     with pytest.raises(AnalysisError):
         pool.analyse(request(PAGE, None), None)
+
+
+TEXT_PAGES = sorted(p for p in (TESTDATA / "metrics").glob("*.txt") if p.stat().st_size > 0)
+
+
+@pytest.mark.parametrize("path", TEXT_PAGES, ids=lambda p: p.name)
+def test_values_and_identity_from_segments_equal_the_whole_page(path: Path) -> None:
+    """The values the rules read and the process identity, taken from the page's segments
+    (plain ones without a second scan), are what reading the whole page gives: on a first
+    page, on the same series with new values (every segment reused), and with a series
+    added (one segment analysed afresh)."""
+    first = path.read_bytes()
+    try:
+        cardinality.analyse(first, content_type=TEXT, source="t")
+    except ParseError:
+        pytest.skip("a page the parser refuses")
+    changed = new_values(first, 7)
+    added = changed + b'cardguard_test_added{x="1"} 1\n'
+    a = InlineAnalyser()
+    token = None
+    for page in (first, changed, added, new_values(first, 8)):
+        res = a.analyse(request(page, token), None)
+        token = res.token
+        want = values_from_page(page, "text", "t", TRAFFIC)
+        assert res.values == want
+        assert res.identity == verdict.identity(page, "text", "t")
+        assert res.goroutines == goroutines_from_page(page)

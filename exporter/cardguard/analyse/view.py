@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from cardguard.analyse import patterns
 from cardguard.analyse.cardinality import FamilyStats, PageAnalysis
@@ -212,15 +213,30 @@ def values_from_page(
         ParseError: the page is malformed.
     """
 
-    def samples() -> Iterator[tuple[str, float]]:
-        for event in scan(data, fmt, source):
-            if isinstance(event, Sample):
-                if reads_family(event.family, traffic) or reads_family(event.name, traffic):
-                    yield event.name, event.value
-            elif isinstance(event, SampleBlock) and reads_family(event.family, traffic):
-                yield from _block_samples(event)
+    return metric_values(page_samples(data, fmt, source, traffic), traffic, container_memory_bytes)
 
-    return metric_values(samples(), traffic, container_memory_bytes)
+
+def page_samples(
+    data: bytes, fmt: Format, source: str, traffic: Matcher
+) -> Iterator[tuple[str, float]]:
+    """The ``(sample name, value)`` pairs :func:`metric_values` reads from a page.
+
+    Raises:
+        ParseError: the page is malformed.
+    """
+    for event in scan(data, fmt, source):
+        if isinstance(event, Sample):
+            if reads_family(event.family, traffic) or reads_family(event.name, traffic):
+                yield event.name, event.value
+        elif isinstance(event, SampleBlock) and reads_family(event.family, traffic):
+            yield from _block_samples(event)
+
+
+def plain_samples(data: bytes, start: int, end: int, family: str) -> Iterator[tuple[str, float]]:
+    """The pairs of one family's sample lines ``data[start:end]``, all known to have the
+    fast path's common shape (``parse.blocks.fast_lines``), read without scanning them again:
+    the same pairs :func:`page_samples` gives for them."""
+    yield from _block_samples(SampleBlock(family, data, start, end, 0, 0))
 
 
 def _block_samples(block: SampleBlock) -> Iterator[tuple[str, float]]:
@@ -231,7 +247,7 @@ def _block_samples(block: SampleBlock) -> Iterator[tuple[str, float]]:
     instead of one Python step per child.
     """
     pairs = block_raw_values(block)
-    names = {n for n, _ in pairs}
+    names = set(map(itemgetter(0), pairs))
     if len(names) != 1 or len(pairs) < 2:
         yield from block_values(block)
         return
@@ -239,7 +255,7 @@ def _block_samples(block: SampleBlock) -> Iterator[tuple[str, float]]:
     if name in MEMORY_METRICS:
         yield from block_values(block)
         return
-    finite = list(filter(math.isfinite, map(float, (v for _, v in pairs))))
+    finite = list(filter(math.isfinite, map(float, map(itemgetter(1), pairs))))
     if finite:
         yield name, sum(finite)
 

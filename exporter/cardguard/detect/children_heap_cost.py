@@ -32,7 +32,7 @@ def _growing_or_unbounded(view: TargetView, rules: TargetRules) -> dict[str, str
         if len(view.metrics) >= 2 and grown > 0 and grown >= 0.05 * f.children:
             out[f.name] = f"its children grew from {before[f.name]} to {f.children}"
     total = last.total_series
-    for w in label_windows(view):
+    for w in label_windows(view, rules):
         st = w.stat
         if st.family in out or st.label in STRUCTURAL_LABELS or rules.allowed(st.family, st.label):
             continue

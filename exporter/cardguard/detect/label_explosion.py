@@ -42,17 +42,41 @@ class _LabelWindow:
     new_values: int | None
 
 
-def label_windows(view: TargetView) -> list[_LabelWindow]:
-    history: dict[tuple[str, str], list[tuple[float, float]]] = {}
+def may_explode(st: LabelStat, rules: TargetRules) -> bool:
+    """Whether any rule could name this label of the latest page (see :func:`label_reasons`
+    and the deny rules): only those labels' windows are worth building."""
+    if st.label in STRUCTURAL_LABELS or rules.allowed(st.family, st.label):
+        return False
+    rule = rules.label_rule(st.family, st.label)
+    return (
+        st.pattern in rule.suspect_patterns
+        or st.distinct_values >= rule.distinct_values_any
+        or rules.denied_label(st.label)
+        or rules.denied_family(st.family)
+    )
+
+
+def label_windows(view: TargetView, rules: TargetRules | None = None) -> list[_LabelWindow]:
+    """Each label of the latest page over the watch; with ``rules``, only those that
+    :func:`may_explode` (a page has many labels no rule could name, and the watch has
+    up to 60 points of each)."""
+    last = view.metrics[-1].labels
+    if rules is not None:
+        last = tuple(st for st in last if may_explode(st, rules))
+    keep = {(st.family, st.label) for st in last}
+    history: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in keep}
     added: dict[tuple[str, str], int] = {}
     for i, point in enumerate(view.metrics):
         for st in point.labels:
             key = (st.family, st.label)
-            history.setdefault(key, []).append((point.at, float(st.distinct_values)))
+            pts = history.get(key)
+            if pts is None:
+                continue
+            pts.append((point.at, float(st.distinct_values)))
             if i > 0 and st.values_added is not None:
                 added[key] = added.get(key, 0) + st.values_added
     out = []
-    for st in view.metrics[-1].labels:
+    for st in last:
         key = (st.family, st.label)
         pts = history[key]
         span = pts[-1][0] - pts[0][0]
@@ -130,7 +154,7 @@ def detect(view: TargetView, rules: TargetRules) -> list[Offender]:
         if best is None or st.distinct_values > best.distinct_values:
             biggest[st.family] = st
     out: list[Offender] = []
-    for w in label_windows(view):
+    for w in label_windows(view, rules):
         st = w.stat
         if st.label in STRUCTURAL_LABELS or rules.allowed(st.family, st.label):
             continue

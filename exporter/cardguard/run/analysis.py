@@ -44,7 +44,14 @@ from typing import Any, Protocol
 
 from cardguard.analyse import incremental
 from cardguard.analyse.cardinality import FamilyStats, Limits, PageAnalysis
-from cardguard.analyse.view import MetricValues, reads_family, values_from_page
+from cardguard.analyse.view import (
+    MetricValues,
+    metric_values,
+    page_samples,
+    plain_samples,
+    reads_family,
+    values_from_page,
+)
 from cardguard.detect import verdict
 from cardguard.errors import ParseError
 from cardguard.run import malloc
@@ -203,18 +210,23 @@ def _values_from_segments(
     """Read values, ``go_goroutines`` and the process' identity from the few segments
     that hold the families wanted (a segmentable page)."""
     data = req.data
-    wanted: list[bytes] = []
+    plain = out.memo.shapes if out.memo is not None else (None,) * len(out.segments)
+    pairs: list[tuple[str, float]] = []
     runtime: list[bytes] = []
     ident: list[bytes] = []
-    for seg, fams in zip(out.segments, out.families, strict=True):
+    for seg, fams, shape in zip(out.segments, out.families, plain, strict=True):
         names = [f.name for f in fams]
         if any(reads_family(n, req.traffic) for n in names):
-            wanted.append(data[seg.start : seg.end])
+            if shape is not None and len(names) == 1:
+                # Every line has the common shape: the values are read without a scan.
+                pairs += plain_samples(data, seg.body, seg.end, names[0])
+            else:
+                pairs += page_samples(data[seg.start : seg.end], "text", req.source, req.traffic)
         if "go_goroutines" in names:
             runtime.append(data[seg.start : seg.end])
         if any(verdict.identity_family(n) for n in names):
             ident.append(data[seg.start : seg.end])
-    values = values_from_page(b"".join(wanted), "text", req.source, req.traffic)
+    values = metric_values(pairs, req.traffic)
     goroutines = goroutines_from_page(b"".join(runtime)) if runtime else None
     return values, goroutines, verdict.identity(b"".join(ident), "text", req.source)
 
