@@ -150,10 +150,13 @@ def test_unknown_sample_index_names_the_source() -> None:
 
 
 def _recorded_profiles() -> list[Path]:
-    """Every recorded profile the pprof tests read: Go's own, google/pprof's and legacy ones."""
+    """Every recorded profile the pprof tests read: Go's own, google/pprof's and legacy ones.
+
+    With the heap profiles the report tests read, of real services (Prometheus, etcd).
+    """
     from support import TESTDATA
 
-    roots = [TESTDATA / "pprof", TESTDATA / "corpora" / "google-pprof"]
+    roots = [TESTDATA / "pprof", TESTDATA / "corpora" / "google-pprof", TESTDATA / "report"]
     names = (".pb.gz", ".pb", ".cpu", ".heap", ".contention", ".growth", ".thread", ".txt")
     return sorted(
         p for root in roots for p in root.rglob("*") if p.is_file() and p.name.endswith(names)
@@ -165,7 +168,7 @@ def test_one_pass_column_equals_the_whole_decode() -> None:
 
     Every recorded input, each sample type, and the same refusal where decode refuses one.
     """
-    checked = refused = 0
+    checked = refused = packed = 0
     for path in _recorded_profiles():
         data = path.read_bytes()
         try:
@@ -183,6 +186,9 @@ def test_one_pass_column_equals_the_whole_decode() -> None:
             assert got.stacks == want.stacks and got.values == want.values, path
             assert got.profile == want.profile, path
             assert heap.owners_of(got) == heap.owners(prof, st.type), path
+            packed += isinstance(got.stacks, model.PackedStacks)
         checked += 1
     # Go's heap, goroutine and legacy profiles and google/pprof's corpus (large.cpu).
     assert checked >= 20 and refused >= 1
+    # Small heap profiles (ids below 128) read their stacks as packed bytes.
+    assert packed >= 4

@@ -18,11 +18,19 @@ the instances apart; ``fold_generics=False`` does the same.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 
-from cardguard.pprof.model import Column, Profile, collector_paused, column, column_at
+from cardguard.pprof.model import (
+    Column,
+    PackedStacks,
+    Profile,
+    collector_paused,
+    column,
+    column_at,
+)
 
 _VALUES = itemgetter(1)  # Sample.values, without the named tuple's property
 _LEAF = itemgetter(0)
@@ -133,9 +141,13 @@ def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, in
     are a few sizes and counts), so the Python-level work is per pair.
     """
     name_of = normalise_function if fold_generics else str
-    stacks, values = col.stacks, col.values
+    # Each stack is a tuple of location ids, or the bytes of ids below 128:
+    # both give the ids one by one.
+    stacks: Sequence[Sequence[int]]
+    stacks = col.stacks.packed if isinstance(col.stacks, PackedStacks) else col.stacks
+    values = col.values
     with collector_paused():
-        if stacks.count(()):
+        if not all(stacks):
             kept = [(st, v) for st, v in zip(stacks, values, strict=True) if st]
             stacks = [st for st, _ in kept]
             values = [v for _, v in kept]

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import gc
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from operator import itemgetter
-from typing import NamedTuple
+from operator import eq, itemgetter
+from typing import NamedTuple, overload
 
 from cardguard.errors import ProfileError
 
@@ -158,6 +158,51 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+class PackedStacks(Sequence[tuple[int, ...]]):
+    """Stacks whose location ids are all below 128, each kept as the bytes of its ids.
+
+    That is how profile.proto encodes such a stack (packed varints of one byte
+    each), so the bytes are taken from the encoded sample as they are. Each
+    item reads as the tuple of ids it holds, and the whole compares equal to
+    a list of those tuples; :mod:`cardguard.pprof.heap` counts the bytes
+    themselves (iterating bytes gives the ids, in C, as small ints).
+    """
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: list[bytes]) -> None:
+        self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, ...]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[int, ...]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[int, ...] | list[tuple[int, ...]]:
+        if isinstance(i, slice):
+            return list(map(tuple, self.packed[i]))
+        return tuple(self.packed[i])
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        return map(tuple, self.packed)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedStacks):
+            return self.packed == other.packed
+        if isinstance(other, Sequence):
+            return len(other) == len(self) and all(map(eq, self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a list
+
+    def __repr__(self) -> str:
+        return f"PackedStacks({list(self)!r})"
+
+
 @dataclass(frozen=True)
 class Column:
     """One sample type of a profile, sample by sample: each stack and its value.
@@ -169,7 +214,7 @@ class Column:
 
     profile: Profile
     index: int
-    stacks: list[tuple[int, ...]]
+    stacks: Sequence[tuple[int, ...]]
     values: list[int]
 
 

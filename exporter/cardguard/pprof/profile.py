@@ -104,6 +104,9 @@ def decode_column(
         raise ProfileError(source, "empty profile")
     gzipped = data.startswith(MAGIC)
     raw = unpack(data, source, max_bytes)
+    packed = proto.packed_column(raw, source, gzipped, sample_index)
+    if packed is not None:
+        return packed
     msg = profile_pb2.Profile()
     try:
         msg.ParseFromString(raw)

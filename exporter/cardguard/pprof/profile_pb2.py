@@ -31,6 +31,7 @@ FILE_NAME = "cardguard/pprof/profile.proto"
 
 _F = descriptor_pb2.FieldDescriptorProto
 INT64, UINT64, BOOL, STRING = _F.TYPE_INT64, _F.TYPE_UINT64, _F.TYPE_BOOL, _F.TYPE_STRING
+BYTES = _F.TYPE_BYTES
 MESSAGE = _F.TYPE_MESSAGE
 
 # message -> fields: (name, number, type, repeated, message type for MESSAGE fields).
@@ -98,10 +99,29 @@ SCHEMA: dict[str, tuple[tuple[str, int, int, bool, str], ...]] = {
 }
 
 
+# A Profile whose samples are left as their encoded bytes, in a file of its own
+# beside profile.proto: the tables are read as usual, and a large profile's
+# samples cost a copy of their bytes instead of a message each
+# (:func:`cardguard.pprof.proto.packed_column`).
+HEAD_FILE_NAME = "cardguard/pprof/profile_head.proto"
+HEAD_SCHEMA: dict[str, tuple[tuple[str, int, int, bool, str], ...]] = {
+    "ProfileHead": tuple(
+        ("sample", 2, BYTES, True, "") if name == "sample" else (name, number, kind, repeated, ty)
+        for name, number, kind, repeated, ty in SCHEMA["Profile"]
+    ),
+}
+
+
 def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
     """The schema as a ``FileDescriptorProto``, as protoc would describe ``profile.proto``."""
-    fdp = descriptor_pb2.FileDescriptorProto(name=FILE_NAME, package=PACKAGE, syntax="proto3")
-    for message, fields in SCHEMA.items():
+    return _file(FILE_NAME, SCHEMA)
+
+
+def _file(file_name: str, schema: dict[str, tuple[tuple[str, int, int, bool, str], ...]]) -> Any:
+    fdp = descriptor_pb2.FileDescriptorProto(name=file_name, package=PACKAGE, syntax="proto3")
+    if file_name != FILE_NAME:
+        fdp.dependency.append(FILE_NAME)
+    for message, fields in schema.items():
         m = fdp.message_type.add(name=message)
         for name, number, kind, repeated, type_name in fields:
             label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
@@ -113,6 +133,7 @@ def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
 
 _pool = descriptor_pool.DescriptorPool()
 _pool.AddSerializedFile(file_descriptor_proto().SerializeToString())
+_pool.AddSerializedFile(_file(HEAD_FILE_NAME, HEAD_SCHEMA).SerializeToString())
 DESCRIPTOR = _pool.FindFileByName(FILE_NAME)
 
 
@@ -128,11 +149,12 @@ Mapping = _message("Mapping")
 Location = _message("Location")
 Line = _message("Line")
 Function = _message("Function")
+ProfileHead = _message("ProfileHead")
 
 
 # --- the type stub --------------------------------------------------------------------
 
-_SCALARS = {INT64: "int", UINT64: "int", BOOL: "bool", STRING: "str"}
+_SCALARS = {INT64: "int", UINT64: "int", BOOL: "bool", STRING: "str", BYTES: "bytes"}
 
 
 def stub() -> str:
@@ -149,7 +171,7 @@ def stub() -> str:
         "",
         "DESCRIPTOR: _descriptor.FileDescriptor",
     ]
-    for message, fields in SCHEMA.items():
+    for message, fields in {**SCHEMA, **HEAD_SCHEMA}.items():
         out += ["", f"class {message}(_message.Message):"]
         params = []
         for name, _, kind, repeated, type_name in fields:

@@ -150,3 +150,39 @@ class Function(_message.Message):
         filename: int | None = ...,
         start_line: int | None = ...,
     ) -> None: ...
+
+class ProfileHead(_message.Message):
+    sample_type: _containers.RepeatedCompositeFieldContainer[ValueType]
+    sample: _containers.RepeatedScalarFieldContainer[bytes]
+    mapping: _containers.RepeatedCompositeFieldContainer[Mapping]
+    location: _containers.RepeatedCompositeFieldContainer[Location]
+    function: _containers.RepeatedCompositeFieldContainer[Function]
+    string_table: _containers.RepeatedScalarFieldContainer[str]
+    drop_frames: int
+    keep_frames: int
+    time_nanos: int
+    duration_nanos: int
+    period_type: ValueType
+    period: int
+    comment: _containers.RepeatedScalarFieldContainer[int]
+    default_sample_type: int
+    doc_url: int
+    def __init__(
+        self,
+        *,
+        sample_type: Iterable[ValueType | _Mapping[str, Any]] | None = ...,
+        sample: Iterable[bytes] | None = ...,
+        mapping: Iterable[Mapping | _Mapping[str, Any]] | None = ...,
+        location: Iterable[Location | _Mapping[str, Any]] | None = ...,
+        function: Iterable[Function | _Mapping[str, Any]] | None = ...,
+        string_table: Iterable[str] | None = ...,
+        drop_frames: int | None = ...,
+        keep_frames: int | None = ...,
+        time_nanos: int | None = ...,
+        duration_nanos: int | None = ...,
+        period_type: ValueType | _Mapping[str, Any] | None = ...,
+        period: int | None = ...,
+        comment: Iterable[int] | None = ...,
+        default_sample_type: int | None = ...,
+        doc_url: int | None = ...,
+    ) -> None: ...

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain, compress, repeat
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, getitem, itemgetter
 from typing import Any, cast
+
+from google.protobuf.message import DecodeError
 
 from cardguard.errors import ProfileError
 from cardguard.pprof import profile_pb2
 from cardguard.pprof.model import (
+    Column,
     Frame,
     Location,
+    PackedStacks,
     Profile,
     Sample,
     ValueType,
@@ -47,10 +51,12 @@ _SECOND = itemgetter(1)
 _new_tuple = tuple.__new__
 
 _StringAt = Callable[[int, str], str]
+# The tables are read alike from a whole profile and from one whose samples are bytes.
+_Message = profile_pb2.Profile | profile_pb2.ProfileHead
 
 
 def _tables(
-    msg: profile_pb2.Profile, source: str, gzipped: bool
+    msg: _Message, source: str, gzipped: bool
 ) -> tuple[_StringAt, tuple[ValueType, ...], dict[int, Location]]:
     """Check the string table; resolve sample types, functions, mappings and locations once."""
     strings = list(msg.string_table)
@@ -122,7 +128,7 @@ def _location(
 
 
 def _locations(
-    msg: profile_pb2.Profile,
+    msg: _Message,
     functions: Mapping[int, tuple[str, str]],
     mapping_files: Mapping[int, str],
     source: str,
@@ -181,7 +187,7 @@ def _check_samples(
 
 
 def _profile(
-    msg: profile_pb2.Profile,
+    msg: _Message,
     s: _StringAt,
     source: str,
     sample_types: tuple[ValueType, ...],
@@ -276,3 +282,97 @@ def values_of(msg: profile_pb2.Profile, index: int) -> list[int]:
     """Return every sample's value of the sample type at position ``index``."""
     with collector_paused():
         return list(map(itemgetter(index), map(_VALUES, msg.sample)))
+
+
+_BYTE0 = itemgetter(0)
+_BYTE1 = itemgetter(1)
+
+
+def packed_column(
+    raw: bytes, source: str, gzipped: bool, sample_index: str | None
+) -> Column | None:
+    """Read one sample type of a profile whose location ids are all below 128, stacks as bytes.
+
+    Such a profile (a few dozen locations, such as a program allocating through
+    many paths of a few functions) encodes each stack as one byte per id; the
+    samples are read as their encoded bytes
+    (:class:`~cardguard.pprof.profile_pb2.ProfileHead`) and each stack taken
+    from them as it is (:class:`~cardguard.pprof.model.PackedStacks`), so no
+    id becomes a Python object. The rest of each sample (values and labels) is
+    parsed once per distinct bytes. What comes out equals
+    ``column(convert(msg), sample_index)``.
+
+    ``None`` for any other profile, or one this cannot read the same way
+    (larger ids, stacks Go writes unpacked, ``drop_frames``, anything
+    refused): :func:`stacks_of` and :func:`convert` read those, and say what
+    is wrong.
+    """
+    try:
+        head = profile_pb2.ProfileHead.FromString(raw)
+        s, sample_types, locations = _tables(head, source, gzipped)
+        if max(locations, default=128) >= 128 or s(head.drop_frames, "drop_frames"):
+            return None
+        cut = _cut_stacks(list(head.sample))
+        if cut is None:
+            return None
+        stacks, rests = cut
+        ids = b"".join(stacks)
+        if not ids.isascii() or ids.translate(None, bytes(locations)):
+            return None  # an id of more than one byte, or a location the profile lacks
+        values: dict[bytes, tuple[int, ...]] = {}
+        for rest in dict.fromkeys(rests):
+            sample = profile_pb2.Sample.FromString(rest)
+            if sample.location_id or len(sample.value) != len(sample_types):
+                return None  # more ids outside the packed ones, or the wrong number of values
+            values[rest] = tuple(sample.value)
+        prof = _profile(head, s, source, sample_types, (), locations)
+        index = prof.value_index(sample_index)
+    except (DecodeError, ProfileError):
+        return None
+    with collector_paused():
+        column = list(map(itemgetter(index), map(values.__getitem__, rests)))
+    return Column(prof, index, PackedStacks(stacks), column)
+
+
+def _cut_stacks(samples: list[bytes]) -> tuple[list[bytes], list[bytes]] | None:
+    """Cut encoded samples into their stacks' packed ids and the rest of each sample.
+
+    Each sample must hold one packed record of ids (``0x0a``, its length below
+    128, the ids), either first (as google/pprof writes samples) or right after
+    one packed record of values (as Go's runtime does). ``None`` otherwise.
+    Every cut is made in C, sample by sample.
+    """
+    n = len(samples)
+    try:
+        firsts = bytes(map(_BYTE0, samples))
+        if n and firsts == b"\x0a" * n:
+            starts = [0] * n
+        elif n and firsts == b"\x12" * n:
+            # The values first: their record's length is one byte below 128.
+            value_lengths = bytes(map(_BYTE1, samples))
+            if not value_lengths.isascii():
+                return None
+            starts = list(map(add, value_lengths, repeat(2)))
+        else:
+            return None
+        if bytes(map(getitem, samples, starts)) != b"\x0a" * n:
+            return None
+        lengths = bytes(map(getitem, samples, map(add, starts, repeat(1))))
+    except IndexError:
+        return None  # a sample shorter than its records
+    if not lengths.isascii():
+        return None  # more than 127 ids: a length of two bytes
+    firsts_id = list(map(add, starts, repeat(2)))
+    ends = list(map(add, firsts_id, lengths))
+    cut = cast("Callable[[bytes, slice], bytes]", getitem)
+    stacks = list(map(cut, samples, map(slice, firsts_id, ends)))
+    if sum(map(len, stacks)) != sum(lengths):
+        return None  # a sample cut short
+    rests = list(
+        map(
+            add,
+            map(cut, samples, map(slice, repeat(0), starts)),
+            map(cut, samples, map(slice, ends, repeat(None))),
+        )
+    )
+    return stacks, rests
