@@ -147,9 +147,13 @@ def bench_heap(runner: Runner, go: Path, work: Path, runs: int, quick: bool) -> 
 
 
 def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
-    """Time cardguard heap's stages in this process, as decode_column and owners_of run them."""
-    from operator import itemgetter
+    """Time cardguard heap's stages in this process, as decode_column and owners_of run them.
 
+    decode_column first tries to read the stacks as the packed bytes of the
+    samples (a profile whose location ids are all below 128); any other
+    profile is parsed whole, its tables resolved once and its samples read in
+    one pass.
+    """
     from cardguard.commands.heap import _report_text
     from cardguard.pprof import heap, model, profile, profile_pb2, proto
 
@@ -159,25 +163,31 @@ def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
     def gunzip() -> None:
         state["raw"] = profile.unpack(data, "x")
 
+    def packed() -> None:
+        with model.collector_paused():
+            state["column"] = proto.packed_column(state["raw"], "x", True, index)
+
     def parse() -> None:
         msg = profile_pb2.Profile()
         msg.ParseFromString(state["raw"])
         state["msg"] = msg
 
     def tables() -> None:
-        state["tables"] = proto._tables(state["msg"], "x", True)
+        with model.collector_paused():
+            state["tables"] = proto._tables(state["msg"], "x", True)
 
     def samples() -> None:
         msg = state["msg"]
         s, sample_types, locations = state["tables"]
         with model.collector_paused():
-            stacks = list(map(tuple, map(proto._LOCATION_IDS, msg.sample)))
-            arities = map(len, map(proto._VALUES, msg.sample))
-            proto._check_samples("x", stacks, arities, len(sample_types), locations)
+            rows = list(msg.sample)
+            stacks = list(map(tuple, map(proto._LOCATION_IDS, rows)))
+            values = list(map(proto._VALUES, rows))
+            proto._check_samples("x", stacks, map(len, values), len(sample_types), locations)
             head = proto._profile(msg, s, "x", sample_types, (), locations)
             i = head.value_index(index)
-            values = list(map(itemgetter(i), map(proto._VALUES, msg.sample)))
-        state["column"] = model.Column(head, i, stacks, values)
+            column = proto.values_of(values, i)
+        state["column"] = model.Column(head, i, stacks, column)
 
     def aggregate() -> None:
         with model.collector_paused():
@@ -186,18 +196,27 @@ def heap_stages(title: str, path: Path, index: str, runs: int) -> None:
     def render() -> None:
         _report_text(state["report"], 20)
 
-    measured = stages(
-        [
-            ("decompress (gzip)", gunzip),
+    gunzip()
+    packed()  # which path this profile takes
+    if state["column"] is not None:
+        steps = [("stacks as the samples' packed bytes (ids below 128)", packed)]
+    else:
+        steps = [
+            ("samples as bytes? (refused: ids of 128 and more)", packed),
             ("protobuf parse (upb)", parse),
             ("locations and functions (tables resolved once)", tables),
             ("stacks and one value per sample (one pass)", samples),
+        ]
+    measured = stages(
+        [
+            ("decompress (gzip)", gunzip),
+            *steps,
             ("flat and cum per function (Counter per weight)", aggregate),
             ("sort and render the top 20", render),
         ],
         runs,
     )
-    n = len(state["column"].stacks)
+    n = len(state["column"].values)
     print_stages(f"cardguard heap on {title}", measured, n, "sample")
 
 

@@ -231,17 +231,16 @@ def owners_of(col: Column, fold_generics: bool = True) -> HeapReport:
     (a large profile in one pass) or :func:`~cardguard.pprof.model.column`.
     """
     flat, cum = _column_costs(col, fold_generics)
-    functions = sorted(
-        (FunctionCost(name, flat.get(name, 0), c) for name, c in cum.items()),
-        key=lambda f: (-f.flat, -f.cum, f.name),
-    )
+    # Sorted as plain tuples (compared in C), then made FunctionCosts: tens of
+    # thousands of functions in a large profile.
+    ranked = sorted([(-flat.get(name, 0), -c, name) for name, c in cum.items()])
     st = col.profile.sample_types[col.index]
     return HeapReport(
         source=col.profile.source,
         sample_index=st.type,
         unit=st.unit,
         total=sum(col.values),
-        functions=tuple(functions),
+        functions=tuple([FunctionCost(name, -f, -c) for f, c, name in ranked]),
     )
 
 

@@ -117,6 +117,6 @@ def decode_column(
     except (DecodeError, ProfileError):
         # Not a profile.proto: decode() says what it is or why it is refused.
         return column(decode(data, source, max_bytes), sample_index)
-    head, stacks = got
+    head, stacks, values = got
     index = head.value_index(sample_index)
-    return Column(head, index, stacks, proto.values_of(msg, index))
+    return Column(head, index, stacks, proto.values_of(values, index))

@@ -91,7 +91,7 @@ def _functions(msg: Any, strings: list[str]) -> dict[int, tuple[str, str]] | Non
 
     The loop in :func:`_tables` then says which.
     """
-    funcs = msg.function
+    funcs = list(msg.function)  # each message's wrapper made once, not once per column
     name_ids = list(map(_NAME, funcs))
     file_ids = list(map(_FILENAME, funcs))
     if not funcs or min(min(name_ids), min(file_ids)) < 0:
@@ -140,7 +140,7 @@ def _locations(
     others, and every location of a profile with a fault, go one by one
     through :func:`_location`, which says what is wrong.
     """
-    locs = msg.location
+    locs = list(msg.location)  # each message's wrapper made once, not once per column
     lines = list(map(_LINES, locs))
     ones = list(map((1).__eq__, map(len, lines)))
     first = list(map(_FIRST, compress(lines, ones)))
@@ -153,18 +153,21 @@ def _locations(
         repeat(Frame),
         zip(map(_FIRST, fns), map(_SECOND, fns), map(_LINE, first), strict=True),
     )
-    plain = compress(locs, ones)
+    plain = list(compress(locs, ones))
     rows = zip(
         map(_ID, plain),
-        map(_ADDRESS, compress(locs, ones)),
+        map(_ADDRESS, plain),
         zip(frames),  # each location's frames: a tuple of its one frame
-        map(mapping_files.get, map(_MAPPING_ID, compress(locs, ones)), repeat("")),
+        map(mapping_files.get, map(_MAPPING_ID, plain), repeat("")),
         strict=True,
     )
-    built = iter(list(map(_new_tuple, repeat(Location), rows)))
+    built = list(map(_new_tuple, repeat(Location), rows))
+    if len(built) == len(locs):
+        return dict(zip(map(_ID, built), built, strict=True))
+    located = iter(built)
     locations: dict[int, Location] = {}
     for loc, one in zip(locs, ones, strict=True):
-        got = next(built) if one else _location(loc, functions, mapping_files, source)
+        got = next(located) if one else _location(loc, functions, mapping_files, source)
         locations[got.id] = got
     return locations
 
@@ -181,6 +184,8 @@ def _check_samples(
     if set(arity) - {nvalues}:
         bad = next(n for n in arity if n != nvalues)
         raise ProfileError(source, f"sample has {bad} values, profile has {nvalues} sample types")
+    if set(locations).issuperset(chain.from_iterable(stacks)):
+        return
     missing = set(chain.from_iterable(stacks)).difference(locations)
     if missing:
         raise ProfileError(source, f"samples refer to missing location {min(missing)}")
@@ -258,30 +263,33 @@ def convert(msg: profile_pb2.Profile, source: str, gzipped: bool, keep_labels: b
 
 def stacks_of(
     msg: profile_pb2.Profile, source: str, gzipped: bool
-) -> tuple[Profile, list[tuple[int, ...]]] | None:
-    """Return the profile without its samples and every sample's stack, without values.
+) -> tuple[Profile, list[tuple[int, ...]], list[Any]] | None:
+    """Return the profile without its samples, every sample's stack, and its values.
 
-    What one sample type's column needs (:func:`values_of` gives its values),
-    with no :class:`~cardguard.pprof.model.Sample` built. ``None`` when the
-    profile carries ``drop_frames``: pprof's pruning rewrites whole samples,
-    so :func:`convert` must build them.
+    What one sample type's column needs (:func:`values_of` takes its values
+    out of the third item, each sample's repeated value field), with no
+    :class:`~cardguard.pprof.model.Sample` built. ``None`` when the profile
+    carries ``drop_frames``: pprof's pruning rewrites whole samples, so
+    :func:`convert` must build them.
 
     Raises:
         ProfileError: as :func:`convert`.
     """
     s, sample_types, locations = _tables(msg, source, gzipped)
+    samples = list(msg.sample)  # each message's wrapper made once
     with collector_paused():
-        stacks = list(map(tuple, map(_LOCATION_IDS, msg.sample)))
-    _check_samples(source, stacks, map(len, map(_VALUES, msg.sample)), len(sample_types), locations)
+        stacks = list(map(tuple, map(_LOCATION_IDS, samples)))
+        values = list(map(_VALUES, samples))
+    _check_samples(source, stacks, map(len, values), len(sample_types), locations)
     if s(msg.drop_frames, "drop_frames"):
         return None
-    return _profile(msg, s, source, sample_types, (), locations), stacks
+    return _profile(msg, s, source, sample_types, (), locations), stacks, values
 
 
-def values_of(msg: profile_pb2.Profile, index: int) -> list[int]:
-    """Return every sample's value of the sample type at position ``index``."""
+def values_of(values: list[Any], index: int) -> list[int]:
+    """Return the value at position ``index`` of each sample's values (from :func:`stacks_of`)."""
     with collector_paused():
-        return list(map(itemgetter(index), map(_VALUES, msg.sample)))
+        return list(map(itemgetter(index), values))
 
 
 _BYTE0 = itemgetter(0)
@@ -309,8 +317,10 @@ def packed_column(
     """
     try:
         head = profile_pb2.ProfileHead.FromString(raw)
+        if len(head.location) >= 128 or max(map(_ID, head.location), default=128) >= 128:
+            return None
         s, sample_types, locations = _tables(head, source, gzipped)
-        if max(locations, default=128) >= 128 or s(head.drop_frames, "drop_frames"):
+        if s(head.drop_frames, "drop_frames"):
             return None
         cut = _cut_stacks(list(head.sample))
         if cut is None:
