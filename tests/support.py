@@ -25,6 +25,8 @@ from pathlib import Path
 
 import requests
 
+from cardguard.run.procfs import listening_ports
+
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "testdata"
 DEBIAN_GO = Path("/usr/lib/go/bin/go")
@@ -104,31 +106,6 @@ def cached_go_build(src: Path, go: Path, name: str) -> Path:
         build_go_program(src, go, tmp)
         tmp.replace(out)
     return out
-
-
-def listening_ports(pid: int) -> list[int]:
-    """Return the TCP ports process ``pid`` listens on, read from Linux itself.
-
-    The process' socket inodes (``/proc/<pid>/fd/*`` -> ``socket:[inode]``) are
-    matched against the LISTEN rows (state ``0A``) of its ``net/tcp`` and
-    ``net/tcp6``: exact, and no port is probed that another process could own.
-    """
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):  # closed while we looked
-            link = os.readlink(fd)
-            if link.startswith("socket:["):
-                inodes.add(link[len("socket:[") : -1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        path = Path(f"/proc/{pid}/net/{table}")
-        if not path.exists():  # no IPv6 in this kernel
-            continue
-        for row in path.read_text().splitlines()[1:]:
-            cols = row.split()
-            if cols[3] == "0A" and cols[9] in inodes:
-                ports.add(int(cols[1].rpartition(":")[2], 16))
-    return sorted(ports)
 
 
 @contextlib.contextmanager

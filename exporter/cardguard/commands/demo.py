@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import yaml
 
 from cardguard import shipped
 from cardguard.quantities import parse_duration
+from cardguard.run.procfs import listening_ports
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -147,12 +147,6 @@ def _check_system(parts: list[str]) -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _go_toolchain() -> Path | None:
     """Prefer a current Go (goroutineleak profile), else Debian's, else any go on PATH."""
     with contextlib.suppress(ImportError):
@@ -229,12 +223,22 @@ class _Stack:
     workdir: Path
     services: list[_Service] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], port: int) -> _Service:
+    def start(self, name: str, argv: list[str], port: int = 0, timeout: float = 60) -> _Service:
+        """Start ``argv``; with ``port`` 0 (it listens on 127.0.0.1:0), read its port back."""
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as fh:
             popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
         svc = _Service(name, popen, log, port)
         self.services.append(svc)
+        deadline = time.monotonic() + timeout
+        while not svc.port:
+            if popen.poll() is not None:
+                raise DemoError(f"{name} exited at start-up; its log:\n{svc.tail()}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"{name} did not listen within {timeout:.0f}s")
+            with contextlib.suppress(OSError):
+                svc.port = next(iter(listening_ports(popen.pid)), 0)
+            time.sleep(0.05)
         return svc
 
     def wait_ready(self, svc: _Service, path: str, timeout: float = 60) -> None:
@@ -348,7 +352,7 @@ def _bring_up(
     stack = _Stack(workdir)
     receiver = _Receiver(echo)
     try:
-        address = listen or f"127.0.0.1:{_free_port()}"
+        address = listen or "127.0.0.1:0"
         port = int(address.rpartition(":")[2])
         demo = stack.start("demo", [str(demo_bin), f"-listen={address}", *DEMO_FLAGS], port)
         stack.wait_ready(demo, "/metrics")
@@ -363,7 +367,6 @@ def _bring_up(
                 sort_keys=False,
             )
         )
-        port = _free_port()
         cardguard = stack.start(
             "cardguard",
             [
@@ -372,26 +375,23 @@ def _bring_up(
                 "cardguard",
                 "serve",
                 f"--config.file={cfg}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.listen-address=127.0.0.1:0",
             ],
-            port,
         )
         stack.wait_ready(cardguard, "/-/healthy")
 
         am_cfg = workdir / "alertmanager.yml"
         am_config = _alertmanager_config(files.alertmanager_config, receiver.port)
         am_cfg.write_text(yaml.safe_dump(am_config, sort_keys=False))
-        port = _free_port()
         am = stack.start(
             "alertmanager",
             [
                 ALERTMANAGER,
                 f"--config.file={am_cfg}",
                 f"--storage.path={workdir / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.listen-address=127.0.0.1:0",
                 "--cluster.listen-address=",
             ],
-            port,
         )
         stack.wait_ready(am, "/-/ready")
 
@@ -421,16 +421,14 @@ def _bring_up(
                 sort_keys=False,
             )
         )
-        port = _free_port()
         prom = stack.start(
             "prometheus",
             [
                 PROMETHEUS,
                 f"--config.file={prom_cfg}",
                 f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.listen-address=127.0.0.1:0",
             ],
-            port,
         )
         stack.wait_ready(prom, "/-/ready")
         urls = {
