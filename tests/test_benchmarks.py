@@ -39,7 +39,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "CPU vs peer",
         "flat and cum per function (Counter per weight)",
         "== goroutine dump of 1001 goroutines",
-        "parse: blocks, one header match each, bodies once",
+        "parse: one split at the headers, texts read once",
         "us per goroutine",
     ),
     "bench_exposition_proto": (

@@ -18,13 +18,14 @@ the instances apart; ``fold_generics=False`` does the same.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, compress
+from operator import itemgetter, not_
 
 from cardguard.pprof.model import (
     Column,
+    Location,
     PackedStacks,
     Profile,
     collector_paused,
@@ -128,6 +129,34 @@ def _costs(
     return _column_costs(column_at(profile, index), fold_generics)
 
 
+_FRAMES = itemgetter(2)  # Location.frames
+_FUNCTION = itemgetter(0)  # Frame.function
+
+
+def _location_names(
+    locations: Mapping[int, Location], name_of: Callable[[str], str]
+) -> dict[int, tuple[str, ...]]:
+    """Return the functions each location stands for, leaf first, each name once.
+
+    A location of one frame (nearly all of a Go profile's tens of thousands)
+    is read column by column, in C; generic names are folded only where a
+    name holds a shape.
+    """
+    ids = list(locations)
+    frames = list(map(_FRAMES, locations.values()))
+    one = list(map((1).__eq__, map(len, frames)))
+    names = list(map(_FUNCTION, map(_LEAF, compress(frames, one))))
+    if name_of is not str and "go.shape." in "\n".join(names):
+        names = list(map(name_of, names))
+    names_of: dict[int, tuple[str, ...]] = dict(zip(compress(ids, one), zip(names), strict=True))
+    if len(names_of) < len(ids):
+        # Inlined calls: each name once, as a function counts once per sample.
+        many = list(map(not_, one))
+        for lid, fs in zip(compress(ids, many), compress(frames, many), strict=True):
+            names_of[lid] = tuple(dict.fromkeys(name_of(f.function) for f in fs))
+    return names_of
+
+
 def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, int], dict[str, int]]:
     """Return (flat, cum) by function name for one sample type's column.
 
@@ -154,22 +183,11 @@ def _column_costs(col: Column, fold_generics: bool = True) -> tuple[dict[str, in
         leaves = Counter(zip(map(_LEAF, stacks), values, strict=True))
         # A set: a recursive function counts once per sample.
         location_sets = Counter(zip(map(frozenset, stacks), values, strict=True))
-    # Per location, once: its leaf function and the functions it stands for
-    # (inlined frames included, each name once).
-    leaf_of: dict[int, str] = {}
-    names_of: dict[int, tuple[str, ...]] = {}
-    for lid, loc in col.profile.locations.items():
-        frames = loc.frames
-        if len(frames) == 1:
-            names: tuple[str, ...] = (name_of(frames[0].function),)
-        else:
-            names = tuple(dict.fromkeys(name_of(f.function) for f in frames))
-        leaf_of[lid] = names[0]
-        names_of[lid] = names
+    names_of = _location_names(col.profile.locations, name_of)
     flat: dict[str, int] = {}
     for (lid, v), n in leaves.items():
         if v:
-            name = leaf_of[lid]
+            name = names_of[lid][0]
             flat[name] = flat.get(name, 0) + v * n
     # A function counts once per sample. Values are summed per location and
     # spread over the location's names at the end; a stack with two locations
