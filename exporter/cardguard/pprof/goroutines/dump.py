@@ -173,6 +173,9 @@ def _split_records(reader: Reader, body: str | bytes) -> list[GoroutineRecord] |
     # Each distinct header tail and text, by the index of its first goroutine.
     first_tail = dict(zip(reversed(tails), range(n - 1, -1, -1), strict=True))
     first_text = dict(zip(reversed(texts), range(n - 1, -1, -1), strict=True))
+    # Each goroutine's text as that index: compared later as an int, not as its bytes.
+    text_at = list(map(first_text.__getitem__, texts))
+    del texts
     # Block by block, the dump ends before the first goroutine whose header
     # HEADER refuses, and with the first whose text ends it.
     matches = {
@@ -180,18 +183,18 @@ def _split_records(reader: Reader, body: str | bytes) -> list[GoroutineRecord] |
         for tail, i in first_tail.items()
     }
     end = min((i for tail, i in first_tail.items() if matches[tail] is None), default=n)
-    read: dict[Any, list[Entry]] = {}
+    read: dict[int, list[Entry]] = {}
     ends = []
     for piece, i in sorted(first_text.items(), key=_SECOND):
         if i >= end:
             break
         below, cut = _below(_text(piece))
         entries, ended = reader.text(cast("re.Match[str]", matches[tails[i]]), below)
-        read[piece] = entries
+        read[i] = entries
         if ended or cut:
             ends.append(i + 1)
     end = min(ends, default=end)
-    del gids[end:], tails[end:], texts[end:]
+    del gids[end:], tails[end:], text_at[end:]
     headers = {
         tail: reader.header(m) for tail, m in matches.items() if first_tail[tail] < end and m
     }
@@ -199,23 +202,23 @@ def _split_records(reader: Reader, body: str | bytes) -> list[GoroutineRecord] |
         # Goroutines printed without a blank line between them: each block's
         # first is under the block's header, the others under their own.
         records: list[GoroutineRecord] = []
-        for gid, tail, piece in zip(gids, tails, texts, strict=True):
-            own, *others = read[piece]
+        for gid, tail, t in zip(gids, tails, text_at, strict=True):
+            own, *others = read[t]
             records.append(record(headers[tail], int(gid), own))
             records.extend(reader.record(e[1], e) for e in others)
         return records
     # A record is its header's fields and its text's, around its id: each
     # pair's two halves are put together once, and each record in C.
     halves = {}
-    for tail, piece in set(zip(tails, texts, strict=True)):
+    for tail, t in set(zip(tails, text_at, strict=True)):
         state, minutes, leaked, locked, bubble, labels = headers[tail]
-        _, _, printed, stack, sites, created_by, creator_id = read[piece][0]
-        halves[tail, piece] = (
+        _, _, printed, stack, sites, created_by, creator_id = read[t][0]
+        halves[tail, t] = (
             (1, stack, created_by, state, minutes, leaked),
             (creator_id, labels, locked, bubble, printed, sites),
         )
-    pairs = list(map(halves.__getitem__, zip(tails, texts, strict=True)))
-    del tails, texts
+    pairs = list(map(halves.__getitem__, zip(tails, text_at, strict=True)))
+    del tails, text_at
     fields = map(add, map(add, map(_FIRST_HALF, pairs), zip(map(int, gids))), map(_SECOND, pairs))
     return list(map(new_record, repeat(GoroutineRecord), fields))
 
