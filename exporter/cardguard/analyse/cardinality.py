@@ -41,11 +41,10 @@ from typing import Any
 from xxhash import xxh3_64_intdigest
 
 from cardguard.analyse import patterns
-from cardguard.parse.blocks import block_label_pairs, block_series_keys
+from cardguard.parse.blocks import block_series_keys, label_values
 from cardguard.parse.exposition import detect_format, scan
 from cardguard.parse.model import Family, Format, Sample, SampleBlock
 from cardguard.parse.overflow import OTHER
-from cardguard.parse.tokens import unescape
 
 _BATCH = 4096  # per-line samples gathered before their label values are added
 _MASK64 = (1 << 64) - 1
@@ -390,18 +389,7 @@ class _FamilyAcc:
             self.inf_buckets += data.count(b'{le="+Inf"', start, end) + data.count(
                 b',le="+Inf"', start, end
             )
-        grouped: dict[bytes, set[bytes]] = {}
-        for pair in set(block_label_pairs(block)):
-            name, _, raw = pair.partition(b'="')  # split_pair, inlined: hot loop
-            raw = raw[:-1]
-            if b"\\" in raw:
-                raw = unescape(raw).encode()
-            vals = grouped.get(name)
-            if vals is None:
-                grouped[name] = {raw}
-            else:
-                vals.add(raw)
-        for name, vals in grouped.items():
+        for name, vals in label_values(block).items():
             acc = self.label(name)
             if acc is not None:
                 acc.add(vals)

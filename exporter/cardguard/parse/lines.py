@@ -21,7 +21,13 @@ from collections.abc import Callable, Generator, Iterator
 from typing import ClassVar
 
 from cardguard.errors import ParseError
-from cardguard.parse.blocks import FIRST_NAME, valid_utf8
+from cardguard.parse.blocks import (
+    FIRST_NAME,
+    GROUP_1,
+    newlines,
+    unescaped_label_values,
+    valid_utf8,
+)
 from cardguard.parse.model import Family, Sample, SampleBlock, ScanEvent
 from cardguard.parse.tokens import LineError
 
@@ -57,10 +63,11 @@ class LineParser:
     FAMILY_MEMORY = 20_000
     # Set by each format: sample-name suffixes each type owns ("" is the bare
     # family name), the same longest first, the type of a family without a
-    # TYPE line, and the fast path's line pattern.
+    # TYPE line, and the fast path's line patterns (``blocks``: unescaped, escaped).
     SUFFIXES: ClassVar[dict[str, tuple[str, ...]]]
     ALL_SUFFIXES: ClassVar[tuple[str, ...]]
     UNTYPED: ClassVar[str]
+    UNESCAPED_LINE: ClassVar[re.Pattern[bytes]]
     FAST_LINE: ClassVar[re.Pattern[bytes]]
 
     def __init__(self, data: bytes, source: str, chunk_bytes: int) -> None:
@@ -71,6 +78,7 @@ class LineParser:
         self.suffixes = self.SUFFIXES
         self.all_suffixes = self.ALL_SUFFIXES
         self.untyped = self.UNTYPED
+        self.unescaped_line = self.UNESCAPED_LINE
         self.fast_line = self.FAST_LINE
         # OrderedDict: dropping the oldest is O(1) (a dict slows down when emptied from the front).
         self.fams: OrderedDict[str, _FamilyState] = OrderedDict()
@@ -200,29 +208,49 @@ class LineParser:
         Returns how many newlines [start, stop) holds.
         """
         data = self.data
-        newlines = data.count(b"\n", start, stop)
-        # Line range without the final newline, so the regex's '$' meets the last line.
+        piece = data[start:stop]
+        count = newlines(piece)
+        # Line range without the final newline.
         end = stop - 1 if stop > start and data[stop - 1] == 0x0A else stop
+        lines = count - (stop - end) + 1
         # A lone line costs less line by line than as a block.
-        first = FIRST_NAME.match(data, start, end) if data.find(b"\n", start, end) >= 0 else None
+        first = FIRST_NAME.match(data, start, end) if lines > 1 else None
         if first is not None:
-            lines = newlines - (stop - end) + 1
             fam, event = self.family_of(first.group().decode("ascii"), lineno)
-            if (
-                self.counted_names(self.block_names(fam), start, end) == lines
-                and valid_utf8(data, start, end)
-                and self.fast_line.subn(b"", data[start:end])[1] == lines
-            ):
+            valid, labels = self.validated(fam, piece, start, end, lines)
+            if valid:
                 yield from self.announce_pending(fam)
                 if event is not None:
                     yield event
-                yield SampleBlock(fam, data, start, end, lineno, lines)
-                return newlines
+                yield SampleBlock(fam, data, start, end, lineno, lines, labels)
+                return count
             if event is not None:
                 # Undo the announcement; the strict path below re-announces in order.
                 self.fams[fam].announced = False
         yield from self.strict_lines(start, stop, lineno)
-        return newlines
+        return count
+
+    def validated(
+        self, fam: str, piece: bytes, start: int, end: int, lines: int
+    ) -> tuple[bool, dict[bytes, set[bytes]] | None]:
+        """Whether the ``lines`` lines of ``piece`` (data[start:end] and its newline) form a block.
+
+        They must be sample lines of family ``fam`` with the fast path's
+        shape. Also returns each label's distinct values where the unescaped
+        pattern read them (``blocks.unescaped_label_values``), None where the
+        escaped pattern validated the lines.
+        """
+        if self.counted_names(self.block_names(fam), start, end) != lines or not valid_utf8(piece):
+            return False, None
+        if b"\\" not in piece:
+            pairs, matched = self.unescaped_line.subn(GROUP_1, piece)
+            if matched != lines:
+                # The escaped pattern accepts no line the unescaped one refuses.
+                return False, None
+            labels = unescaped_label_values(pairs)
+            if labels is not None:
+                return True, labels
+        return self.fast_line.subn(b"", piece)[1] == lines, None
 
     def counted_names(self, names: list[bytes], start: int, end: int) -> int:
         """How many lines of data[start:end] start with one of ``names`` and then '{' or ' '.

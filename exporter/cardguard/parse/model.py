@@ -7,7 +7,7 @@ The text, OpenMetrics and protobuf parsers (``text``, ``openmetrics``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Format = Literal["text", "openmetrics", "protobuf"]
@@ -51,7 +51,9 @@ class SampleBlock:
     ``end`` is the offset of the last line's end (its newline, or the end of
     the data). ``lines`` counts the sample lines in the range; ``first_line``
     is the 1-based number of the first. ``blocks`` reads one without
-    creating a Python object per sample.
+    creating a Python object per sample. ``labels`` maps each label name to
+    its distinct values (unescaped UTF-8) where the parser gathered them while
+    validating the lines, else None (``blocks.label_values`` reads them then).
     """
 
     family: str
@@ -60,6 +62,7 @@ class SampleBlock:
     end: int
     first_line: int
     lines: int
+    labels: dict[bytes, set[bytes]] | None = field(default=None, compare=False, repr=False)
 
 
 Event = Family | Sample

@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Iterator
 
-from cardguard.parse.blocks import FAST_LINE_OPENMETRICS
+from cardguard.parse.blocks import FAST_LINE_OPENMETRICS, UNESCAPED_LINE_OPENMETRICS
 from cardguard.parse.lines import LineParser, SampleLine, expand_block, longest_first
 from cardguard.parse.model import Family, Sample, SampleBlock, ScanEvent
 from cardguard.parse.tokens import (
@@ -95,6 +95,7 @@ class OpenMetricsParser(LineParser):
     SUFFIXES = SUFFIXES
     ALL_SUFFIXES = longest_first(SUFFIXES)
     UNTYPED = "unknown"
+    UNESCAPED_LINE = UNESCAPED_LINE_OPENMETRICS
     FAST_LINE = FAST_LINE_OPENMETRICS
 
     def run(self) -> Iterator[ScanEvent]:

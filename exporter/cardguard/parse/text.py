@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from cardguard.parse.blocks import FAST_LINE_TEXT
+from cardguard.parse.blocks import FAST_LINE_TEXT, UNESCAPED_LINE_TEXT
 from cardguard.parse.lines import LineParser, expand_block, longest_first
 from cardguard.parse.model import Family, Sample, SampleBlock, ScanEvent
 from cardguard.parse.tokens import (
@@ -85,6 +85,7 @@ class TextParser(LineParser):
     SUFFIXES = SUFFIXES
     ALL_SUFFIXES = longest_first(SUFFIXES)
     UNTYPED = "untyped"
+    UNESCAPED_LINE = UNESCAPED_LINE_TEXT
     FAST_LINE = FAST_LINE_TEXT
 
     def run(self) -> Iterator[ScanEvent]:
