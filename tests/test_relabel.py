@@ -87,6 +87,16 @@ def test_redundant_label_can_be_rewritten() -> None:
     assert "# No rewrite" not in p.snippet()
 
 
+def test_series_read_up_to_a_cap_prove_no_rewrite() -> None:
+    """A rewrite that keeps the first N series distinct may still merge the ones past the cap:
+    serve reads at most 20,000 series of a family, so past that no rewrite is offered."""
+    rows = [(("__name__", "jobs"), ("id", str(i)), ("url", f"/jobs/{i}/log")) for i in range(300)]
+    p = relabel.plan("jobs", "url", "url_path", rows, truncated=True)
+    assert {c.kind for c in p.offered} <= {"drop", "keep", "sample_limit"}
+    assert {"rewrite", "remove_label"} <= {c.kind for c in p.refused}
+    assert p.to_dict()["truncated"] is True
+
+
 def test_snippet_is_yaml_with_the_first_remedy_active(rows: list[relabel.Labels]) -> None:
     p = relabel.plan(FAMILY, "start_point", "url_path", rows, total_series=len(rows))
     doc = yaml.safe_load(p.snippet())

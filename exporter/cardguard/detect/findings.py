@@ -58,7 +58,9 @@ class Findings:
     max_points: int | None = None
     """Identities and container readings kept (None: all, as ``report`` does)."""
     series_cap: int = relabel.MAX_SERIES
-    """Series (and children) read per exploding family."""
+    """Series read per exploding family, to prove a relabel fix (past it, none is proven)."""
+    children_cap: int = relabel.MAX_SERIES
+    """Children kept per exploding family from when it was first seen (stale children)."""
     refine_seconds: float = 0.0
     """Least time between two readings of a page for fixes; 0 reads every page given."""
     baseline_at: float | None = None
@@ -163,7 +165,7 @@ class Findings:
                 del self.children[fam]
             new = {f: t for f, t in types.items() if f not in self.children}
             if new:
-                self.children.update(remedies.children_of(page, new, self.series_cap))
+                self.children.update(remedies.children_of(page, new, self.children_cap))
             first = self.children
         ctx = remedies.build_context(found, point, page, first, self.uses, self.series_cap)
         out = remedies.refine(found, ctx)

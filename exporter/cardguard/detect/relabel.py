@@ -315,9 +315,12 @@ def plan(
     refused: list[Candidate] = []
     offered: list[Candidate] = []
     checked = series is not None
+    # A rewrite is proven only on every series: one read up to a cap proves nothing about
+    # the series past it, so it is refused (dropping, keeping and limits never merge).
+    proven = checked and not truncated
 
     def judge(c: Candidate) -> None:
-        (offered if checked and c.safe else refused).append(c)
+        (offered if proven and c.safe else refused).append(c)
 
     # 1. Rewrites to a bounded form; only ever offered when no series fold together.
     rewrites: list[tuple[str, list[dict[str, Any]]]] = []

@@ -82,10 +82,13 @@ MAX_KEPT_PROFILE_BYTES = 16 * 1024 * 1024
 SERIES_FINGERPRINTS = 512
 
 
-# Series (and children) of an exploding family read to prove a relabel fix safe, and the
-# least time between two such readings of one target's page: only targets with a label
-# explosion pay it, and what a worker keeps between rounds is bounded by this cap.
+# Series of an exploding family read to prove a relabel fix safe (a family past the cap gets
+# no rewrite), the children kept from the round it first exploded (a sample, for stale
+# children), and the least time between two such readings of one target's page: only
+# targets with a label explosion pay it, and what a worker keeps between rounds is the
+# children cap.
 FIX_SERIES_CAP = 20_000
+FIX_CHILDREN_CAP = 2_000
 FIX_REFRESH_SECONDS = 60.0
 
 
@@ -468,6 +471,7 @@ def _findings() -> Findings:
     return Findings(
         max_points=MAX_METRICS_POINTS,
         series_cap=FIX_SERIES_CAP,
+        children_cap=FIX_CHILDREN_CAP,
         refine_seconds=FIX_REFRESH_SECONDS,
     )
 
