@@ -35,6 +35,10 @@ SAMPLE_EVERY = 2.0
 # Bounds on the slopes. A leak of one retained page per scrape would be
 # megabytes per second; a leak of one series per scrape, 2/s.
 RSS_SLOPE_BOUND = 64 * 1024  # bytes per second (~3.7 MiB per minute)
+# The process tree adds the analysis workers, whose RSS follows the largest page each has
+# analysed (pymalloc keeps an arena while one object in it lives): over 3 minutes the tree
+# measured 25 to 75 KiB/s on this machine. A page kept per scrape is still 10x this bound.
+TREE_SLOPE_BOUND = 2 * RSS_SLOPE_BOUND
 SERIES_SLOPE_BOUND = 0.5  # own series per second, over the medians of target runs
 SERIES_CAP = 400  # own series of one target: fixed families, top-N owners, capped groups
 
@@ -194,7 +198,7 @@ def check(fig: dict[str, float]) -> None:
     assert fig["restarts"] >= 3, "the target must have been restarted during the soak"
     assert fig["target_series_max"] > 5000, "the target's cardinality must have grown"
     assert fig["rss_slope"] < RSS_SLOPE_BOUND, fig
-    assert fig["tree_slope"] < RSS_SLOPE_BOUND, fig
+    assert fig["tree_slope"] < TREE_SLOPE_BOUND, fig
     assert fig["heap_slope"] < RSS_SLOPE_BOUND, fig
     assert fig["rss_self_slope"] < RSS_SLOPE_BOUND, fig
     assert fig["series_slope"] < SERIES_SLOPE_BOUND, fig

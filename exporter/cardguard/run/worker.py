@@ -87,9 +87,9 @@ SERIES_FINGERPRINTS = 512
 # children), and the least time between two such readings of one target's page: only
 # targets with a label explosion pay it, and what a worker keeps between rounds is the
 # children cap.
-FIX_SERIES_CAP = 20_000
-FIX_CHILDREN_CAP = 2_000
-FIX_REFRESH_SECONDS = 60.0
+FIX_SERIES_CAP = 2_000
+FIX_CHILDREN_CAP = 1_000
+FIX_REFRESH_SECONDS = 600.0
 
 
 # Fetches that may not be open at the same time for one target.
