@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardguard.analyse import usage
-from cardguard.analyse.view import TargetView
+from cardguard.analyse.view import MetricsPoint, TargetView
 from cardguard.detect import container, relabel, remedies, verdict
 from cardguard.detect.detectors import detect
 from cardguard.detect.offender import Offender
@@ -157,7 +157,9 @@ class Findings:
                 self.note(f"remedies: {exc}")
         return [self._reuse(o) for o in found]
 
-    def _refine(self, found: list[Offender], point: Any, page: remedies.Page) -> list[Offender]:
+    def _refine(
+        self, found: list[Offender], point: MetricsPoint, page: remedies.Page
+    ) -> list[Offender]:
         first: remedies.Page | Mapping[str, remedies.Children] | None = self.first
         if first is None:
             types = remedies.exploding(found, point)

@@ -54,26 +54,23 @@ _FAST_LABELS = _distinct_pairs(FAST_PAIRS, QUOTED)
 # integer digits and a two-digit exponent), or +-Inf, or NaN.
 _FAST_NUMBER = rb"[+-]?+(?:[0-9]{1,200}+(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]{1,2}+)?+"
 _FAST_VALUE = rb"(?:" + _FAST_NUMBER + rb"|[+-]?+Inf|NaN)"
+
+
+def _line(labels: bytes, openmetrics: bool) -> re.Pattern[bytes]:
+    """A sample line of the common shape: a name, an optional label block that opens with
+    ``labels`` (text allows a trailing comma), a value, an optional timestamp."""
+    comma = rb"" if openmetrics else rb",?"
+    stamp = rb"(?: " + _FAST_NUMBER + rb")?+$" if openmetrics else rb"(?: [0-9]{1,18}+)?+$"
+    return re.compile(
+        rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:" + labels + comma + rb")?\})? " + _FAST_VALUE + stamp,
+        re.MULTILINE,
+    )
+
+
 # The common shape of a sample line, per format; no capture but the label
 # names, so that subn() validates a whole run without building objects.
-FAST_LINE_TEXT = re.compile(
-    rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:\{(?:"
-    + _FAST_LABELS
-    + rb",?)?\})? "
-    + _FAST_VALUE
-    + rb"(?: [0-9]{1,18}+)?+$",
-    re.MULTILINE,
-)
-FAST_LINE_OPENMETRICS = re.compile(
-    rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:\{(?:"
-    + _FAST_LABELS
-    + rb")?\})? "
-    + _FAST_VALUE
-    + rb"(?: "
-    + _FAST_NUMBER
-    + rb")?+$",
-    re.MULTILINE,
-)
+FAST_LINE_TEXT = _line(rb"\{(?:" + _FAST_LABELS, openmetrics=False)
+FAST_LINE_OPENMETRICS = _line(rb"\{(?:" + _FAST_LABELS, openmetrics=True)
 # The unescaped patterns: the same lines as the escaped ones above when a run holds
 # no backslash, with the label pairs (without braces or a trailing comma) as
 # group 1, so that sub() with GROUP_1 validates a run and leaves its label
@@ -82,24 +79,8 @@ FAST_LINE_OPENMETRICS = re.compile(
 # run on past a raw newline, but then a match covers two lines and the count
 # of matches falls short of the run's lines.
 _UNESCAPED_LABELS = rb"\{(?:(" + _distinct_pairs(FAST_PAIRS, rb'"[^"]*+"', 1) + rb")"
-UNESCAPED_LINE_TEXT = re.compile(
-    rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:"
-    + _UNESCAPED_LABELS
-    + rb",?)?\})? "
-    + _FAST_VALUE
-    + rb"(?: [0-9]{1,18}+)?+$",
-    re.MULTILINE,
-)
-UNESCAPED_LINE_OPENMETRICS = re.compile(
-    rb"^[a-zA-Z_:][a-zA-Z0-9_:]*+(?:"
-    + _UNESCAPED_LABELS
-    + rb")?\})? "
-    + _FAST_VALUE
-    + rb"(?: "
-    + _FAST_NUMBER
-    + rb")?+$",
-    re.MULTILINE,
-)
+UNESCAPED_LINE_TEXT = _line(_UNESCAPED_LABELS, openmetrics=False)
+UNESCAPED_LINE_OPENMETRICS = _line(_UNESCAPED_LABELS, openmetrics=True)
 # The replacement that keeps a match's group 1 (a line's label pairs); a line
 # without labels leaves nothing (sub() skips None).
 GROUP_1 = operator.methodcaller("group", 1)

@@ -257,7 +257,9 @@ class Scheduler:
             watcher = TargetFileWatcher(config.target_files) if config.target_files else None
             file_targets = (watcher.poll() or ()) if watcher is not None else ()
             self._watcher = watcher
-        uses = read_uses(config)  # the rule files and dashboards, re-read on every reload
+        # The rule files and dashboards are re-read with every new config (a reload), not
+        # when only the target files changed (set_file_targets passes the running config).
+        uses = read_uses(config) if config is not self._config else self._uses
         with self._lock:
             self._uses = uses
             files = tuple(file_targets) if file_targets is not None else self._file_targets
